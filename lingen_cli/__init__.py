@@ -1,0 +1,1 @@
+"""lingen command-line interface (Typer + rich). Entry point: ``lingen_cli.app:main``."""
