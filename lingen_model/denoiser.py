@@ -1,0 +1,246 @@
+"""The LinGen denoiser (MATE mixer) and its DiT twin (full self-attention mixer).
+
+Sections: mixers · block · denoiser · builder. Architecture: LinGen (Wang et al.,
+arXiv 2412.09856) §3 with the decisions of DESIGN.md §3 — a DiT block (adaLN-single
+timestep conditioning from PixArt-α §2.3, masked cross-attention to text, SwiGLU FFN,
+RMSNorm, QK-norm) whose self-attention is replaced by MATE = MA-branch + TE-branch.
+
+    latents B×C×T×H×W ─► patchify 1×p×p ─► tokens B×N×d, N = T·⌈H/p⌉·⌈W/p⌉
+      for each block l:  h = x + pos;  h = Block_l(h, t, text);  x = h − pos
+    ─► final adaLN + linear ─► unpatchify ─► velocity B×C×T×H×W
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from lingen_model.config import DenoiserConfig, get_config
+from lingen_model.layers import CrossAttention, RMSNorm, SelfAttention, SwiGLU, modulate, sincos_3d, timestep_embedding
+from lingen_model.mamba2 import BiMamba2
+from lingen_model.scan_order import review_tokens, rms_permutation, scan_order
+from lingen_model.tesa import TESA
+
+Grid = tuple[int, int, int]
+
+# ----------------------------------------------------------------------------- mixers
+
+
+class MABranch(nn.Module):
+    """MA-branch: RMS permutation → review tokens prepended → bidirectional Mamba2 →
+    review outputs dropped → Rev-RMS. ``forward(x B×N×d, grid, layer_idx) → B×N×d``."""
+
+    def __init__(self, cfg: DenoiserConfig):
+        super().__init__()
+        self.review_size = cfg.review_size
+        self.mamba = BiMamba2(cfg.width, cfg.d_state, cfg.expand, cfg.headdim, cfg.d_conv, cfg.ngroups, cfg.chunk_size)
+
+    def forward(self, x: torch.Tensor, grid: Grid, layer_idx: int) -> torch.Tensor:
+        order = scan_order(layer_idx)
+        perm, inverse = rms_permutation(grid, order, x.device)
+        review = review_tokens(x, grid, self.review_size, order)
+        seq = torch.cat([review, x[:, perm]], dim=1)
+        y = self.mamba(seq, num_prefix=review.shape[1])[:, review.shape[1]:]
+        return y[:, inverse]
+
+
+class MATE(nn.Module):
+    """MATE token mixer: ``MA(x) + TE(x)``; TESA windows shift on odd layers."""
+
+    def __init__(self, cfg: DenoiserConfig):
+        super().__init__()
+        self.ma = MABranch(cfg)
+        self.te = TESA(cfg.width, cfg.num_heads, cfg.window, cfg.qk_norm)
+
+    def forward(self, x: torch.Tensor, grid: Grid, layer_idx: int) -> torch.Tensor:
+        return self.ma(x, grid, layer_idx) + self.te(x, grid, shifted=layer_idx % 2 == 1)
+
+
+class FullAttentionMixer(SelfAttention):
+    """The DiT twin's mixer: full 3D self-attention over all N tokens (O(N²))."""
+
+    def forward(self, x: torch.Tensor, grid: Grid, layer_idx: int) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(x)
+
+
+def build_mixer(cfg: DenoiserConfig) -> nn.Module:
+    """The token mixer named by ``cfg.mixer``: ``mate`` or ``attention``."""
+    return MATE(cfg) if cfg.mixer == "mate" else FullAttentionMixer(cfg.width, cfg.num_heads, cfg.qk_norm)
+
+
+# ----------------------------------------------------------------------------- block
+
+
+class Block(nn.Module):
+    """One denoiser block (adaLN-single modulation; gates zero at init)::
+
+        x = x + gate_msa · Mixer(modulate(norm(x), shift_msa, scale_msa))
+        x = x + CrossAttn(norm(x), context, mask)
+        x = x + gate_mlp · FFN(modulate(norm(x), shift_mlp, scale_mlp))
+    """
+
+    def __init__(self, cfg: DenoiserConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.norm1 = RMSNorm(cfg.width, affine=False)
+        self.mixer = build_mixer(cfg)
+        self.norm2 = RMSNorm(cfg.width)
+        self.cross = CrossAttention(cfg.width, cfg.num_heads, cfg.qk_norm)
+        self.norm3 = RMSNorm(cfg.width, affine=False)
+        self.ffn = SwiGLU(cfg.width, cfg.ffn_dim)
+        # Per-block learned offsets added to the shared adaLN-single output (PixArt-α).
+        self.ada_table = nn.Parameter(torch.zeros(6, cfg.width))
+
+    def forward(self, x, t_mod, context, context_mask, grid: Grid):
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (t_mod + self.ada_table[None]).unbind(1)
+        x = x + gate_msa[:, None] * self.mixer(modulate(self.norm1(x), shift_msa, scale_msa), grid, self.layer_idx)
+        x = x + self.cross(self.norm2(x), context, context_mask)
+        x = x + gate_mlp[:, None] * self.ffn(modulate(self.norm3(x), shift_mlp, scale_mlp))
+        return x
+
+
+# ----------------------------------------------------------------------------- denoiser
+
+
+class Denoiser(nn.Module):
+    """Velocity-prediction video denoiser (LinGen when ``cfg.mixer == "mate"``, DiT twin for ``"attention"``).
+
+    ``forward(latents, t, context, context_mask) → velocity``:
+
+    * latents: B×C×T×H×W float (C = ``config.in_channels``; any T ≥ 1, H, W ≥ 1 —
+      H/W not divisible by the patch are zero-padded, and the output cropped back);
+    * t: B float in [0, 1] (flow-matching time; 1 = pure noise);
+    * context: B×L×D text tokens (D = ``config.text_dim``); context_mask: B×L bool;
+    * returns B×C×T×H×W, same dtype as ``latents``.
+
+    Raises:
+        ValueError: wrong ranks or sizes, non-finite or out-of-range timesteps.
+    """
+
+    def __init__(self, cfg: DenoiserConfig):
+        super().__init__()
+        self.config = cfg
+        d, p, c = cfg.width, cfg.patch_size, cfg.in_channels
+        self.patch_embed = nn.Linear(c * p * p, d)
+        self.t_embed = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
+        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))  # adaLN-single
+        self.context_proj = nn.Linear(cfg.text_dim, d)
+        self.context_norm = RMSNorm(d)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.depth))
+        self.final_norm = RMSNorm(d, affine=False)
+        self.final_table = nn.Parameter(torch.zeros(2, d))
+        self.final_mod = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
+        self.final_linear = nn.Linear(d, p * p * c)
+        self._pos_cache: dict[tuple, torch.Tensor] = {}
+        self.reset_parameters()
+
+    # -- init ---------------------------------------------------------------
+    def reset_parameters(self) -> None:
+        """Xavier-uniform linears with zero bias (DiT); then zero the adaLN gates/shifts/scales
+        and the final layer (adaLN-Zero), so every block starts as the identity."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        nn.init.normal_(self.t_embed[0].weight, std=0.02)
+        nn.init.normal_(self.t_embed[2].weight, std=0.02)
+        for lin in (self.t_block[1], self.final_mod[1], self.final_linear):
+            nn.init.zeros_(lin.weight)
+            nn.init.zeros_(lin.bias)
+        # Note: branch output projections are NOT zero-initialised. With zero gates too,
+        # gate·proj would be a saddle with exactly zero gradient for both factors forever.
+
+    # -- shapes ---------------------------------------------------------------
+    def _check_inputs(self, latents, t, context, context_mask) -> None:
+        cfg = self.config
+        if not torch.is_tensor(latents) or latents.dim() != 5:
+            raise ValueError(f"latents must be B×C×T×H×W (5-D), got shape {tuple(getattr(latents, 'shape', ()))}")
+        b, c = latents.shape[:2]
+        if c != cfg.in_channels:
+            raise ValueError(f"latents must have C={cfg.in_channels} channels (B×{cfg.in_channels}×T×H×W), got {c}")
+        if min(latents.shape[2:]) < 1:
+            raise ValueError(f"latents T, H, W must be >= 1, got {tuple(latents.shape)}")
+        if not torch.is_tensor(t) or t.shape != (b,):
+            raise ValueError(f"t must be a float tensor of shape ({b},), got {tuple(getattr(t, 'shape', ()))}")
+        if not torch.isfinite(t).all() or (t < 0).any() or (t > 1).any():
+            raise ValueError("t must be finite and in [0, 1]")
+        if not torch.is_tensor(context) or context.dim() != 3 or context.shape[0] != b or context.shape[2] != cfg.text_dim:
+            raise ValueError(f"context must be {b}×L×{cfg.text_dim}, got {tuple(getattr(context, 'shape', ()))}")
+        if (not torch.is_tensor(context_mask) or context_mask.shape != context.shape[:2]
+                or context_mask.dtype != torch.bool):
+            raise ValueError(f"context_mask must be a bool tensor of shape {tuple(context.shape[:2])}, "
+                             f"got {tuple(getattr(context_mask, 'shape', ()))} {getattr(context_mask, 'dtype', '')}")
+
+    def token_grid(self, latent_shape) -> Grid:
+        """(T, ⌈H/p⌉, ⌈W/p⌉) token grid for latents of shape (…, T, H, W)."""
+        p = self.config.patch_size
+        t, h, w = latent_shape[-3:]
+        return (t, -(-h // p), -(-w // p))
+
+    def _pos(self, grid: Grid, device, dtype) -> torch.Tensor:
+        key = (grid, device, dtype)
+        if key not in self._pos_cache:
+            cfg = self.config
+            self._pos_cache[key] = sincos_3d(*grid, cfg.width, cfg.pos_max_period_t, cfg.pos_max_period_hw).to(device, dtype)
+        return self._pos_cache[key]
+
+    def patchify(self, latents: torch.Tensor) -> tuple[torch.Tensor, Grid]:
+        """B×C×T×H×W → (B×N×(C·p·p) patches in canonical t,h,w order, token grid). Pads H/W with zeros."""
+        p = self.config.patch_size
+        b, c, t, h, w = latents.shape
+        grid = self.token_grid(latents.shape)
+        x = F.pad(latents, (0, grid[2] * p - w, 0, grid[1] * p - h))
+        x = x.view(b, c, t, grid[1], p, grid[2], p).permute(0, 2, 3, 5, 1, 4, 6)
+        return x.reshape(b, t * grid[1] * grid[2], c * p * p), grid
+
+    def unpatchify(self, x: torch.Tensor, grid: Grid, hw: tuple[int, int]) -> torch.Tensor:
+        """B×N×(C·p·p) → B×C×T×H×W, cropping the padding added by :meth:`patchify`."""
+        p, c = self.config.patch_size, self.config.in_channels
+        b = x.shape[0]
+        t, gh, gw = grid
+        x = x.view(b, t, gh, gw, c, p, p).permute(0, 4, 1, 2, 5, 3, 6).reshape(b, c, t, gh * p, gw * p)
+        return x[..., : hw[0], : hw[1]]
+
+    # -- forward --------------------------------------------------------------
+    def forward(self, latents, t, context, context_mask):
+        self._check_inputs(latents, t, context, context_mask)
+        dtype = self.patch_embed.weight.dtype
+        patches, grid = self.patchify(latents.to(dtype))
+        x = self.patch_embed(patches)
+        pos = self._pos(grid, x.device, x.dtype)[None]
+        t_emb = self.t_embed(timestep_embedding(t).to(dtype))
+        t_mod = self.t_block(t_emb).view(-1, 6, self.config.width)
+        ctx = self.context_norm(self.context_proj(context.to(dtype)))
+        for block in self.blocks:
+            h = x + pos
+            if self.config.grad_checkpointing and self.training and torch.is_grad_enabled():
+                h = checkpoint(block, h, t_mod, ctx, context_mask, grid, use_reentrant=False)
+            else:
+                h = block(h, t_mod, ctx, context_mask, grid)
+            x = h - pos
+        shift, scale = (self.final_mod(t_emb).view(-1, 2, self.config.width) + self.final_table[None]).unbind(1)
+        x = self.final_linear(modulate(self.final_norm(x), shift, scale))
+        return self.unpatchify(x, grid, latents.shape[-2:]).to(latents.dtype)
+
+
+# ----------------------------------------------------------------------------- builder
+
+
+def build_denoiser(name: str = "tiny", mixer: str = "mate", **overrides) -> Denoiser:
+    """Build a randomly initialised denoiser of a registered size (see ``config.DENOISER_CONFIGS``).
+
+    Args:
+        name: size name (``tiny``, ``small``, ``4b``).
+        mixer: ``"mate"`` (LinGen) or ``"attention"`` (its DiT twin).
+        **overrides: any :class:`DenoiserConfig` field.
+    Raises:
+        ValueError: unknown name, mixer or override.
+    """
+    return Denoiser(get_config(name, mixer, **overrides))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters())

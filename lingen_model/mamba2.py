@@ -1,0 +1,100 @@
+"""Bidirectional Mamba2 token mixer (the MA-branch core of LinGen's MATE block).
+
+Follows mamba_ssm's ``Mamba2`` layer (Dao & Gu 2024) — in_proj → causal depthwise conv →
+SiLU → SSD scan (+D skip) → gated RMSNorm → out_proj — made bidirectional as in LinGen
+(arXiv 2412.09856, §3.2) with the decisions of DESIGN.md §3:
+
+* in_proj and out_proj are shared by the two directions;
+* each direction has its own causal conv, ``dt_bias``, ``A_log`` and ``D``;
+* a sequence may start with ``num_prefix`` review tokens: the forward scan reads
+  ``[prefix, video]``, the backward scan reads ``[prefix, reversed(video)]`` (the prefix
+  stays first, so every position in both directions has seen the clip summary);
+* the two outputs (backward one restored to forward order) are summed, then gated-RMS-
+  normalised with the shared gate ``z`` and projected by out_proj.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from lingen_model.layers import GatedRMSNorm
+from lingen_model.ssd import ssd_scan
+
+
+def reorder_for_backward(seq: torch.Tensor, num_prefix: int) -> torch.Tensor:
+    """B×L×… → the backward scan's order: the first ``num_prefix`` tokens stay first, the rest reversed.
+
+    The map is an involution: applying it twice restores the input.
+    """
+    return torch.cat([seq[:, :num_prefix], seq[:, num_prefix:].flip(1)], dim=1)
+
+
+class BiMamba2(nn.Module):
+    """Bidirectional Mamba2 mixer. ``forward(u B×L×D, num_prefix) → B×L×D``.
+
+    Args:
+        d_model: width D. d_state: SSM state size N. expand: d_inner = expand·D.
+        headdim: P; heads H = d_inner / P. d_conv: causal conv width. ngroups: G groups
+        sharing B/C. chunk_size: SSD chunk length Q (tokens).
+    """
+
+    def __init__(self, d_model: int, d_state: int = 64, expand: int = 2, headdim: int = 64,
+                 d_conv: int = 4, ngroups: int = 1, chunk_size: int = 64):
+        super().__init__()
+        self.d_model, self.d_state, self.ngroups, self.headdim = d_model, d_state, ngroups, headdim
+        self.d_inner = expand * d_model
+        if self.d_inner % headdim:
+            raise ValueError(f"expand*d_model = {self.d_inner} must be divisible by headdim {headdim}")
+        self.nheads = self.d_inner // headdim
+        if self.nheads % ngroups:
+            raise ValueError(f"heads {self.nheads} must be divisible by ngroups {ngroups}")
+        self.chunk_size = chunk_size
+        self.conv_dim = self.d_inner + 2 * ngroups * d_state
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner + 2 * ngroups * d_state + self.nheads, bias=False)
+        self.conv = nn.ModuleList(
+            nn.Conv1d(self.conv_dim, self.conv_dim, d_conv, groups=self.conv_dim, padding=d_conv - 1) for _ in range(2)
+        )
+        # Per-direction SSM parameters, initialised as in mamba_ssm's Mamba2:
+        # dt ~ logUniform[1e-3, 1e-1] stored through inverse softplus; A ~ U[1, 16]; D = 1.
+        dt = torch.exp(torch.rand(2, self.nheads) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3)).clamp(min=1e-4)
+        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
+        self.A_log = nn.Parameter(torch.log(torch.empty(2, self.nheads).uniform_(1, 16)))
+        self.D = nn.Parameter(torch.ones(2, self.nheads))
+        self.norm = GatedRMSNorm(self.d_inner, eps=1e-5)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
+
+    def split(self, zxbcdt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """in_proj output B×L×(2·d_inner + 2·G·N + H) → (z B×L×d_inner, xBC B×L×conv_dim, dt_raw B×L×H)."""
+        return torch.split(zxbcdt, [self.d_inner, self.conv_dim, self.nheads], dim=-1)
+
+    def directional_scan(self, xBC: torch.Tensor, dt_raw: torch.Tensor, direction: int) -> torch.Tensor:
+        """One direction's conv + SSD scan over a sequence already in its scan order.
+
+        xBC: B×L×conv_dim, dt_raw: B×L×H; direction 0 (forward) or 1 (backward).
+        Returns y: B×L×d_inner (including the D·x skip).
+        """
+        b, l, _ = xBC.shape
+        xBC = self.conv[direction](xBC.transpose(1, 2))[..., :l].transpose(1, 2)
+        xBC = F.silu(xBC)
+        x, B, C = torch.split(xBC, [self.d_inner, self.ngroups * self.d_state, self.ngroups * self.d_state], dim=-1)
+        dt = F.softplus(dt_raw + self.dt_bias[direction])
+        A = -torch.exp(self.A_log[direction].float())
+        y = ssd_scan(
+            x.reshape(b, l, self.nheads, self.headdim), dt, A,
+            B.reshape(b, l, self.ngroups, self.d_state), C.reshape(b, l, self.ngroups, self.d_state),
+            chunk_size=self.chunk_size, D=self.D[direction],
+        )
+        return y.reshape(b, l, self.d_inner)
+
+    def forward(self, u: torch.Tensor, num_prefix: int = 0) -> torch.Tensor:
+        """u: B×L×D (the first ``num_prefix`` tokens are review tokens) → B×L×D."""
+        if u.dim() != 3 or u.shape[-1] != self.d_model:
+            raise ValueError(f"BiMamba2 expects B×L×{self.d_model}, got {tuple(u.shape)}")
+        z, xBC, dt_raw = self.split(self.in_proj(u))
+        y_fwd = self.directional_scan(xBC, dt_raw, 0)
+        y_bwd = self.directional_scan(reorder_for_backward(xBC, num_prefix), reorder_for_backward(dt_raw, num_prefix), 1)
+        y = y_fwd + reorder_for_backward(y_bwd, num_prefix)
+        return self.out_proj(self.norm(y, z))

@@ -1,0 +1,196 @@
+"""The Mamba2 selective scan (state-space duality, SSD) and its backends.
+
+Recurrence (Mamba2, Dao & Gu 2024, "Transformers are SSMs", §6), per head h with state
+``S_t ∈ R^{N×P}`` (N = d_state, P = headdim)::
+
+    S_t = exp(dt_t · A) · S_{t-1} + dt_t · B_t ⊗ x_t
+    y_t = C_tᵀ S_t + D · x_t
+
+Backends, same signature as mamba_ssm's ``mamba_chunk_scan_combined``:
+
+* ``torch`` — :func:`ssd_chunked`, the chunked SSD algorithm of mamba_ssm's
+  ``ssd_minimal`` in plain PyTorch: quadratic attention-like form inside chunks of
+  length Q, and a linear recurrence over chunk states. Cost O(L·Q) — linear in L.
+  The inter-chunk pass is a sequential loop over chunks (not the O((L/Q)²) segsum
+  matrix of ``ssd_minimal``), so it stays linear for minute-long sequences.
+* ``triton`` — mamba_ssm's fused kernels, used on CUDA when ``mamba_ssm`` imports.
+
+:func:`ssd_reference` is the step-by-step recurrence, the ground truth in tests.
+The backend is chosen by :func:`select_backend`; ``LINGEN_SCAN_BACKEND`` =
+``auto`` (default) | ``torch`` | ``triton`` forces one.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+import torch.nn.functional as F
+
+BACKENDS = ("torch", "triton")
+
+
+def _check_scan_inputs(x, dt, A, B, C) -> None:
+    if x.dim() != 4:
+        raise ValueError(f"x must be B×L×H×P, got shape {tuple(x.shape)}")
+    b, l, h, _ = x.shape
+    if dt.shape != (b, l, h):
+        raise ValueError(f"dt must be B×L×H = {(b, l, h)}, got {tuple(dt.shape)}")
+    if A.shape != (h,):
+        raise ValueError(f"A must have shape (H,) = ({h},), got {tuple(A.shape)}")
+    if B.dim() != 4 or B.shape[:2] != (b, l) or B.shape != C.shape:
+        raise ValueError(f"B and C must be B×L×G×N with B={b}, L={l}, got {tuple(B.shape)} and {tuple(C.shape)}")
+    if h % B.shape[2]:
+        raise ValueError(f"heads {h} not divisible by ngroups {B.shape[2]}")
+
+
+def _expand_groups(M: torch.Tensor, nheads: int) -> torch.Tensor:
+    """B×L×G×N → B×L×H×N (each group shared by H/G consecutive heads)."""
+    g = M.shape[2]
+    return M if g == nheads else M.repeat_interleave(nheads // g, dim=2)
+
+
+def ssd_reference(x, dt, A, B, C, D=None, initial_state=None, return_final_state=False):
+    """Naive step-by-step Mamba2 recurrence (the obviously-right reference).
+
+    Args:
+        x: B×L×H×P inputs.  dt: B×L×H positive step sizes (already softplus'd).
+        A: H negative decay rates.  B, C: B×L×G×N input/output projections (G groups).
+        D: optional H skip weights.  initial_state: optional B×H×P×N state.
+    Returns:
+        y: B×L×H×P (and the final B×H×P×N state if ``return_final_state``).
+    """
+    _check_scan_inputs(x, dt, A, B, C)
+    b, l, h, p = x.shape
+    Bh, Ch = _expand_groups(B, h), _expand_groups(C, h)
+    state = x.new_zeros(b, h, p, B.shape[-1]) if initial_state is None else initial_state
+    ys = []
+    for i in range(l):
+        decay = torch.exp(dt[:, i] * A)  # B×H
+        state = state * decay[..., None, None] + (dt[:, i, :, None, None] * x[:, i, :, :, None]) * Bh[:, i, :, None, :]
+        ys.append(torch.einsum("bhpn,bhn->bhp", state, Ch[:, i]))
+    y = torch.stack(ys, dim=1)
+    if D is not None:
+        y = y + x * D[:, None]
+    return (y, state) if return_final_state else y
+
+
+def _segsum(a: torch.Tensor) -> torch.Tensor:
+    """a: ...×Q → ...×Q×Q with out[i, j] = sum(a[j+1..i]) for i ≥ j, −inf above the diagonal."""
+    q = a.shape[-1]
+    a_rep = a[..., None].expand(*a.shape, q)  # [..., i, j] = a[i]
+    strict = torch.tril(torch.ones(q, q, dtype=torch.bool, device=a.device), diagonal=-1)
+    cs = torch.cumsum(a_rep.masked_fill(~strict, 0.0), dim=-2)
+    return cs.masked_fill(~torch.tril(torch.ones(q, q, dtype=torch.bool, device=a.device)), float("-inf"))
+
+
+def ssd_chunked(x, dt, A, B, C, chunk_size=64, D=None, initial_state=None, return_final_state=False):
+    """Chunked SSD scan in plain PyTorch (mamba_ssm ``ssd_minimal`` algorithm, linear inter-chunk pass).
+
+    Same arguments and result as :func:`ssd_reference`; ``chunk_size`` Q is the chunk
+    length in tokens (L need not be a multiple of Q: the tail is zero-padded, which is
+    exact because padded steps come after every real one). Cost O(B·L·H·(Q·N + Q·P + N·P)).
+    """
+    _check_scan_inputs(x, dt, A, B, C)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    b, l, h, p = x.shape
+    n = B.shape[-1]
+    Bh, Ch = _expand_groups(B, h), _expand_groups(C, h)
+    q = chunk_size
+    pad = (-l) % q
+    xd = x * dt[..., None]  # discretised input dt·x
+    Adt = dt * A  # B×L×H log-decays (≤ 0)
+    if pad:
+        xd = F.pad(xd, (0, 0, 0, 0, 0, pad))
+        Adt = F.pad(Adt, (0, 0, 0, pad))
+        Bh = F.pad(Bh, (0, 0, 0, 0, 0, pad))
+        Ch = F.pad(Ch, (0, 0, 0, 0, 0, pad))
+    c = (l + pad) // q
+    xd = xd.view(b, c, q, h, p)
+    Bc = Bh.view(b, c, q, h, n)
+    Cc = Ch.view(b, c, q, h, n)
+    a = Adt.view(b, c, q, h).permute(0, 3, 1, 2)  # B×H×c×Q
+    a_cum = torch.cumsum(a, dim=-1)
+
+    # 1) intra-chunk (diagonal blocks): y_i = sum_{j<=i} (C_i·B_j) exp(sum a_{j+1..i}) dt_j x_j
+    decay_in = torch.exp(_segsum(a))  # B×H×c×Q×Q
+    scores = torch.einsum("bcihn,bcjhn->bhcij", Cc, Bc) * decay_in
+    y = torch.einsum("bhcij,bcjhp->bcihp", scores, xd)
+
+    # 2) state contributed by each chunk, decayed to the chunk end: B×c×H×P×N
+    decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)  # B×H×c×Q
+    chunk_states = torch.einsum("bcjhn,bhcj,bcjhp->bchpn", Bc, decay_to_end, xd)
+
+    # 3) linear recurrence over chunks: state entering chunk k
+    chunk_decay = torch.exp(a_cum[..., -1])  # B×H×c
+    state = x.new_zeros(b, h, p, n) if initial_state is None else initial_state.to(x.dtype)
+    entering = []
+    for k in range(c):
+        entering.append(state)
+        state = state * chunk_decay[:, :, k, None, None] + chunk_states[:, k]
+    states_in = torch.stack(entering, dim=1)  # B×c×H×P×N
+
+    # 4) contribution of the entering state to each position of its chunk
+    decay_from_start = torch.exp(a_cum)  # B×H×c×Q
+    y = y + torch.einsum("bcihn,bchpn,bhci->bcihp", Cc, states_in, decay_from_start)
+
+    y = y.reshape(b, c * q, h, p)[:, :l]
+    if D is not None:
+        y = y + x * D[:, None]
+    return (y, state) if return_final_state else y
+
+
+@functools.lru_cache(maxsize=1)
+def _triton_kernel():
+    """mamba_ssm's ``mamba_chunk_scan_combined`` if it imports, else None (never raises)."""
+    try:
+        from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined  # type: ignore
+    except Exception:  # ImportError, missing CUDA libs, Triton errors
+        return None
+    return mamba_chunk_scan_combined
+
+
+def triton_available() -> bool:
+    """True when mamba_ssm's Triton SSD kernel imports and a CUDA device is present."""
+    return torch.cuda.is_available() and _triton_kernel() is not None
+
+
+def select_backend(device: torch.device | str | None = None) -> str:
+    """The scan backend for tensors on ``device``: ``"triton"`` or ``"torch"``.
+
+    ``LINGEN_SCAN_BACKEND`` forces one (``torch`` | ``triton`` | ``auto``).
+    Raises:
+        ValueError: unknown value of ``LINGEN_SCAN_BACKEND``.
+        RuntimeError: ``triton`` forced but mamba-ssm does not import or no CUDA device.
+    """
+    forced = os.environ.get("LINGEN_SCAN_BACKEND", "auto").strip().lower()
+    if forced not in ("auto",) + BACKENDS:
+        raise ValueError(f"LINGEN_SCAN_BACKEND must be auto, torch or triton, got {forced!r}")
+    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if forced == "torch":
+        return "torch"
+    usable = dev.type == "cuda" and triton_available()
+    if forced == "triton":
+        if not usable:
+            raise RuntimeError("LINGEN_SCAN_BACKEND=triton needs a CUDA device and mamba-ssm (pip install 'lingen[cuda]')")
+        return "triton"
+    return "triton" if usable else "torch"
+
+
+def active_backend() -> str:
+    """The backend a scan on the default device would use now (for ``lingen info``)."""
+    return select_backend(None)
+
+
+def ssd_scan(x, dt, A, B, C, chunk_size=64, D=None, backend: str | None = None):
+    """Mamba2 scan through the selected backend. Shapes as in :func:`ssd_reference`; returns B×L×H×P."""
+    backend = backend or select_backend(x.device)
+    if backend == "triton":
+        kernel = _triton_kernel()
+        if kernel is None or not x.is_cuda:
+            raise RuntimeError("triton scan backend needs CUDA tensors and mamba-ssm")
+        return kernel(x, dt, A, B, C, chunk_size, D=D)
+    if backend != "torch":
+        raise ValueError(f"unknown scan backend {backend!r}; known: {BACKENDS}")
+    return ssd_chunked(x, dt, A, B, C, chunk_size=chunk_size, D=D)
