@@ -1,0 +1,363 @@
+"""``lingen generate``: prompts → mp4 files with JSON sidecars, one prompt or a batch.
+
+Bad input (empty prompt, bad length/resolution, unknown model or preset, unreadable
+prompts file, unwritable output, corrupt checkpoint) stops before any generation with a
+one-line error and exit code 2. In a batch, a failing prompt is reported and the batch
+goes on; the exit code is 1 if any prompt failed. Under ``torchrun`` the prompts are
+sharded across ranks; seeds never depend on the rank.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from lingen_cli.common import EXIT_BAD_INPUT, EXIT_FAILED, CLIError, atomic_path, err_console, fail
+from lingen_cli.options import DTYPES, frames_for_length, parse_length, parse_resolution, resolve_seed, slugify
+
+JOB_KEYS = {"prompt", "negative_prompt", "length", "res", "fps", "steps", "cfg", "seed", "out"}
+
+
+@dataclasses.dataclass
+class Job:
+    """One clip to render; ``None`` fields fall back to the command-line values / model defaults."""
+
+    index: int
+    prompt: str
+    negative_prompt: str = ""
+    length: Optional[str] = None
+    res: Optional[str] = None
+    fps: Optional[float] = None
+    steps: Optional[int] = None
+    cfg: Optional[float] = None
+    seed: Optional[int] = None
+    out: Optional[str] = None
+    error: Optional[str] = None  # a line of the prompts file that could not be read
+
+
+def read_prompts_file(path: Path) -> list[Job]:
+    """Jobs from a prompts file: one prompt per line (blank lines and ``#`` comments skipped),
+    or JSON objects per line (JSONL) with ``prompt`` and optional per-line overrides
+    (``length``, ``res``, ``fps``, ``steps``, ``cfg``, ``seed``, ``negative_prompt``, ``out``).
+
+    Raises CLIError when the file cannot be read or holds no prompt; a bad line becomes a
+    job carrying an ``error`` (so the batch goes on).
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CLIError(f"cannot read prompts file {path}: {getattr(e, 'strerror', None) or e}") from None
+    jobs: list[Job] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        idx = len(jobs)
+        if line.startswith("{"):
+            try:
+                obj = json.loads(line)
+                if not isinstance(obj, dict):
+                    raise ValueError("not a JSON object")
+                unknown = sorted(set(obj) - JOB_KEYS)
+                if unknown:
+                    raise ValueError(f"unknown key(s) {', '.join(unknown)}")
+                if not isinstance(obj.get("prompt"), str):
+                    raise ValueError("'prompt' (a string) is required")
+                jobs.append(Job(index=idx, **obj))
+            except (ValueError, TypeError) as e:
+                jobs.append(Job(index=idx, prompt=line[:60], error=f"{path}:{lineno}: {e}"))
+        else:
+            jobs.append(Job(index=idx, prompt=line))
+    if not jobs:
+        raise CLIError(f"prompts file {path} holds no prompt")
+    return jobs
+
+
+def _check_output(out: Optional[Path], batch: bool) -> tuple[Path, Optional[Path]]:
+    """(output directory, explicit file or None); checks the directory is writable."""
+    if out is not None and out.suffix.lower() == ".mp4" and not out.is_dir():
+        if batch:
+            raise CLIError("--out names one .mp4 file; with --prompts give a directory")
+        directory, file = out.parent if str(out.parent) else Path("."), out
+    else:
+        directory, file = (out or Path(".")), None
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".lingen-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise CLIError(f"output directory {directory} is not writable ({e.strerror or e})") from None
+    return directory, file
+
+
+def _versions() -> dict[str, str]:
+    import numpy
+    import torch
+
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        lingen_version = version("lingen")
+    except PackageNotFoundError:
+        lingen_version = "source"
+    return {"lingen": lingen_version, "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version()}
+
+
+def _dist_info() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment; initialises torch.distributed if needed."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _shared_base_seed(world: int) -> int:
+    """A random base seed chosen on rank 0 and broadcast, so seeds do not depend on the rank."""
+    base = resolve_seed(-1)
+    if world > 1:
+        import torch.distributed as dist
+
+        holder = [base]
+        dist.broadcast_object_list(holder, src=0)
+        base = holder[0]
+    return base
+
+
+def _frames_digest(frames) -> str:
+    return hashlib.sha256(frames.tobytes()).hexdigest()
+
+
+def _render_job(job: Job, pipe, defaults: dict, tier, directory: Path, file: Optional[Path], base_seed: int,
+                bars: bool, prefix: str, model_label: str) -> dict:
+    """Render one job and write its mp4 + sidecar; returns the result record (raises CLIError on bad input)."""
+    from lingen_cli.progress import PhaseProgress
+    from lingen_cli.video import write_mp4
+
+    if job.error:
+        raise CLIError(job.error)
+    prompt = job.prompt.strip() if isinstance(job.prompt, str) else ""
+    if not prompt:
+        raise CLIError("prompt is empty")
+    native = pipe.native
+    fps = float(job.fps if job.fps is not None else (defaults["fps"] or native["fps"]))
+    if not (0 < fps <= 240):
+        raise CLIError(f"fps must be in (0, 240], got {fps:g}")
+    length = job.length if job.length is not None else defaults["length"]
+    num_frames, note = frames_for_length(length, fps, pipe.vae.temporal_factor)
+    seconds = num_frames / fps
+    if seconds > tier.max_length_s + 1e-9:
+        raise CLIError(f"length {length} ({seconds:.3g} s) exceeds the {tier.name} preset's limit of {tier.max_length_s:g} s")
+    res = job.res if job.res is not None else defaults["res"]
+    if res is None:
+        width, height = int(native["width"]), int(native["height"])
+    else:
+        width, height = parse_resolution(res, (native["width"], native["height"]), pipe.spatial_stride)
+    steps = int(job.steps if job.steps is not None else (defaults["steps"] or pipe.config.get("sampling", {}).get("steps", 20)))
+    if not (1 <= steps <= 1000):
+        raise CLIError(f"steps must be in [1, 1000], got {steps}")
+    cfg = job.cfg if job.cfg is not None else defaults["cfg"]
+    cfg = float(cfg if cfg is not None else pipe.config.get("sampling", {}).get("cfg_scale", 5.0))
+    if not (0 <= cfg <= 50):
+        raise CLIError(f"cfg scale must be in [0, 50], got {cfg:g}")
+    seed_opt = job.seed if job.seed is not None else defaults["seed"]
+    seed = (base_seed + job.index) % 2**31 if int(seed_opt) == -1 else resolve_seed(int(seed_opt))
+    if note:
+        print(f"{prefix}note: {note}", file=sys.stderr, flush=True)
+    if file is not None:
+        out_path = file
+    elif job.out:
+        name = Path(job.out).name
+        out_path = directory / (name if name.endswith(".mp4") else name + ".mp4")
+    else:
+        out_path = directory / f"{slugify(prompt)}-{seed}.mp4"
+
+    t_start = time.perf_counter()
+    with PhaseProgress(bars=bars, prefix=prefix) as progress:
+        frames = pipe(prompt, num_frames=num_frames, height=height, width=width, fps=fps, steps=steps,
+                      cfg_scale=cfg, seed=seed, negative_prompt=job.negative_prompt or "", method=defaults["sampler"],
+                      progress=progress.update)
+        progress.update("write", 0, 1)
+        t_write = time.perf_counter()
+        write_mp4(frames, out_path, fps)
+        write_s = time.perf_counter() - t_write
+        record = {
+            "status": "ok", "prompt": prompt, "negative_prompt": job.negative_prompt or "", "path": str(out_path),
+            "seed": seed, "num_frames": num_frames, "fps": fps, "length_s": round(seconds, 4), "width": width,
+            "height": height, "steps": steps, "cfg_scale": cfg, "sampler": defaults["sampler"],
+            "model": model_label, "mixer": pipe.denoiser.config.mixer, "preset": tier.name,
+            "device": str(pipe.device), "dtype": str(pipe.dtype).replace("torch.", ""),
+            "timings_s": {**{k: round(v, 3) for k, v in pipe.timings.items()}, "write_s": round(write_s, 3),
+                          "total_s": round(time.perf_counter() - t_start, 3)},
+            "frames_sha256": _frames_digest(frames), "versions": _versions(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        with atomic_path(out_path.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps(record, indent=2) + "\n")
+        progress.update("write", 1, 1)
+    return record
+
+
+def generate(
+    prompt: Optional[str] = typer.Argument(None, help="Text prompt (or use --prompts FILE)."),
+    length: str = typer.Option("4s", "--length", "-l", help="Clip length: 4s, 2.5s, 1m, 97f, or a named length."),
+    res: Optional[str] = typer.Option(None, "--res", help="Resolution: 512, 512x288 (WxH), 768p, or a named one. Default: the model's."),
+    fps: Optional[float] = typer.Option(None, "--fps", help="Frames per second (default: the model's native fps)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (default: the model's)."),
+    cfg: Optional[float] = typer.Option(None, "--cfg", help="Classifier-free guidance scale (default: the model's)."),
+    seed: int = typer.Option(-1, "--seed", help="Random seed; -1 draws one (always recorded in the sidecar)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registry name, ORG/REPO[@REV], or checkpoint directory. Default: embedded lingen-tiny."),
+    preset: str = typer.Option("auto", "--preset", help="Hardware tier (cpu, 8gb, 24gb, 80gb) or auto."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .mp4 file, or a directory (default: current directory)."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="File with one prompt per line, or JSONL with per-line overrides."),
+    sampler: str = typer.Option("euler", "--sampler", help="ODE solver: euler or heun."),
+    device: Optional[str] = typer.Option(None, "--device", help="Override the preset's device (cpu, cuda, cuda:1)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="Override the preset's dtype (float32, bfloat16, float16)."),
+    no_download: bool = typer.Option(False, "--no-download", help="Never download; fail if the model is not cached."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON result line per clip on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars, only plain lines."),
+) -> None:
+    """Generate video clip(s) from text prompt(s) and write H.264 mp4 files with JSON sidecars."""
+    try:
+        jobs, setup = _prepare(prompt, length, res, fps, seed, preset, out, prompts, sampler, device, dtype)
+    except CLIError as e:
+        raise fail(str(e), e.code)
+    rank, world = _dist_info()
+    try:
+        pipe, model_label, tier = _load_pipeline(model, setup, no_download, quiet)
+    except (CLIError, ValueError, OSError) as e:
+        raise fail(str(e), getattr(e, "code", EXIT_BAD_INPUT))
+    base_seed = _shared_base_seed(world)
+    mine = jobs[rank::world]
+    defaults = {"length": setup["length"], "res": setup["res"], "fps": fps, "steps": steps, "cfg": cfg, "seed": seed, "sampler": sampler}
+    bars = not quiet and sys.stderr.isatty()
+    results = []
+    single = len(jobs) == 1 and prompts is None
+    for job in mine:
+        prefix = "" if single else f"[{job.index + 1}/{len(jobs)}] "
+        try:
+            rec = _render_job(job, pipe, defaults, tier, setup["directory"], setup["file"], base_seed, bars, prefix, model_label)
+        except KeyboardInterrupt:
+            raise fail("interrupted; no partial file was left", 130)
+        except (CLIError, ValueError, OSError, RuntimeError) as e:
+            if single:
+                raise fail(str(e), getattr(e, "code", EXIT_FAILED))
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            rec = {"status": "failed", "prompt": job.prompt, "error": msg}
+            print(f"error: {prefix}{msg}", file=sys.stderr)
+        rec["index"] = job.index
+        results.append(rec)
+        if json_out:
+            print(json.dumps(rec), flush=True)
+        elif rec["status"] == "ok":
+            print(f"{prefix}wrote {rec['path']} (seed {rec['seed']}, {rec['num_frames']} frames, "
+                  f"{rec['width']}x{rec['height']}, {rec['timings_s']['total_s']:.1f}s)", file=sys.stderr, flush=True)
+    if world > 1:
+        import torch.distributed as dist
+
+        gathered: list = [None] * world
+        dist.all_gather_object(gathered, results)
+        results = sorted((r for part in gathered for r in part), key=lambda r: r["index"])
+        dist.destroy_process_group()
+    failed = [r for r in results if r["status"] != "ok"]
+    if not single and rank == 0 and not json_out:
+        _summary(results)
+    if failed:
+        raise typer.Exit(EXIT_FAILED if not single else EXIT_BAD_INPUT)
+
+
+def _prepare(prompt, length, res, fps, seed, preset, out, prompts, sampler, device, dtype):
+    """Check everything that can be checked before loading the model; returns (jobs, setup)."""
+    from lingen_cli.presets import load_sizes, pick_tier
+
+    if prompt is not None and prompts is not None:
+        raise CLIError("give either a PROMPT or --prompts FILE, not both")
+    if prompts is not None:
+        jobs = read_prompts_file(prompts)
+    elif prompt is None or not prompt.strip():
+        raise CLIError("prompt is empty: give a PROMPT or --prompts FILE")
+    else:
+        jobs = [Job(index=0, prompt=prompt)]
+    sizes = load_sizes()
+    parse_length(sizes["lengths"].get(length, length))  # format and > 0
+    if res is not None:
+        parse_resolution(sizes["resolutions"].get(res, res), stride=1)  # format only; stride checked after load
+    if fps is not None and not (0 < fps <= 240):
+        raise CLIError(f"fps must be in (0, 240], got {fps:g}")
+    if seed < -1:
+        raise CLIError(f"seed must be -1 (random) or >= 0, got {seed}")
+    if sampler not in ("euler", "heun"):
+        raise CLIError(f"unknown sampler {sampler!r}; use euler or heun")
+    if dtype is not None and dtype not in DTYPES:
+        raise CLIError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
+    tier = pick_tier(preset)
+    directory, file = _check_output(out, batch=prompts is not None)
+    for job in jobs:  # named sizes resolve to their values once
+        job.length = sizes["lengths"].get(job.length, job.length) if job.length else None
+        job.res = sizes["resolutions"].get(job.res, job.res) if job.res else None
+    return jobs, {"tier": tier, "directory": directory, "file": file, "device": device, "dtype": dtype,
+                  "length": sizes["lengths"].get(length, length), "res": sizes["resolutions"].get(res, res) if res else None}
+
+
+def _load_pipeline(model, setup, no_download, quiet):
+    import torch
+
+    from lingen_cli.progress import PhaseProgress
+    from lingen_model.checkpoint import CheckpointError
+    from lingen_model.pipeline import LinGenPipeline
+
+    tier = setup["tier"]
+    device = setup["device"] or tier.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CLIError(f"device {device} requested but CUDA is not available; use --preset cpu")
+    dtype = getattr(torch, DTYPES[setup["dtype"] or tier.dtype])
+    with PhaseProgress(bars=not quiet and sys.stderr.isatty()) as progress:
+        progress.update("load", 0, 1)
+        try:
+            pipe = LinGenPipeline.from_pretrained(model, device=device, dtype=dtype, allow_download=not no_download,
+                                                  vae_chunk_frames=tier.vae_chunk_frames,
+                                                  offload_text_encoder=tier.text_encoder_offload)
+        except CheckpointError as e:
+            raise CLIError(str(e)) from None
+        progress.update("load", 1, 1)
+    n_params = sum(p.numel() for p in pipe.denoiser.parameters())
+    if n_params > tier.max_params_m * 1e6:
+        raise CLIError(f"model has {n_params / 1e6:.0f}M parameters; the {tier.name} preset allows {tier.max_params_m:g}M")
+    label = model or "lingen-tiny"
+    return pipe, label, tier
+
+
+def _summary(results: list[dict]) -> None:
+    from rich.table import Table
+
+    table = Table(title="lingen generate")
+    for col in ("#", "status", "prompt", "seed", "output / error", "time (s)"):
+        table.add_column(col)
+    for r in results:
+        ok = r["status"] == "ok"
+        table.add_row(str(r["index"] + 1), "[green]ok[/green]" if ok else "[red]failed[/red]", r["prompt"][:40],
+                      str(r.get("seed", "")), r.get("path", "") if ok else r.get("error", ""),
+                      f"{r['timings_s']['total_s']:.1f}" if ok else "")
+    err_console.print(table)
+    n_ok = sum(r["status"] == "ok" for r in results)
+    err_console.print(f"{n_ok}/{len(results)} clips written")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``generate`` to the app."""
+    app.command("generate")(generate)

@@ -1,0 +1,151 @@
+"""lingen checkpoints: a directory with ``config.json`` and safetensors weights.
+
+Layout::
+
+    <dir>/config.json            {"format": "lingen", "version": 1, "name": ...,
+                                  "denoiser": DenoiserConfig, "vae": VAEConfig,
+                                  "text_encoder": {"backend": "minilm"},
+                                  "native": {"fps": 8, "height": 128, "width": 128},
+                                  "sampling": {"steps": 20, "cfg_scale": 5.0}}
+    <dir>/denoiser.safetensors   Denoiser.state_dict()
+    <dir>/vae.safetensors        CausalVideoVAE.state_dict()
+
+Loading never executes code (safetensors only). Saving writes into a temporary sibling
+directory and renames it, so a crash never leaves a half-written checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REQUIRED_KEYS = ("denoiser", "vae", "text_encoder", "native")
+NATIVE_KEYS = ("fps", "height", "width")
+WEIGHT_FILES = {"denoiser": "denoiser.safetensors", "vae": "vae.safetensors"}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory is missing, incomplete or corrupt (one-line message)."""
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """Read and validate ``<path>/config.json``.
+
+    Raises:
+        CheckpointError: no directory, no/invalid JSON, missing keys (named), bad ``native`` values.
+    """
+    path = Path(path)
+    cfg_path = path / "config.json"
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint directory not found: {path}")
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{cfg_path} is missing")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{cfg_path} is not valid JSON ({e.__class__.__name__}: {e})") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{cfg_path} must hold a JSON object")
+    missing = [k for k in REQUIRED_KEYS if k not in cfg]
+    if missing:
+        raise CheckpointError(f"{cfg_path} is missing key(s): {', '.join(missing)}")
+    native = cfg["native"]
+    if not isinstance(native, dict) or any(k not in native for k in NATIVE_KEYS):
+        raise CheckpointError(f"{cfg_path}: 'native' must hold {', '.join(NATIVE_KEYS)}")
+    for k in NATIVE_KEYS:
+        if not isinstance(native[k], (int, float)) or native[k] <= 0:
+            raise CheckpointError(f"{cfg_path}: native.{k} must be a positive number, got {native[k]!r}")
+    return cfg
+
+
+def _load_weights(module: torch.nn.Module, file: Path, what: str) -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not file.is_file():
+        raise CheckpointError(f"{what} weights missing: {file}")
+    try:
+        state = load_file(str(file))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{file} is truncated or corrupt ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    result = module.load_state_dict(state, strict=False)
+    problems = []
+    if result.missing_keys:
+        problems.append(f"missing {len(result.missing_keys)} tensor(s) e.g. {result.missing_keys[0]}")
+    if result.unexpected_keys:
+        problems.append(f"unexpected {len(result.unexpected_keys)} tensor(s) e.g. {result.unexpected_keys[0]}")
+    if problems:
+        raise CheckpointError(f"{file} does not match its config: {'; '.join(problems)}")
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    """Load ``(denoiser, vae, config_dict)`` from a checkpoint directory (eval mode).
+
+    Raises:
+        CheckpointError: see :func:`read_config`, plus missing/truncated/corrupt or
+            mismatching safetensors files, and config values the models reject.
+    """
+    from lingen_model.config import DenoiserConfig
+    from lingen_model.denoiser import Denoiser
+    from lingen_model.vae import CausalVideoVAE, VAEConfig
+
+    path = Path(path)
+    cfg = read_config(path)
+    try:
+        denoiser = Denoiser(DenoiserConfig.from_dict(cfg["denoiser"]))
+        vae = CausalVideoVAE(VAEConfig.from_dict(cfg["vae"]))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path / 'config.json'}: {e}") from None
+    if denoiser.config.in_channels != vae.config.latent_channels:
+        raise CheckpointError(
+            f"{path / 'config.json'}: denoiser in_channels {denoiser.config.in_channels} != VAE latent_channels {vae.config.latent_channels}")
+    _load_weights(denoiser, path / WEIGHT_FILES["denoiser"], "denoiser")
+    _load_weights(vae, path / WEIGHT_FILES["vae"], "VAE")
+    denoiser.to(device=device, dtype=dtype).eval()
+    vae.to(device=device).eval()  # the VAE stays float32: it is small and decode quality matters
+    return denoiser, vae, cfg
+
+
+def save_checkpoint(path: str | Path, denoiser, vae, text_encoder: dict, native: dict,
+                    sampling: dict | None = None, name: str | None = None, extra: dict | None = None) -> Path:
+    """Write a checkpoint directory atomically (temp dir + rename; an old one is replaced).
+
+    Args:
+        denoiser: a :class:`~lingen_model.denoiser.Denoiser`; vae: a ``CausalVideoVAE``.
+        text_encoder: the text-encoder spec (see ``text_encoder.build_text_encoder``).
+        native: ``{"fps", "height", "width"}`` the model was trained at (frames/s, pixels).
+        sampling: default sampler settings (``steps``, ``cfg_scale``, ...).
+    Returns the final path.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cfg = {
+        "format": "lingen", "version": 1, "name": name or path.name,
+        "denoiser": denoiser.config.to_dict(), "vae": vae.config.to_dict(),
+        "text_encoder": dict(text_encoder), "native": dict(native), "sampling": dict(sampling or {}),
+    }
+    if extra:
+        cfg.update(extra)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in denoiser.state_dict().items()}, str(tmp / WEIGHT_FILES["denoiser"]))
+        save_file({k: v.detach().contiguous().cpu() for k, v in vae.state_dict().items()}, str(tmp / WEIGHT_FILES["vae"]))
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, old / "ckpt")
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path

@@ -1,0 +1,435 @@
+"""Rectified-flow matching: training loss, timestep sampling and ODE samplers (DESIGN.md §6).
+
+Convention (rectified flow, Liu et al. 2022 "Flow Straight and Fast"; as used by SD3,
+Esser et al. 2024 "Scaling Rectified Flow Transformers", arXiv 2403.03206)::
+
+    z_t = (1 - t)·x + t·ε,      ε ~ N(0, I),  t ∈ [0, 1]
+    v   = dz_t/dt = ε - x       (what the network predicts)
+
+``t = 1`` is pure noise and ``t = 0`` is data, so sampling integrates the ODE
+``dz/dt = v(z, t)`` from ``t = 1`` down to ``t = 0``: one Euler step is
+``z ← z + (t_next - t)·v`` with ``t_next < t``.
+
+Training draws ``t`` from a logit-normal distribution (SD3 §3.1, "rf/lognorm(0.00, 1.00)")
+and drops ~10% of captions to ``""`` so that the same network also gives the
+unconditional velocity for classifier-free guidance (Ho & Salimans 2022).
+"""
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "METHODS",
+    "VelocityFn",
+    "time_shift",
+    "shift_for_tokens",
+    "sampling_timesteps",
+    "sample",
+    "sample_timesteps_logit_normal",
+    "flow_matching_loss",
+    "drop_captions",
+]
+
+VelocityFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
+"""``velocity_fn(z B×…, t B, context B×L×D, mask B×L bool) -> v`` (same shape as ``z``)."""
+
+METHODS = ("euler", "heun")
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def _check_shift(shift: float, name: str = "shift") -> float:
+    if isinstance(shift, bool) or not isinstance(shift, (int, float)):
+        raise ValueError(f"{name} must be a positive finite number, got {shift!r}")
+    shift = float(shift)
+    if not math.isfinite(shift) or shift <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {shift!r}")
+    return shift
+
+
+def time_shift(t: Tensor | float, shift: float) -> Tensor | float:
+    """Shift timesteps towards the noise end: ``t' = s·t / (1 + (s - 1)·t)``.
+
+    The map fixes 0 and 1, is strictly increasing on [0, 1], is the identity for ``s = 1``,
+    and for ``s > 1`` spends more of the schedule near ``t = 1`` (high noise), which larger
+    images/videos need because more tokens carry more redundant signal. It is SD3's
+    resolution-dependent shift (Esser et al. 2024, §5.3.2, eq. 23) in our convention.
+
+    Args:
+        t: timesteps in [0, 1] (a tensor of any shape, or a float).
+        shift: ``s > 0``.
+
+    Returns:
+        Shifted timesteps, same shape/type as ``t``.
+
+    Raises:
+        ValueError: ``shift`` is not a positive finite number.
+    """
+    s = _check_shift(shift)
+    return s * t / (1.0 + (s - 1.0) * t)
+
+
+def shift_for_tokens(
+    num_tokens: int,
+    base_tokens: int = 256,
+    base_shift: float = 1.0,
+    max_tokens: int = 262_144,
+    max_shift: float = 8.0,
+) -> float:
+    """Time-shift ``s`` for a denoiser input of ``num_tokens`` tokens (T'·H'·W' / patch²).
+
+    ``log s`` is linear in ``log num_tokens`` through the two anchors
+    ``(base_tokens, base_shift)`` and ``(max_tokens, max_shift)`` and clamped to
+    ``[min, max]`` of the two shifts outside them::
+
+        s = base_shift · (num_tokens / base_tokens) ** (log(max_shift / base_shift)
+                                                      / log(max_tokens / base_tokens))
+
+    Source: SD3 (Esser et al. 2024, §5.3.2) derives ``s = sqrt(m / n)`` for going from
+    ``n`` to ``m`` pixels, a power law in the token count with exponent 1/2; Flux
+    interpolates ``log s`` between two anchor token counts and clamps. We keep SD3's power
+    law but fit its exponent to two anchors, because video token counts span three orders
+    of magnitude where exponent 1/2 overshoots. The defaults (exponent 0.3) give s ≈ 1 at
+    256 tokens, ≈ 2.3 at 4,096 (one 1024² image), ≈ 6 at ~120k tokens (in line with the
+    shift 5–7 that open video models use at 480p–720p) and 8 from 262,144 tokens on
+    (LinGen's 512², 68 s scale).
+
+    Args:
+        num_tokens: number of denoiser tokens, ≥ 1.
+        base_tokens, max_tokens: anchor token counts, ``1 ≤ base_tokens < max_tokens``.
+        base_shift, max_shift: shifts at the anchors (positive, finite).
+
+    Returns:
+        The shift ``s`` (float).
+
+    Raises:
+        ValueError: a non-positive/non-integer token count, ``base_tokens >= max_tokens``,
+            or a non-positive/non-finite shift.
+    """
+    for name, value in (("num_tokens", num_tokens), ("base_tokens", base_tokens), ("max_tokens", max_tokens)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if base_tokens >= max_tokens:
+        raise ValueError(f"expected base_tokens < max_tokens, got {base_tokens} >= {max_tokens}")
+    lo = math.log(_check_shift(base_shift, "base_shift"))
+    hi = math.log(_check_shift(max_shift, "max_shift"))
+    frac = (math.log(num_tokens) - math.log(base_tokens)) / (math.log(max_tokens) - math.log(base_tokens))
+    frac = min(max(frac, 0.0), 1.0)
+    return math.exp(lo + frac * (hi - lo))
+
+
+def sampling_timesteps(steps: int, shift: float = 1.0, *, dtype: torch.dtype = torch.float64) -> Tensor:
+    """The ``steps + 1`` times of the sampler, from exactly 1 down to exactly 0.
+
+    ``time_shift(linspace(1, 0, steps + 1), shift)``.
+
+    Args:
+        steps: number of integration steps, ≥ 1.
+        shift: time shift ``s`` (see :func:`time_shift`).
+        dtype: floating dtype of the result (float64 by default, so step sizes are exact).
+
+    Returns:
+        Tensor ``[steps + 1]``, strictly decreasing, first 1 and last 0.
+
+    Raises:
+        ValueError: ``steps < 1`` or a bad ``shift``.
+    """
+    _check_steps(steps)
+    t = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+    return time_shift(t, shift).to(dtype)
+
+
+def _check_steps(steps: int) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+
+
+# --------------------------------------------------------------------------- sampler
+
+
+def _check_context(context: Tensor, mask: Tensor | None, batch: int | None, name: str) -> Tensor:
+    """Validate a B×L×D context and its B×L mask; return the mask (all True if None)."""
+    if not isinstance(context, Tensor) or context.ndim != 3:
+        shape = tuple(context.shape) if isinstance(context, Tensor) else type(context).__name__
+        raise ValueError(f"{name} must be a B×L×D tensor, got {shape}")
+    if batch is not None and context.shape[0] != batch:
+        raise ValueError(f"{name} batch must be {batch} (the noise batch), got {context.shape[0]}")
+    if mask is None:
+        return torch.ones(context.shape[:2], dtype=torch.bool, device=context.device)
+    if not isinstance(mask, Tensor) or tuple(mask.shape) != tuple(context.shape[:2]):
+        shape = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
+        raise ValueError(f"{name} mask must be a B×L tensor of shape {tuple(context.shape[:2])}, got {shape}")
+    return mask.to(device=context.device, dtype=torch.bool)
+
+
+def _pad_tokens(context: Tensor, mask: Tensor, length: int) -> tuple[Tensor, Tensor]:
+    """Right-pad B×L×D context (zeros) and B×L mask (False) to ``length`` tokens."""
+    pad = length - context.shape[1]
+    if pad == 0:
+        return context, mask
+    context = torch.cat([context, context.new_zeros(context.shape[0], pad, context.shape[2])], dim=1)
+    mask = torch.cat([mask, mask.new_zeros(mask.shape[0], pad)], dim=1)
+    return context, mask
+
+
+def sample(
+    velocity_fn: VelocityFn,
+    noise: Tensor,
+    steps: int,
+    *,
+    shift: float = 1.0,
+    cfg_scale: float = 1.0,
+    context: Tensor,
+    context_mask: Tensor | None,
+    uncond_context: Tensor | None = None,
+    uncond_mask: Tensor | None = None,
+    method: str = "euler",
+    progress: Callable[[int, int], Any] | None = None,
+) -> Tensor:
+    """Integrate the rectified-flow ODE from noise (t = 1) to data (t = 0).
+
+    Euler: ``z ← z + (t_next - t)·v(z, t)`` (``steps`` network evaluations).
+    Heun (2nd order, as in Karras et al. 2022 "EDM", Alg. 1, applied at every step,
+    including the last one since the rectified-flow velocity is finite at t = 0):
+    ``d = v(z, t); z̃ = z + h·d; z ← z + h·(d + v(z̃, t_next))/2`` (``2·steps`` evaluations).
+    The times are ``sampling_timesteps(steps, shift)``.
+
+    Classifier-free guidance (Ho & Salimans 2022): when ``cfg_scale != 1`` the
+    unconditional and conditional inputs go through ONE batched call of ``velocity_fn``
+    (batch 2B, unconditional half first; both contexts right-padded to the same length with
+    mask False) and are combined as ``v = v_u + g·(v_c − v_u)``. With ``cfg_scale == 1``
+    only the conditional call is made.
+
+    Args:
+        velocity_fn: ``f(z, t, context, mask) -> v``; ``z`` B×…, ``t`` B on the device of
+            ``noise`` (float64 if ``noise`` is float64, else float32), ``context`` B×L×D,
+            ``mask`` B×L bool.
+        noise: initial state ``z_1`` (B×…, floating), e.g. ``torch.randn`` from a seeded
+            generator; the same noise and settings give the same output on one device.
+            The state is integrated in ``noise.dtype`` (keep it float32 for low-precision
+            models: ``v`` is cast to it).
+        steps: number of integration steps, ≥ 1.
+        shift: time shift (see :func:`time_shift`, :func:`shift_for_tokens`).
+        cfg_scale: guidance scale ``g`` (finite); 1 disables guidance.
+        context, context_mask: conditional tokens B×L×D and mask B×L (None = all real).
+        uncond_context, uncond_mask: unconditional tokens (the encoded ``""``), batch B or
+            1 (broadcast), any length; required when ``cfg_scale != 1``.
+        method: ``"euler"`` or ``"heun"``.
+        progress: called as ``progress(step, steps)`` after each step (step = 1..steps).
+
+    Returns:
+        ``z_0``, same shape, dtype and device as ``noise``. Runs under ``torch.no_grad``.
+
+    Raises:
+        ValueError: ``steps < 1``, non-finite ``cfg_scale``, unknown ``method``, a shape
+            mismatch, a non-floating ``noise``, or ``cfg_scale != 1`` without
+            ``uncond_context``, or ``velocity_fn`` returning a wrong shape.
+    """
+    _check_steps(steps)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+    if isinstance(cfg_scale, bool) or not isinstance(cfg_scale, (int, float)) or not math.isfinite(cfg_scale):
+        raise ValueError(f"cfg_scale must be a finite number, got {cfg_scale!r}")
+    if not isinstance(noise, Tensor) or not noise.is_floating_point() or noise.ndim < 1:
+        raise ValueError("noise must be a floating tensor of shape B×…")
+    batch = noise.shape[0]
+    context_mask = _check_context(context, context_mask, batch, "context")
+    guided = cfg_scale != 1.0
+    if guided:
+        if uncond_context is None:
+            raise ValueError("cfg_scale != 1 needs uncond_context (the encoded empty prompt)")
+        uncond_mask = _check_context(uncond_context, uncond_mask, None, "uncond_context")
+        if uncond_context.shape[0] not in (1, batch):
+            raise ValueError(f"uncond_context batch must be 1 or {batch}, got {uncond_context.shape[0]}")
+        if uncond_context.shape[2] != context.shape[2]:
+            raise ValueError(
+                f"uncond_context width must equal context width {context.shape[2]}, got {uncond_context.shape[2]}"
+            )
+        uncond_context = uncond_context.to(device=context.device, dtype=context.dtype)
+        uncond_mask = uncond_mask.to(context.device)
+        if uncond_context.shape[0] != batch:
+            uncond_context = uncond_context.expand(batch, -1, -1)
+            uncond_mask = uncond_mask.expand(batch, -1)
+        length = max(context.shape[1], uncond_context.shape[1])
+        u_ctx, u_mask = _pad_tokens(uncond_context, uncond_mask, length)
+        c_ctx, c_mask = _pad_tokens(context, context_mask, length)
+        model_context = torch.cat([u_ctx, c_ctx], dim=0)
+        model_mask = torch.cat([u_mask, c_mask], dim=0)
+    else:
+        model_context, model_mask = context, context_mask
+
+    t_dtype = torch.float64 if noise.dtype == torch.float64 else torch.float32
+
+    def velocity(z: Tensor, t: float) -> Tensor:
+        if guided:
+            t_batch = torch.full((2 * batch,), t, dtype=t_dtype, device=z.device)
+            v = velocity_fn(torch.cat([z, z], dim=0), t_batch, model_context, model_mask)
+            if not isinstance(v, Tensor) or v.shape[0] != 2 * batch or v.shape[1:] != z.shape[1:]:
+                raise ValueError(f"velocity_fn must return a tensor of shape {(2 * batch, *z.shape[1:])}")
+            v_u, v_c = v[:batch], v[batch:]
+            return v_u + cfg_scale * (v_c - v_u)
+        t_batch = torch.full((batch,), t, dtype=t_dtype, device=z.device)
+        v = velocity_fn(z, t_batch, model_context, model_mask)
+        if not isinstance(v, Tensor) or v.shape != z.shape:
+            raise ValueError(f"velocity_fn must return a tensor of shape {tuple(z.shape)}")
+        return v
+
+    times = sampling_timesteps(steps, shift).tolist()
+    z = noise
+    with torch.no_grad():
+        for i in range(steps):
+            t, t_next = times[i], times[i + 1]
+            h = t_next - t
+            d = velocity(z, t).to(z.dtype)
+            if method == "euler":
+                z = z + h * d
+            else:
+                z_pred = z + h * d
+                d_next = velocity(z_pred, t_next).to(z.dtype)
+                z = z + (0.5 * h) * (d + d_next)
+            if progress is not None:
+                progress(i + 1, steps)
+    return z
+
+
+# --------------------------------------------------------------------------- training
+
+
+def sample_timesteps_logit_normal(
+    batch: int,
+    generator: torch.Generator | None = None,
+    mean: float = 0.0,
+    std: float = 1.0,
+    *,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Draw training times ``t = sigmoid(u)``, ``u ~ N(mean, std²)`` (logit-normal).
+
+    Source: SD3 (Esser et al. 2024, §3.1, eq. 19), whose best setting is
+    logit-normal(0, 1); it concentrates training on intermediate noise levels. The
+    median of ``t`` is ``sigmoid(mean)``.
+
+    Args:
+        batch: number of times B, ≥ 1.
+        generator: torch RNG (its device is used when ``device`` is None).
+        mean, std: location and scale of ``u`` (``std > 0``).
+        device: device of the result.
+
+    Returns:
+        Float32 tensor ``[B]`` strictly inside (0, 1) (clamped to [2⁻²⁴, 1 − 2⁻²⁴]).
+
+    Raises:
+        ValueError: ``batch < 1``, non-finite ``mean``, non-positive/non-finite ``std``.
+    """
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise ValueError(f"batch must be an int >= 1, got {batch!r}")
+    if not math.isfinite(mean):
+        raise ValueError(f"mean must be finite, got {mean!r}")
+    if not math.isfinite(std) or std <= 0:
+        raise ValueError(f"std must be positive and finite, got {std!r}")
+    if device is None:
+        device = generator.device if generator is not None else "cpu"
+    u = torch.randn(batch, generator=generator, device=device, dtype=torch.float32)
+    eps = 2.0**-24
+    return torch.sigmoid(mean + std * u).clamp_(eps, 1.0 - eps)
+
+
+def flow_matching_loss(
+    model_fn: VelocityFn,
+    x0: Tensor,
+    context: Tensor,
+    mask: Tensor | None,
+    t: Tensor | None = None,
+    noise: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Rectified-flow (conditional flow matching) loss ``mean((v_θ(z_t, t) − (ε − x))²)``.
+
+    ``z_t = (1 − t)·x + t·ε``; the mean runs over every element of the batch. Source:
+    Lipman et al. 2023 "Flow Matching" / Liu et al. 2022; SD3 eq. (5)–(6).
+
+    Args:
+        model_fn: ``f(z_t, t, context, mask) -> v`` with ``z_t`` shaped like ``x0``.
+        x0: clean data (latents) B×…, floating.
+        context: text tokens B×L×D; mask: B×L bool (None = all real).
+        t: times ``[B]`` in [0, 1]; default logit-normal(0, 1) drawn with ``generator``.
+            ``model_fn`` receives it in its own dtype (float32 by default), not ``x0``'s.
+        noise: ε shaped like ``x0``; default standard normal drawn with ``generator``.
+        generator: torch RNG for the defaults.
+
+    Returns:
+        Scalar float32 loss (differentiable through ``model_fn``).
+
+    Raises:
+        ValueError: shape mismatches, ``t`` outside [0, 1], or a model output of the
+            wrong shape.
+    """
+    if not isinstance(x0, Tensor) or not x0.is_floating_point() or x0.ndim < 1:
+        raise ValueError("x0 must be a floating tensor of shape B×…")
+    batch = x0.shape[0]
+    mask = _check_context(context, mask, batch, "context")
+    if t is None:
+        t = sample_timesteps_logit_normal(batch, generator, device=x0.device)
+    if not isinstance(t, Tensor) or tuple(t.shape) != (batch,):
+        raise ValueError(f"t must be a tensor of shape ({batch},)")
+    if bool(((t < 0) | (t > 1)).any()):
+        raise ValueError("t must lie in [0, 1]")
+    if noise is None:
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    if not isinstance(noise, Tensor) or noise.shape != x0.shape:
+        raise ValueError(f"noise must have the shape of x0 {tuple(x0.shape)}")
+    t = t.to(x0.device)
+    t_b = t.to(x0.dtype).view(batch, *([1] * (x0.ndim - 1)))
+    z_t = (1.0 - t_b) * x0 + t_b * noise
+    target = noise - x0
+    pred = model_fn(z_t, t, context, mask)
+    if not isinstance(pred, Tensor) or pred.shape != x0.shape:
+        raise ValueError(f"model_fn must return a tensor of shape {tuple(x0.shape)}")
+    return (pred.float() - target.float()).square().mean()
+
+
+def drop_captions(prompts: Sequence[str], p: float, rng: Any) -> list[str]:
+    """Replace each caption by ``""`` independently with probability ``p`` (CFG training).
+
+    Source: Ho & Salimans 2022, "Classifier-Free Diffusion Guidance" (joint training of the
+    conditional and unconditional model by dropping the condition); DESIGN §6 uses p ≈ 0.1.
+
+    Args:
+        prompts: captions.
+        p: drop probability in [0, 1].
+        rng: ``random.Random``, ``numpy.random.Generator`` or ``torch.Generator``.
+
+    Returns:
+        New list of the same length.
+
+    Raises:
+        ValueError: ``p`` outside [0, 1], a non-string caption, or an unsupported ``rng``.
+    """
+    if isinstance(prompts, (str, bytes)):
+        raise ValueError("prompts must be a list of strings, got a single string")
+    prompts = list(prompts)
+    if any(not isinstance(x, str) for x in prompts):
+        raise ValueError("prompts must all be strings")
+    if not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+    n = len(prompts)
+    if isinstance(rng, torch.Generator):
+        draws = torch.rand(n, generator=rng, device=rng.device).tolist()
+    elif isinstance(rng, np.random.Generator):
+        draws = rng.random(n).tolist()
+    elif isinstance(rng, random.Random):
+        draws = [rng.random() for _ in range(n)]
+    else:
+        raise ValueError(
+            "rng must be random.Random, numpy.random.Generator or torch.Generator, "
+            f"got {type(rng).__name__}"
+        )
+    return ["" if u < p else prompt for prompt, u in zip(prompts, draws)]
