@@ -13,7 +13,7 @@ app = typer.Typer(
 
 # Command modules, each exposing ``register(app)``. Imports stay light: heavy work
 # (torch, transformers) is imported inside the command functions.
-_COMMAND_MODULES: list[str] = ["generate", "zoo", "benchmark"]
+_COMMAND_MODULES: list[str] = ["generate", "train", "zoo", "benchmark"]
 
 
 def _register_all() -> None:

@@ -16,8 +16,10 @@ How it measures (honest on a shared machine):
   --worker``) with random weights; the worker gets
   ``MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824`` in its environment
   (glibc must see them at process start: they stop malloc from returning and re-faulting
-  the big activation buffers on every call, which otherwise dominates CPU timings), plus
-  ``torch.set_num_threads(--threads)``;
+  the big activation buffers on every call, which otherwise dominates CPU timings) and
+  ``OMP_WAIT_POLICY=PASSIVE`` (idle OpenMP threads sleep instead of spinning; on a CPU
+  shared with other processes, spinning made forwards 3–5× slower and erratic), each only
+  where the user has not set it, plus ``torch.set_num_threads(--threads)``;
 * latency: ``time.perf_counter`` around one forward under ``torch.inference_mode``, with
   ``torch.cuda.synchronize`` on CUDA; median over repeats, spread = (max − min) / 2 / median;
 * peak memory, CPU: the process's resident-set high-water mark (``VmHWM`` of
@@ -49,8 +51,11 @@ import typer
 
 from lingen_cli.common import CLIError, atomic_path, console, err_console, fail
 
-#: glibc malloc settings the workers start with (see module docstring).
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
+#: Environment the workers start with unless the user set these already (see module docstring):
+#: glibc malloc keeps big buffers instead of unmapping them after every call, and OpenMP
+#: threads sleep instead of spinning at barriers (spinning threads fight over shared cores).
+WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "1073741824",
+              "OMP_WAIT_POLICY": "PASSIVE"}
 MIXERS = {"lingen": "mate", "dit": "attention"}
 LABELS = {"mate": "LinGen", "attention": "DiT"}
 #: Per size: default resolution, frame rate and lengths. ``tiny`` is the embedded model's native
@@ -165,8 +170,9 @@ def crossover_tokens(tokens: Sequence[float], lingen: Sequence[float], dit: Sequ
     """Token count where the DiT's cost overtakes LinGen's (log-log interpolation of the ratio).
 
     Returns (tokens, how) with how ``"measured"`` (bracketed by two points), ``"extrapolated"``
-    (power laws through the two nearest points), ``"lingen-always"`` / ``"dit-always"`` (no
-    crossing can be placed), or (None, ``"n/a"``) with fewer than two usable points.
+    (power laws through the two nearest points), ``"lingen-always"`` / ``"dit-always"`` (one
+    mixer cheaper at every point and the gap not closing), ``"none"`` (the ratio only falls
+    through 1), or (None, ``"n/a"``) with fewer than two usable points.
     """
     pts = sorted((x, a, b) for x, a, b in zip(tokens, lingen, dit) if x > 0 and a and b and a > 0 and b > 0)
     if len(pts) < 2:
@@ -177,10 +183,13 @@ def crossover_tokens(tokens: Sequence[float], lingen: Sequence[float], dit: Sequ
         if lr[i] <= 0 < lr[i + 1]:
             f = -lr[i] / (lr[i + 1] - lr[i])
             return math.exp(lx[i] + f * (lx[i + 1] - lx[i])), "measured"
-    i = 0 if lr[0] > 0 else len(pts) - 2  # extrapolate from the end nearest to the crossing
+    above = [v > 0 for v in lr]
+    if any(above) and not all(above):
+        return None, "none"  # the ratio only falls through 1: the DiT does not overtake
+    i = 0 if above[0] else len(pts) - 2  # extrapolate from the end nearest to the crossing
     slope = (lr[i + 1] - lr[i]) / (lx[i + 1] - lx[i])
     if slope <= 0:
-        return None, "lingen-always" if lr[0] > 0 else "dit-always"
+        return None, "lingen-always" if above[0] else "dit-always"
     return math.exp(lx[i] - lr[i] / slope), "extrapolated"
 
 
@@ -284,6 +293,9 @@ def measure_cell(spec: dict) -> dict:
         t = torch.rand(b, generator=gen).to(device)
         ctx = torch.randn(b, int(spec["text_len"]), cfg.text_dim, generator=gen).to(device, dtype)
         mask = torch.ones(b, int(spec["text_len"]), dtype=torch.bool, device=device)
+        if not cuda:  # one-time library set-up (thread pools, oneDNN/MKL buffers) kept out of the peak
+            with torch.inference_mode():
+                model(x[:1, :, :1, :1, :1], t[:1], ctx[:1, :1], mask[:1, :1])
         sync()
         if cuda:
             torch.cuda.empty_cache()
@@ -337,9 +349,9 @@ def _worker_main() -> None:
 
 
 def worker_env(extra: Optional[dict] = None) -> dict:
-    """Environment of a worker: this one + ``MALLOC_ENV`` (user values win) + the package on PYTHONPATH."""
+    """Environment of a worker: this one + ``WORKER_ENV`` (user values win) + the package on PYTHONPATH."""
     env = dict(os.environ)
-    for k, v in MALLOC_ENV.items():
+    for k, v in WORKER_ENV.items():
         env.setdefault(k, v)
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -486,7 +498,8 @@ def run_benchmark(cells: list[Cell], settings: BenchSettings, progress: Optional
                         row["projected_run_s"] = res["median_s"] * settings.steps
                         row["first_call_overhead_s"] = max(0.0, res["first_call_s"] - res["median_s"])
             rows.append(row)
-    report = {"settings": asdict(settings), "cells": rows}
+    report = {"settings": asdict(settings), "cells": rows,
+              "worker_env": {k: worker_env()[k] for k in WORKER_ENV} if isolate else None}
     report["ratios"] = _ratios(rows)
     report["fits"] = _fits(rows, mixers)
     report["crossover"] = _crossovers(cells, rows, settings) if "attention" in mixers else []
@@ -604,8 +617,10 @@ def render_table(report: dict):
 
     st = report["settings"]
     flops_only = st["flops_only"]
-    title = (f"lingen benchmark: {st['model']}, {report['machine'].get('gpu') or report['machine'].get('cpu')} "
-             f"({st['device']}, {st['dtype']}, batch {st['batch']}, {st['repeats']} repeats)")
+    where = report["machine"].get("gpu") or report["machine"].get("cpu")
+    title = (f"lingen benchmark: {st['model']}, analytic FLOPs (batch {st['batch']})" if flops_only else
+             f"lingen benchmark: {st['model']}, {where} ({st['device']}, {st['dtype']}, batch {st['batch']}, "
+             f"{st['repeats']} repeats)")
     t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
     t.add_column("clip", no_wrap=True)
     t.add_column("frames", justify="right")
@@ -657,7 +672,8 @@ def summary_lines(report: dict) -> list[str]:
                 msg += f"; latency — DiT slower from {sec:.3g} s ({how}, {c['latency_tokens']:,.0f} tokens)"
             else:
                 msg += {"lingen-always": "; latency — LinGen faster at every length measured",
-                        "dit-always": "; latency — DiT faster at every length measured"}.get(how, "; latency — n/a")
+                        "dit-always": "; latency — DiT faster at every length measured, gap not closing",
+                        "none": "; latency — DiT÷LinGen does not rise through 1"}.get(how, "; latency — n/a")
         lines.append(msg)
     return lines
 
@@ -673,6 +689,7 @@ def write_plot(report: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     flops_only = report["settings"]["flops_only"]
     panels = [("flops", "FLOPs per denoising step")] + ([] if flops_only else [("median_s", "latency per step (s)")])
@@ -697,6 +714,9 @@ def write_plot(report: dict, path: Path) -> None:
                                         ha="center", fontsize=8, color="tab:red")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        first = [r for r in report["cells"] if r["res"] == res_list[0] and r["mixer"] == "mate"]
+        ax.set_xticks([r["seconds"] for r in first], [r["length"] for r in first])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("clip length (s)")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
@@ -887,9 +907,8 @@ def benchmark(
     settings = BenchSettings(model=model, compare=compare, device=device, dtype=dtype, steps=steps, repeats=repeats,
                              warmup=warmup, batch=batch, text_len=text_len, threads=threads,
                              cell_timeout=cell_timeout, flops_only=flops_only)
-    for c in cells:
-        if c.note:
-            err_console.print(f"note: {c.note}", highlight=False)
+    for note in dict.fromkeys(c.note for c in cells if c.note):
+        err_console.print(f"note: {note}", highlight=False)
     started = time.perf_counter()
     if pipeline:
         report = run_pipeline_benchmark(cells, settings)

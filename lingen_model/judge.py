@@ -9,9 +9,9 @@ measurable because the world (:mod:`lingen_model.world`) is known:
    at ~64 px; a remainder of fewer than ``f`` pixels at the right/bottom is dropped).
 2. **Pixel colours.** The background is the per-frame median colour. A pixel is
    *object* when it is at least ``FG_THRESHOLD`` from the background in CIELAB (sRGB,
-   D65; lightness weighted by ``L_WEIGHT``) and it names an object colour: saturated
-   pixels take the colour of nearest HSV hue, unsaturated bright ones are white, gray and
-   dark pixels name none (:func:`name_colors`). Hue survives desaturation, darkening and
+   D65; ΔE*76) and it names an object colour: saturated pixels take the colour of
+   nearest HSV hue, unsaturated ones clearly brighter than the background are white,
+   gray and dark pixels name none (:func:`name_colors`). Hue survives desaturation, darkening and
    blending with a neutral background, so washed-out or blurry objects keep their name.
 3. **Blobs.** Within each connected region of object pixels, hues next to the
    region's majority colour are merged into it (:func:`merge_confusable`). Blobs are then
@@ -64,19 +64,20 @@ import numpy as np
 
 from . import world
 
-WORK_SIZE = 64
-L_WEIGHT = 0.5
-FG_THRESHOLD = 20.0
-SAT_MIN = 0.25
-VAL_MIN = 0.2
-WHITE_VAL_MIN = 0.7
-MIN_AREA_FRAC = 0.008
-MAX_AREA_FRAC = 0.25
-MIN_TRACK_FRACTION = 0.25
-STILL_SPEED = 0.04
-MOTION_LAG_S = 0.5
-SHAPE_THRESHOLD = 0.3
-FLICKER_SCALE = 32.0
+WORK_SIZE = 64            # pixels: clips are box-averaged to about this short side
+FG_THRESHOLD = 20.0       # CIELAB ΔE*76 from the background colour for an object pixel
+SAT_MIN = 0.25            # HSV saturation of a chromatic pixel
+VAL_MIN = 0.2             # HSV value of a chromatic pixel
+WHITE_VAL_MIN = 0.62      # HSV value of white on a light background ...
+WHITE_VAL_DELTA = 0.3     # ... or this much above a dark background's value ...
+WHITE_VAL_FLOOR = 0.4     # ... but never below this
+MIN_AREA_FRAC = 0.008     # least blob area, fraction of min(h, w)² (a world object is ≥ 0.031)
+MAX_AREA_FRAC = 0.25      # largest blob area, fraction of h·w
+MIN_TRACK_FRACTION = 0.25  # below this presence, one-object prompts track the dominant blob
+STILL_SPEED = 0.04        # frame extents per second; the world moves at 0.1–0.25
+MOTION_LAG_S = 0.5        # seconds between the centroid pairs that measure velocity
+SHAPE_THRESHOLD = 0.3     # fraction of the ideal invariant that makes a blob square/triangle
+FLICKER_SCALE = 32.0      # background MAE (0–255 levels) that scores 0 flicker
 PASS_THRESHOLDS = {"color": 0.5, "shape": 0.5, "motion": 0.5, "persistence": 0.9, "flicker": 0.75}
 """A clip passes a criterion when its score is at least this."""
 CRITERIA = tuple(PASS_THRESHOLDS)
@@ -110,12 +111,6 @@ def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     return np.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])], -1)
 
 
-def _weighted_lab(rgb: np.ndarray) -> np.ndarray:
-    lab = srgb_to_lab(rgb)
-    lab[..., 0] *= L_WEIGHT
-    return lab
-
-
 def rgb_to_hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hue (degrees in [0, 360)), saturation and value (both in [0, 1]) of sRGB colours.
 
@@ -137,45 +132,70 @@ def rgb_to_hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return h, s, mx
 
 
-def name_colors(rgb: np.ndarray) -> np.ndarray:
+def white_threshold(background_value) -> np.ndarray:
+    """Least HSV value (0–1) of an unsaturated pixel named white, given the background's value.
+
+    ``WHITE_VAL_MIN`` on a light background, but only ``WHITE_VAL_DELTA`` above a dark one
+    (never below ``WHITE_VAL_FLOOR``): a dim white on black is still the white object.
+    """
+    bv = np.asarray(background_value, dtype=np.float64)
+    return np.maximum(WHITE_VAL_FLOOR, np.minimum(WHITE_VAL_MIN, bv + WHITE_VAL_DELTA))
+
+
+def _hue_names(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Chromatic name index, -2 for unsaturated (white candidate), -1 for too dark."""
+    chroma_names = [c for c in _COLOR_NAMES if c != "white"]
+    ph, _, _ = rgb_to_hsv(np.array([world.COLORS[c] for c in chroma_names], dtype=np.float64))
+    dist = np.abs(np.mod(h[..., None] - ph + 180.0, 360.0) - 180.0)
+    nearest = np.array([_COLOR_NAMES.index(c) for c in chroma_names])[dist.argmin(-1)]
+    return np.where(s < SAT_MIN, -2, np.where(v >= VAL_MIN, nearest, -1))
+
+
+def name_colors(rgb: np.ndarray, background=None) -> np.ndarray:
     """Object-colour name index (into ``world.COLORS`` order) of sRGB colours, -1 for none.
 
     Chromatic colours (saturation ≥ ``SAT_MIN``, value ≥ ``VAL_MIN``) take the object colour
-    of nearest hue; unsaturated bright colours (value ≥ ``WHITE_VAL_MIN``) are white; the
-    rest (gray, black, dark) name no object colour. Hue is kept when a colour is
+    of nearest hue; unsaturated colours at least :func:`white_threshold` bright are white;
+    the rest (gray, black, dark) name no object colour. Hue is kept when a colour is
     desaturated, darkened or blended with a neutral background, which is what blurry,
     washed-out generated video does to it.
 
     Args:
         rgb: float array (..., 3) in [0, 255].
+        background: optional sRGB background colour (broadcastable to ``rgb``) for the
+            white threshold; without it the threshold is ``WHITE_VAL_MIN``.
 
     Returns:
         int8 array ``rgb.shape[:-1]``.
     """
     h, s, v = rgb_to_hsv(rgb)
-    chroma_names = [c for c in _COLOR_NAMES if c != "white"]
-    ph, _, _ = rgb_to_hsv(np.array([world.COLORS[c] for c in chroma_names], dtype=np.float64))
-    dist = np.abs(np.mod(h[..., None] - ph + 180.0, 360.0) - 180.0)
-    nearest = np.array([_COLOR_NAMES.index(c) for c in chroma_names])[dist.argmin(-1)]
+    thr = WHITE_VAL_MIN if background is None else white_threshold(rgb_to_hsv(background)[2])
+    names = _hue_names(h, s, v)
     white = _COLOR_NAMES.index("white")
-    out = np.where((s >= SAT_MIN) & (v >= VAL_MIN), nearest,
-                   np.where((s < SAT_MIN) & (v >= WHITE_VAL_MIN), white, -1))
-    return out.astype(np.int8)
+    return np.where(names == -2, np.where(v >= thr, white, -1), names).astype(np.int8)
 
 
-_LUT: tuple[np.ndarray, np.ndarray] | None = None
+_LUT: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
-def _color_lut() -> tuple[np.ndarray, np.ndarray]:
-    """(colour name int8, weighted Lab float32 ×3) for every 6-bit-per-channel colour."""
+def _color_lut() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every 6-bit-per-channel colour (bin centres): hue name (see :func:`_hue_names`),
+    HSV value, CIELAB."""
     global _LUT
     if _LUT is None:
         n = 1 << _LUT_BITS
         step = 256 // n
         q = (np.arange(n) * step + step / 2.0)
         grid = np.stack(np.meshgrid(q, q, q, indexing="ij"), -1).reshape(-1, 3)
-        _LUT = (name_colors(grid), _weighted_lab(grid).astype(np.float32))
+        h, s, v = rgb_to_hsv(grid)
+        _LUT = (_hue_names(h, s, v).astype(np.int8), v.astype(np.float32), srgb_to_lab(grid).astype(np.float32))
     return _LUT
+
+
+def lut_colors(rgb_u8: np.ndarray) -> np.ndarray:
+    """The 6-bit bin centre (float64, ..., 3) that stands for each uint8 colour in the judge."""
+    step = 1 << (8 - _LUT_BITS)
+    return (np.asarray(rgb_u8) // step) * step + step / 2.0
 
 
 def _lut_index(rgb_u8: np.ndarray) -> np.ndarray:
@@ -194,18 +214,22 @@ def classify_pixels(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Returns:
         ``(labels, background)``: labels int8 T×h×w, index into ``world.COLORS`` order
-        or -1 for background / non-object; background uint8 T×3 (per-frame median).
-        A pixel is object when it is ≥ ``FG_THRESHOLD`` from the background (weighted
-        Lab) and :func:`name_colors` names it.
+        or -1 for background / non-object; background float64 T×3 (per-frame median).
+        A pixel is object when it is ≥ ``FG_THRESHOLD`` from the background (CIELAB
+        ΔE*76) and :func:`name_colors` (given the background) names it. Pixels are looked
+        up at 6 bits per channel (:func:`lut_colors`).
     """
     T, h, w, _ = frames.shape
     bg = np.median(frames.reshape(T, h * w, 3), axis=1)
-    bg_lab = _weighted_lab(bg).astype(np.float32)
-    lut_label, lut_lab = _color_lut()
+    bg_lab = srgb_to_lab(bg).astype(np.float32)
+    lut_name, lut_val, lut_lab = _color_lut()
     idx = _lut_index(frames)
     d_bg = np.linalg.norm(lut_lab[idx] - bg_lab[:, None, None, :], axis=-1)
-    label = lut_label[idx]
-    return np.where(d_bg > FG_THRESHOLD, label, -1).astype(np.int8), np.rint(bg).astype(np.uint8)
+    name = lut_name[idx]
+    thr = white_threshold(rgb_to_hsv(bg)[2]).astype(np.float32)
+    white = _COLOR_NAMES.index("white")
+    name = np.where(name == -2, np.where(lut_val[idx] >= thr[:, None, None], white, -1), name)
+    return np.where(d_bg > FG_THRESHOLD, name, -1).astype(np.int8), bg
 
 
 # --------------------------------------------------------------------------- blobs
@@ -316,7 +340,7 @@ def _ideal_invariants() -> tuple[float, float]:
         n = 512
         ys, xs = np.mgrid[0:n, 0:n] + 0.5 - n / 2.0
         for shape, k in (("triangle", 3), ("square", 4)):
-            sd = world._signed_distance(shape, 0.6 * n, xs, ys)
+            sd = world.signed_distance(shape, 0.6 * n, xs, ys)
             _IDEAL[shape] = float(_moment_invariants(np.zeros(int((sd < 0).sum()), dtype=np.int64),
                                                      xs[sd < 0], ys[sd < 0], 1)[k - 3][0])
     return _IDEAL["triangle"], _IDEAL["square"]
@@ -542,8 +566,8 @@ def _downsample(frames: np.ndarray) -> tuple[np.ndarray, int]:
     return out, f
 
 
-def _flicker(frames: np.ndarray, mask: np.ndarray, f: int) -> tuple[float, float]:
-    """(score, background MAE in 0–255 levels) over pixels outside ``mask`` (working res)."""
+def _flicker(frames: np.ndarray, mask: np.ndarray, f: int) -> tuple[float, float | None]:
+    """(score, background MAE in 0–255 levels or None) over pixels outside ``mask`` (working res)."""
     T, H, W, _ = frames.shape
     if T < 2:
         return 1.0, 0.0
@@ -560,7 +584,7 @@ def _flicker(frames: np.ndarray, mask: np.ndarray, f: int) -> tuple[float, float
         total += float(diff[keep].sum())
         count += int(keep.sum())
     if count == 0:
-        return 0.0, float("nan")
+        return 0.0, None
     mae = total / count
     return max(0.0, 1.0 - mae / FLICKER_SCALE), mae
 
@@ -577,11 +601,13 @@ def score_clip(frames: np.ndarray, prompt: str, fps: float) -> dict:
         dict with ``color``, ``shape``, ``motion``, ``persistence``, ``flicker`` (floats in
         [0, 1], 1 = good; see the module docstring), ``passed`` (criterion → bool, by
         ``PASS_THRESHOLDS``) and ``detected``: ``background`` (nearest background name),
-        ``colors`` (dominant blob colours, largest first), ``flicker_mae`` (levels), and
+        ``colors`` (the colours most often among the k largest blobs, k = objects named),
+        ``flicker_mae`` (levels; None when no background pixel is left), and
         ``objects``: per named object its target and what was found (``color``,
         ``shape``, ``motion``, ``vx``/``vy`` in frame extents per second, ``present``
-        fraction, per-criterion scores). For a one-object prompt ``detected`` also
-        carries that object's ``color``/``shape``/``motion`` at top level.
+        fraction, ``c3``/``c4`` median shape invariants, per-criterion scores). For a
+        one-object prompt ``detected`` also carries that object's ``color``/``shape``/
+        ``motion`` at top level. Everything is plain Python (JSON-serialisable).
 
     Raises:
         ValueError: bad frames or fps, or a prompt naming nothing of the shapes world.
@@ -605,8 +631,7 @@ def score_clip(frames: np.ndarray, prompt: str, fps: float) -> dict:
     flat_col = np.repeat(np.arange(_N_OBJ), blobs.area.shape[2])
     top = np.argsort(-flat_area, axis=1, kind="stable")[:, :k]
     top_col = np.where(np.take_along_axis(flat_area, top, 1) >= blobs.min_area, flat_col[top], -1)
-    top1 = top_col[:, 0]
-    counts = np.bincount(top1[top1 >= 0], minlength=_N_OBJ)
+    counts = np.bincount(top_col[top_col >= 0], minlength=_N_OBJ)
     dominant = [(_COLOR_NAMES[c], int(counts[c])) for c in np.argsort(-counts, kind="stable") if counts[c] > 0]
 
     objects = []
@@ -660,8 +685,8 @@ def score_clip(frames: np.ndarray, prompt: str, fps: float) -> dict:
     scores["flicker"] = float(flicker)
     bg_med = np.median(bg.astype(np.float64), axis=0)
     bg_names = list(world.BACKGROUNDS)
-    bg_lab = _weighted_lab(np.array([world.BACKGROUNDS[b] for b in bg_names], dtype=np.float64))
-    bg_name = bg_names[int(np.linalg.norm(bg_lab - _weighted_lab(bg_med), axis=1).argmin())]
+    bg_lab = srgb_to_lab(np.array([world.BACKGROUNDS[b] for b in bg_names], dtype=np.float64))
+    bg_name = bg_names[int(np.linalg.norm(bg_lab - srgb_to_lab(bg_med), axis=1).argmin())]
     detected = {"background": bg_name, "colors": [c for c, _ in dominant[:max(k, 1)]],
                 "flicker_mae": mae, "objects": objects}
     if k == 1:

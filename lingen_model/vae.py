@@ -669,6 +669,36 @@ class CausalVideoVAE(nn.Module):
             yield f0, y
 
     @torch.no_grad()
+    def decode_uint8(self, latents: torch.Tensor, chunk_frames: Optional[int] = 4,
+                     progress: Optional[ProgressFn] = None) -> torch.Tensor:
+        """Decode normalised latents straight to 8-bit frames, chunk by chunk.
+
+        Each chunk is converted as soon as it is decoded, so peak memory is the uint8 video
+        (a quarter of the float32 one, in the layout video writers take) plus one chunk.
+        Runs under ``torch.no_grad``.
+
+        Args:
+            latents: ``B×C×T'×h×w`` normalised latents.
+            chunk_frames: latent frames per chunk (None = whole clip).
+            progress: ``progress(done_chunks, total_chunks)`` after each chunk.
+
+        Returns:
+            ``B×T×H×W×3`` uint8 (``T = 1 + ft(T'-1)``, ``H = fs·h``, ``W = fs·w``), equal to
+            ``round((decode(latents) + 1) · 127.5)``.
+
+        Raises:
+            ValueError: on a bad latent shape or chunk size.
+        """
+        b, t, h, w = self._check_latents(latents)
+        fs = self.spatial_factor
+        out = torch.empty((b, self.num_frames_for_latents(t, self.temporal_factor), h * fs, w * fs,
+                           self.config.in_channels), dtype=torch.uint8, device=latents.device)
+        for f0, y in self.iter_decode(latents, chunk_frames, progress):
+            frames = ((y + 1.0) * 127.5).round_().to(torch.uint8)
+            out[:, f0:f0 + y.shape[2]] = frames.permute(0, 2, 3, 4, 1).to(out.device)
+        return out
+
+    @torch.no_grad()
     def decode(self, latents: torch.Tensor, chunk_frames: Optional[int] = None,
                progress: Optional[ProgressFn] = None) -> torch.Tensor:
         """Decode normalised latents to video (inference; runs under ``torch.no_grad``).

@@ -17,9 +17,14 @@ Conventions (shared with the judge):
   ``min(H, W)``: all shapes of one size cover the same number of pixels.
 * Linear motion (left/right/up/down) moves ``speed`` frame extents per second along its
   axis (frame widths for left/right, frame heights for up/down), so the motion looks the
-  same at any fps, size and length. The frame is a **torus**: an object leaving one edge
-  re-enters at the opposite edge, so it stays fully visible for a clip of any length.
-  The judge therefore measures displacement modulo the frame ("unwrapped").
+  same at any fps, size and length (sampled speeds: ``SPEED_RANGE``, clearly visible in
+  a 4 s clip at 8 fps, at most 1/32 of the frame per frame there). The frame is a
+  **torus**: an object leaving one edge re-enters at the opposite edge (split across the
+  seam while it crosses), so its whole area stays in view for a clip of any length. The
+  judge therefore measures displacement modulo the frame ("unwrapped").
+* ``bounce`` hops off a floor with a ``|sin|`` height profile (period ``BOUNCE_PERIOD_RANGE``)
+  and ``orbit`` circles a centre (period ``ORBIT_PERIOD_RANGE``); both stay inside the
+  frame and need about one period of clip to be recognisable.
 * Anti-aliasing: coverage ``clip(0.5 - d, 0, 1)`` where ``d`` is the signed distance to the
   shape boundary in pixels (negative inside), i.e. a one-pixel soft edge. Circles use
   the exact distance; squares and triangles use the largest signed distance to their edge
@@ -31,7 +36,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -346,8 +351,21 @@ def trajectory(obj: ObjectSpec, times: np.ndarray, height: int, width: int) -> t
     return cx, cy
 
 
-def _signed_distance(shape: str, size_px: float, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    """Signed distance (pixels, negative inside) from offsets to the centroid."""
+def signed_distance(shape: str, size_px: float, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """Signed distance to a shape's boundary, in pixels (negative inside).
+
+    Args:
+        shape: one of ``SHAPES`` (square axis-aligned, triangle equilateral with its apex up).
+        size_px: the shape's ``size`` in pixels (diameter of the equal-area disc).
+        dx, dy: float arrays (broadcastable) of pixel offsets from the shape's centroid
+            (y pointing down).
+
+    Returns:
+        Array of the broadcast shape. Exact for the circle; for the square and triangle
+        the largest signed distance to the edge lines (exact inside and beside the edges,
+        an underestimate within the corner wedges outside) — the usual polygon SDF
+        shortcut (Quilez, "2D distance functions").
+    """
     if shape == "circle":
         return np.sqrt(dx * dx + dy * dy) - 0.5 * size_px
     if shape == "square":
@@ -426,7 +444,7 @@ def render(scene: SceneSpec, num_frames: int, height: int, width: int, fps: floa
             # Offsets on the torus, in [-W/2, W/2) and [-H/2, H/2).
             dx = np.mod(xs[None, :] - cx[start:stop, None] + W / 2.0, W) - W / 2.0
             dy = np.mod(ys[None, :] - cy[start:stop, None] + H / 2.0, H) - H / 2.0
-            sd = _signed_distance(obj.shape, obj.size * m,
+            sd = signed_distance(obj.shape, obj.size * m,
                                   dx[:, None, :].astype(np.float32), dy[:, :, None].astype(np.float32))
             alpha = np.clip(0.5 - sd, 0.0, 1.0)[..., None]
             img += alpha * (col - img)

@@ -13,7 +13,9 @@ the weight values), draws random latents for ``1 + fps·seconds`` frames, decode
 * ``base_rss``: the resident set just before decoding (bytes);
 * ``decode_s``: wall-clock decode time (seconds).
 
-With ``--stream`` a case uses ``iter_decode`` and drops each chunk (what a video writer
+Modes (``--modes``): ``decode`` holds the whole float32 output video (the API's
+``decode``); ``uint8`` uses ``decode_uint8`` (the whole video as 8-bit frames, a quarter of
+the float size); ``stream`` uses ``iter_decode`` and drops each chunk (what a video writer
 does), so the output video is never held.
 
 The parent prints one table row per case and, per resolution and mode, the ratio
@@ -23,7 +25,7 @@ The parent prints one table row per case and, per resolution and mode, the ratio
 Usage::
 
     python scripts/vae_memory.py                     # 128×128, 4 s and 60 s, 8 fps
-    python scripts/vae_memory.py --res 128 256 --chunk 2 --stream
+    python scripts/vae_memory.py --res 128 256 --chunk 2 --modes decode uint8 stream
 """
 from __future__ import annotations
 
@@ -58,7 +60,7 @@ def _peak_rss() -> int:
     return peak
 
 
-def child(res: int, frames: int, chunk: int, threads: int, stream: bool) -> dict:
+def child(res: int, frames: int, chunk: int, threads: int, mode: str) -> dict:
     """Run one case in this process and return its measurements."""
     import torch
 
@@ -78,16 +80,20 @@ def child(res: int, frames: int, chunk: int, threads: int, stream: bool) -> dict
     t0 = time.perf_counter()
     out_bytes = 0
     with torch.no_grad():
-        if stream:
+        if mode == "stream":
             for _, y in vae.iter_decode(z, chunk_frames=chunk):
                 out_bytes = max(out_bytes, y.numel() * y.element_size())
                 del y
+        elif mode == "uint8":
+            y = vae.decode_uint8(z, chunk_frames=chunk)
+            assert y.shape[1] == frames
+            out_bytes = y.numel() * y.element_size()
         else:
             y = vae.decode(z, chunk_frames=chunk)
             assert y.shape[2] == frames
             out_bytes = y.numel() * y.element_size()
     dt = time.perf_counter() - t0
-    return {"res": res, "frames": frames, "latent_frames": t_lat, "chunk": chunk, "stream": stream,
+    return {"res": res, "frames": frames, "latent_frames": t_lat, "chunk": chunk, "mode": mode,
             "threads": torch.get_num_threads(), "decode_s": dt, "base_rss": base,
             "peak_rss": _peak_rss(), "output_bytes": out_bytes}
 
@@ -99,7 +105,8 @@ def main() -> int:
     ap.add_argument("--fps", type=int, default=8, help="frames per second")
     ap.add_argument("--chunk", type=int, default=2, help="latent frames per decode chunk")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
-    ap.add_argument("--stream", action="store_true", help="also measure iter_decode (streaming)")
+    ap.add_argument("--modes", nargs="+", default=["decode", "uint8"], choices=["decode", "uint8", "stream"],
+                    help="decode = float32 video held; uint8 = decode_uint8; stream = iter_decode")
     ap.add_argument("--max-ratio", type=float, default=1.5, help="allowed peak ratio long/short")
     ap.add_argument("--json", type=str, default="", help="also write the results to this JSON file")
     ap.add_argument("--child", type=str, default="", help=argparse.SUPPRESS)
@@ -111,14 +118,14 @@ def main() -> int:
         return 0
 
     rows = []
-    modes = [False, True] if args.stream else [False]
+    modes = args.modes
     for res in args.res:
-        for stream in modes:
+        for mode in modes:
             for sec in args.seconds:
                 steps = round(args.fps * sec)
                 frames = 1 + 4 * ((steps + 3) // 4)  # 1 + 4k frames covering the length
                 spec = {"res": res, "frames": frames, "chunk": args.chunk, "threads": args.threads,
-                        "stream": stream}
+                        "mode": mode}
                 proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)],
                                       capture_output=True, text=True)
                 if proc.returncode != 0:
@@ -127,8 +134,7 @@ def main() -> int:
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
                 r["seconds"] = sec
                 rows.append(r)
-                print(f"  done: {res}x{res} {sec:g}s {'stream' if stream else 'decode'} "
-                      f"{r['decode_s']:.1f}s", file=sys.stderr, flush=True)
+                print(f"  done: {res}x{res} {sec:g}s {mode} {r['decode_s']:.1f}s", file=sys.stderr, flush=True)
 
     hdr = (f"{'res':>7} {'mode':>6} {'len':>5} {'frames':>6} {'chunk':>5} {'decode s':>8} "
            f"{'ms/frame':>8} {'base MiB':>8} {'peak MiB':>8} {'out MiB':>7}")
@@ -136,14 +142,14 @@ def main() -> int:
     print("-" * len(hdr))
     for r in rows:
         print(f"{str(r['res']) + 'x' + str(r['res']):>7}",
-              f"{'stream' if r['stream'] else 'decode':>6} {r['seconds']:>4g}s {r['frames']:>6} {r['chunk']:>5} "
+              f"{r['mode']:>6} {r['seconds']:>4g}s {r['frames']:>6} {r['chunk']:>5} "
               f"{r['decode_s']:>8.2f} {1000 * r['decode_s'] / r['frames']:>8.1f} {r['base_rss'] / MiB:>8.0f} "
               f"{r['peak_rss'] / MiB:>8.0f} {r['output_bytes'] / MiB:>7.1f}")
     ok = True
     lo, hi = min(args.seconds), max(args.seconds)
     for res in args.res:
-        for stream in modes:
-            sel = {r["seconds"]: r for r in rows if r["res"] == res and r["stream"] == stream}
+        for mode in modes:
+            sel = {r["seconds"]: r for r in rows if r["res"] == res and r["mode"] == mode}
             if lo == hi or lo not in sel or hi not in sel:
                 continue
             ratio = sel[hi]["peak_rss"] / sel[lo]["peak_rss"]
@@ -151,7 +157,7 @@ def main() -> int:
                      (sel[lo]["peak_rss"] - sel[lo]["base_rss"]) / MiB)
             flag = "OK" if ratio <= args.max_ratio else "FAIL"
             ok &= ratio <= args.max_ratio
-            print(f"{res}x{res} {'stream' if stream else 'decode'}: peak RSS {hi:g}s / {lo:g}s = {ratio:.3f} "
+            print(f"{res}x{res} {mode}: peak RSS {hi:g}s / {lo:g}s = {ratio:.3f} "
                   f"(limit {args.max_ratio}) {flag}; peak above pre-decode RSS: "
                   f"{extra[0]:.0f} MiB vs {extra[1]:.0f} MiB")
     if args.json:

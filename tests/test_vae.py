@@ -241,6 +241,16 @@ def test_iter_decode_tiles_decode():
     torch.testing.assert_close(torch.cat(parts, dim=2), whole, atol=1e-5, rtol=0)
 
 
+def test_decode_uint8_matches_decode():
+    vae = _tiny(seed=9)
+    z = torch.randn(2, 8, 4, 2, 3, generator=torch.Generator().manual_seed(61)) * 3
+    y = vae.decode(z)
+    ref = ((y + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1)
+    u8 = vae.decode_uint8(z, chunk_frames=3)
+    assert u8.dtype == torch.uint8 and u8.shape == (2, 13, 16, 24, 3)
+    assert torch.equal(u8, ref)
+
+
 def test_progress_callback():
     vae = _tiny()
     calls = []

@@ -1,0 +1,60 @@
+"""``lingen train CONFIG.yaml``: run a VAE or denoiser training stage (resumable; torchrun for DDP)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lingen_cli.common import fail
+
+
+def train(
+    config: Path = typer.Argument(..., help="Training YAML (see recipes/lingen-tiny/*.yaml)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Override the total number of steps."),
+    run_dir: Optional[str] = typer.Option(None, "--run-dir", help="Override the run directory."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the per-process batch size."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain log lines instead of a progress bar."),
+) -> None:
+    """Train a stage; re-running the same command resumes from the run directory."""
+    from lingen_model.train import Trainer, load_train_config
+
+    try:
+        cfg = load_train_config(config, {"steps": steps, "run_dir": run_dir, "batch_size": batch_size})
+    except ValueError as e:
+        raise fail(str(e))
+    bars = not quiet and sys.stderr.isatty()
+    if not bars:
+        trainer = _make(Trainer, cfg, lambda s: print(s, file=sys.stderr, flush=True), None)
+        result = trainer.train()
+    else:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        from lingen_cli.common import err_console
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=err_console) as progress:
+            task = progress.add_task(f"train {cfg['stage']}", total=cfg["steps"], info="")
+
+            def on_step(step: int, rec: dict) -> None:
+                progress.update(task, completed=step, info=f"loss {rec['loss']:.4f}")
+
+            trainer = _make(Trainer, cfg, progress.console.print, on_step)
+            progress.update(task, completed=trainer.step)
+            result = trainer.train()
+    if trainer.rank == 0:
+        print(f"done: step {result['step']}, {result['elapsed_s'] / 60:.1f} min of training, run dir {cfg['run_dir']}",
+              file=sys.stderr)
+
+
+def _make(cls, cfg, log, on_step):
+    try:
+        return cls(cfg, log=log, on_step=on_step)
+    except (ValueError, FileNotFoundError) as e:
+        raise fail(str(e))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train`` to the app."""
+    app.command("train")(train)

@@ -1,0 +1,141 @@
+"""Training data: captioned video batches from the shapes world or from a folder of mp4s.
+
+Both sources yield ``(video, captions)`` with video ``B×3×T×H×W`` float32 in [-1, 1]
+(T = 1 for still images) and ``captions`` a list of B strings. Hybrid image/video
+training (LinGen §4, as in most video diffusion recipes): with probability
+``still_prob`` a batch is made of single frames.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class DataConfig:
+    """Where training clips come from and their size.
+
+    source: ``shapes`` (procedural world) or ``folder`` (``*.mp4`` + same-named ``*.txt``).
+    path: the folder for ``folder``. height, width: pixels. fps: frames per second.
+    frames: frames per clip (1 + 4k). still_prob: fraction of batches that are still images.
+    max_objects: objects per shapes-world scene (1 or 2).
+    crop: if set, batches are random crop×crop windows (pixels) of the H×W clips — cheaper
+        steps for convolutional models (the VAE) at the same pixel scale.
+    """
+
+    source: str = "shapes"
+    path: str | None = None
+    height: int = 128
+    width: int = 128
+    fps: float = 8.0
+    frames: int = 17
+    still_prob: float = 0.2
+    max_objects: int = 2
+    crop: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.source not in ("shapes", "folder"):
+            raise ValueError(f"data.source must be 'shapes' or 'folder', got {self.source!r}")
+        if self.source == "folder" and not self.path:
+            raise ValueError("data.path is required for source 'folder'")
+        if self.frames < 1 or (self.frames - 1) % 4:
+            raise ValueError(f"data.frames must be 1 + 4k, got {self.frames}")
+        if self.crop is not None and not (0 < self.crop <= min(self.height, self.width)):
+            raise ValueError(f"data.crop must be in (0, min(height, width)], got {self.crop}")
+        if not 0 <= self.still_prob <= 1:
+            raise ValueError(f"data.still_prob must be in [0, 1], got {self.still_prob}")
+
+
+def _to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 T×H×W×3 → float 3×T×H×W in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
+
+
+def shapes_batches(cfg: DataConfig, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, list[str]]]:
+    """Endless batches from the shapes world; clip ``i`` of the stream uses world seed ``seed·10⁹ + i``
+    (disjoint streams for different ``seed`` values, e.g. one per DDP rank)."""
+    from lingen_model.world import make_clip
+
+    rng = random.Random(seed)
+    i = 0
+    while True:
+        frames = 1 if rng.random() < cfg.still_prob else cfg.frames
+        clips, caps = [], []
+        for _ in range(batch_size):
+            # still images show objects standing still, so no caption names an unseen motion
+            video, caption, _ = make_clip(seed * 1_000_000_000 + i, frames, cfg.height, cfg.width, cfg.fps,
+                                          max_objects=cfg.max_objects, motions=("still",) if frames == 1 else None)
+            i += 1
+            clips.append(_to_tensor(video))
+            caps.append(caption)
+        yield torch.stack(clips), caps
+
+
+def list_folder(path: str | Path) -> list[tuple[Path, str]]:
+    """(mp4 path, caption) pairs of a folder: every ``X.mp4`` with an ``X.txt`` beside it.
+
+    Raises ValueError when the folder is missing or holds no captioned mp4.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise ValueError(f"data folder not found: {root}")
+    pairs = []
+    for mp4 in sorted(root.rglob("*.mp4")):
+        txt = mp4.with_suffix(".txt")
+        if txt.is_file():
+            pairs.append((mp4, txt.read_text(encoding="utf-8").strip()))
+    if not pairs:
+        raise ValueError(f"no captioned videos (X.mp4 + X.txt) in {root}")
+    return pairs
+
+
+def _load_clip(path: Path, cfg: DataConfig, frames: int, rng: random.Random) -> torch.Tensor:
+    """A random ``frames``-long window of an mp4, resampled to cfg.fps and resized/cropped to H×W."""
+    from lingen_cli.video import read_mp4  # imageio-ffmpeg reader
+
+    video, fps = read_mp4(path)
+    step = max(1, round(fps / cfg.fps))
+    video = video[::step]
+    if len(video) < frames:  # loop short clips
+        video = np.concatenate([video] * (frames // len(video) + 1))
+    start = rng.randrange(0, len(video) - frames + 1)
+    x = _to_tensor(video[start:start + frames])  # 3×T×h×w
+    h, w = x.shape[-2:]
+    scale = max(cfg.height / h, cfg.width / w)
+    x = F.interpolate(x, size=(max(cfg.height, round(h * scale)), max(cfg.width, round(w * scale))),
+                      mode="bilinear", align_corners=False, antialias=True)
+    top = (x.shape[-2] - cfg.height) // 2
+    left = (x.shape[-1] - cfg.width) // 2
+    return x[..., top:top + cfg.height, left:left + cfg.width].clamp(-1, 1)
+
+
+def folder_batches(cfg: DataConfig, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, list[str]]]:
+    """Endless batches of random windows from the captioned mp4s of ``cfg.path``."""
+    pairs = list_folder(cfg.path)
+    rng = random.Random(seed)
+    while True:
+        frames = 1 if rng.random() < cfg.still_prob else cfg.frames
+        picks = [rng.choice(pairs) for _ in range(batch_size)]
+        yield torch.stack([_load_clip(p, cfg, frames, rng) for p, _ in picks]), [c for _, c in picks]
+
+
+def batches(cfg: DataConfig, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, list[str]]]:
+    """Endless training batches from the configured source (randomly cropped if ``cfg.crop``)."""
+    stream = shapes_batches(cfg, batch_size, seed) if cfg.source == "shapes" else folder_batches(cfg, batch_size, seed)
+    if not cfg.crop:
+        return stream
+    rng = random.Random(seed + 1)
+
+    def cropped():
+        for video, caps in stream:
+            top = rng.randrange(0, cfg.height - cfg.crop + 1)
+            left = rng.randrange(0, cfg.width - cfg.crop + 1)
+            yield video[..., top:top + cfg.crop, left:left + cfg.crop], caps
+
+    return cropped()

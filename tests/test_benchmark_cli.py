@@ -1,0 +1,170 @@
+"""`lingen benchmark` as a user runs it: table, JSON, PNG, paper-scale FLOPs, bad flags; and its helpers."""
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from lingen_cli import benchmark as bm
+from lingen_cli.app import app
+from lingen_model.config import get_config
+from lingen_model.flops import denoiser_flops
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, ["benchmark", *map(str, args)])
+
+
+def one_line_error(result, code=2):
+    assert result.exit_code == code, (result.exit_code, result.output)
+    err = [l for l in result.output.splitlines() if l.startswith("error:")]
+    assert len(err) == 1, result.output
+    assert "Traceback" not in result.output
+    return err[0]
+
+
+def test_smoke_table_json_and_png(tmp_path):
+    js, png = tmp_path / "out" / "bench.json", tmp_path / "bench.png"
+    r = run("--res", 32, "--length", "5f", "--repeats", 1, "--threads", 1, "--json", js, "--plot", png)
+    assert r.exit_code == 0, r.output
+    assert "LinGen" in r.stdout and "DiT" in r.stdout and "log-log slope" in r.stdout
+    rep = json.loads(js.read_text())
+    assert [c["label"] for c in rep["cells"]] == ["LinGen", "DiT"]
+    for c in rep["cells"]:
+        assert c["status"] == "ok", c
+        assert c["tokens"] == 2 * 2 * 2  # 5 frames → 2 latent frames; 32 px → 4 latent → 2×2 tokens
+        assert c["median_s"] > 0 and c["first_call_s"] > 0 and len(c["times_s"]) == 1
+        assert c["peak_memory_bytes"] is not None and c["peak_memory_bytes"] >= 0
+        assert c["projected_run_s"] == pytest.approx(50 * c["median_s"])
+        assert c["flops"] == denoiser_flops(get_config("tiny", c["mixer"]), c["latent"], 1, 64).total
+    assert rep["ratios"][0]["flops"] == pytest.approx(rep["cells"][1]["flops"] / rep["cells"][0]["flops"])
+    assert rep["machine"]["logical_cores"] >= 1 and "load_average_end" in rep["machine"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in tmp_path.rglob(".*")]  # atomic writes leave no temp files
+
+
+def test_paper_scale_flops_only_needs_no_gpu(tmp_path):
+    js = tmp_path / "p.json"
+    r = run("--model", "4b", "--res", 512, "--length", "17s,34s,68s", "--flops-only", "--json", js)
+    assert r.exit_code == 0, r.output
+    rep = json.loads(js.read_text())
+    ratios = [x["flops"] for x in rep["ratios"]]
+    assert ratios == sorted(ratios) and ratios[0] > 1  # the DiT's disadvantage grows with length
+    fits = rep["fits"]
+    assert 0.95 < fits["LinGen"]["flops_slope"] < 1.05 and fits["DiT"]["flops_slope_long_end"] > 1.7
+    assert all(c["status"] == "flops-only" for c in rep["cells"])
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--length", "abc"], "length"),
+    (["--length", "0s"], "length"),
+    (["--res", "100"], "divisible"),
+    (["--res", "big"], "resolution"),
+    (["--compare", "unet"], "--compare"),
+    (["--model", "huge"], "--model"),
+    (["--steps", "0"], "--steps"),
+    (["--repeats", "0"], "--repeats"),
+    (["--dtype", "int8"], "--dtype"),
+    (["--plot", "x.jpg"], ".png"),
+    (["--fps", "-1"], "fps"),
+    (["--flops-only", "--pipeline"], "exclude"),
+])
+def test_bad_flags_exit_2_with_one_line(args, needle):
+    assert needle in one_line_error(run(*args))
+
+
+def test_cuda_without_gpu_is_a_one_line_error():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert "CUDA" in one_line_error(run("--device", "cuda", "--res", 32, "--length", "5f"))
+
+
+def test_parse_cells_lengths_and_resolutions():
+    cells = bm.parse_cells("128,512x288", "4s,60s,97f", fps=8)
+    assert [(c.width, c.height) for c in cells[::3]] == [(128, 128), (512, 288)]
+    assert [c.frames for c in cells[:3]] == [33, 481, 97]
+    assert cells[0].latent == (9, 16, 16) and cells[1].latent == (121, 16, 16) and cells[5].latent == (25, 36, 64)
+    assert cells[0].seconds == pytest.approx(33 / 8)
+    # the embedded model's native setting: 4 s = 576 tokens, 60 s = 7,744 tokens
+    cfg = get_config("tiny")
+    assert [denoiser_flops(cfg, c.latent).tokens for c in cells[:2]] == [576, 7744]
+
+
+def test_fit_loglog_slope_recovers_exponents():
+    xs = [500, 1000, 3000, 8000]
+    assert bm.fit_loglog_slope(xs, [3 * x ** 1.7 for x in xs]) == pytest.approx(1.7)
+    assert bm.fit_loglog_slope(xs, [0.2 * x for x in xs]) == pytest.approx(1.0)
+    assert bm.fit_loglog_slope([5, 5], [1, 2]) is None
+
+
+def test_crossover_tokens_interpolates_and_extrapolates():
+    # DiT / LinGen = (x / 2000)^0.8: crosses 1 at exactly 2,000 tokens in log-log
+    xs = [500, 1000, 4000, 8000]
+    lin = [x * 1e-3 for x in xs]
+    dit = [l * (x / 2000) ** 0.8 for l, x in zip(lin, xs)]
+    tok, how = bm.crossover_tokens(xs, lin, dit)
+    assert how == "measured" and tok == pytest.approx(2000, rel=1e-9)
+    tok, how = bm.crossover_tokens(xs[2:], lin[2:], dit[2:])  # LinGen already cheaper everywhere
+    assert how == "extrapolated" and tok == pytest.approx(2000, rel=1e-9)
+    assert bm.crossover_tokens(xs, dit, lin) == (None, "none")  # ratio only falls through 1
+    assert bm.crossover_tokens(xs[:2], lin[:2], [0.5 * l for l in lin[:2]]) == (None, "dit-always")
+    assert bm.crossover_tokens(xs[:2], lin[:2], [2 * l for l in lin[:2]]) == (None, "lingen-always")
+
+
+def test_flops_crossover_is_the_first_latent_frame_where_dit_costs_more():
+    cell = bm.parse_cells("128", "4s", fps=8)[0]
+    sec = bm.flops_crossover_seconds("tiny", cell, 1, 64)
+    t = round((sec * 8 - 1) / 4) + 1  # latent frames at the crossover
+
+    def ratio(frames):
+        shape = (frames, 16, 16)
+        return (denoiser_flops(get_config("tiny", "attention"), shape).total
+                / denoiser_flops(get_config("tiny", "mate"), shape).total)
+
+    assert ratio(t) > 1 >= ratio(t - 1)
+    assert bm.tokens_to_seconds(t * 64, cell, 2) == pytest.approx(sec)
+
+
+def test_worker_failures_are_reported_not_raised():
+    spec = {"model": "tiny", "mixer": "mate", "latent": [1, 4, 4], "batch": 1, "text_len": 4, "device": "cpu",
+            "dtype": "float32", "threads": 1, "warmup": 1, "repeats": 1, "overrides": {"no_such_field": 1}}
+    res = bm.run_worker(spec, timeout=120)
+    assert res["status"] == "error" and "no_such_field" in res["message"]
+    assert bm.run_worker(spec, timeout=0.01)["status"] == "timeout"
+
+
+def test_cells_that_do_not_fit_say_so(monkeypatch):
+    monkeypatch.setattr(bm, "_free_memory_bytes", lambda device: 1000)
+    cells = bm.parse_cells("32", "5f", fps=8)
+    rep = bm.run_benchmark(cells, bm.BenchSettings(repeats=1), isolate=False)
+    assert [c["status"] for c in rep["cells"]] == ["does not fit"] * 2
+    rep["machine"] = {"cpu": "test"}
+    from rich.console import Console
+
+    con = Console(width=200, record=True)
+    con.print(bm.render_table(rep))
+    assert "does not fit" in con.export_text()
+
+
+def test_in_process_measurement_and_memory():
+    spec = {"model": "tiny", "mixer": "attention", "latent": [2, 8, 8], "batch": 1, "text_len": 4, "device": "cpu",
+            "dtype": "float32", "threads": 1, "warmup": 2, "repeats": 3, "overrides": {}}
+    res = bm.measure_cell(spec)
+    assert res["status"] == "ok" and len(res["times_s"]) == 3
+    assert min(res["times_s"]) <= res["median_s"] <= max(res["times_s"])
+    assert res["spread"] == pytest.approx((max(res["times_s"]) - min(res["times_s"])) / 2 / res["median_s"])
+
+
+def test_pipeline_mode_splits_generate_into_shares(tmp_path):
+    js = tmp_path / "pipe.json"
+    r = run("--pipeline", "--res", 32, "--length", "5f", "--steps", 1, "--compare", "none", "--threads", 1, "--json", js)
+    assert r.exit_code == 0, r.output
+    rep = json.loads(js.read_text())
+    (row,) = rep["pipeline"]
+    assert set(row["shares"]) == {"encode", "denoise", "decode", "write"}
+    assert math.isclose(sum(row["shares"].values()), 1.0, rel_tol=1e-9)
+    assert all(row[k + "_s"] > 0 for k in row["shares"])
