@@ -13,14 +13,17 @@ app = typer.Typer(
 
 # Command modules, each exposing ``register(app)``. Imports stay light: heavy work
 # (torch, transformers) is imported inside the command functions.
-_COMMAND_MODULES: list[str] = ["generate", "train", "zoo", "benchmark"]
+_COMMAND_MODULES: list[str] = ["generate", "train", "eval", "info", "zoo", "benchmark"]
+
+
+_MODULE_FILES = {"eval": "evaluate"}  # verb → module where they differ
 
 
 def _register_all() -> None:
     import importlib
 
     for name in _COMMAND_MODULES:
-        importlib.import_module(f"lingen_cli.{name}").register(app)
+        importlib.import_module(f"lingen_cli.{_MODULE_FILES.get(name, name)}").register(app)
 
 
 _register_all()

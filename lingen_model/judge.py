@@ -11,16 +11,18 @@ measurable because the world (:mod:`lingen_model.world`) is known:
    *object* when it is at least ``FG_THRESHOLD`` from the background in CIELAB (sRGB,
    D65; ΔE*76) and it names an object colour: saturated pixels take the colour of
    nearest HSV hue, unsaturated ones clearly brighter than the background are white,
-   gray and dark pixels name none (:func:`name_colors`). Hue survives desaturation, darkening and
-   blending with a neutral background, so washed-out or blurry objects keep their name.
+   gray and dark pixels name none (:func:`name_colors`). Hue survives desaturation,
+   darkening and blending with a neutral background, so washed-out or blurry objects
+   keep their name.
 3. **Blobs.** Within each connected region of object pixels, hues next to the
    region's majority colour are merged into it (:func:`merge_confusable`). Blobs are then
    the connected components (8-neighbour, on the torus like the world) of same-colour
    object pixels, per frame. A blob *counts* when its area is at least
    ``MIN_AREA_FRAC`` of ``min(h, w)²`` and at most ``MAX_AREA_FRAC`` of the frame
-   (larger regions are no object of this world). Each named object is tracked as the largest
-   blob of its colour in each frame (the r-th largest when a prompt names the colour
-   r times).
+   (larger regions are no object of this world). Each named object is tracked as the
+   largest blob of its colour in each frame (the r-th largest when a prompt names the
+   colour r times). Two touching objects of neighbouring hues (say orange and yellow)
+   merge into one blob — they never touch in the world itself.
 4. **Scores per named object**, all in [0, 1], 1 = good:
 
    * ``color``: among frames that hold any counting blob, the fraction in which the
@@ -53,7 +55,9 @@ measurable because the world (:mod:`lingen_model.world`) is known:
    background pixels, i.e. pixels of neither frame's counting blobs (dilated by one
    working pixel). A static background scores 1; independent per-frame noise scores 0.
 
-Scores of multi-object prompts are the means over the named objects.
+Scores of multi-object prompts are the means over the named objects. A clip *passes* a
+criterion when its score reaches ``PASS_THRESHOLDS`` (0.5 for colour, shape and motion,
+0.9 for persistence, 0.75 for flicker, i.e. a background MAE of at most 8 levels).
 """
 from __future__ import annotations
 

@@ -669,6 +669,7 @@ _SPECIAL_WORDS = {
                              "bobs")},
     **{w: "orbit" for w in ("orbiting", "orbits", "orbit", "circling", "looping", "loops", "loop")},
 }
+_BG_NOUNS = {"background", "backdrop", "bg", "canvas", "backgrounds"}
 _NEGATIONS = {"not", "t", "never", "no"}
 _MOVE_WORDS = {"move", "moves", "moving", "motion"}
 _FILLERS = {"a", "an", "the", "one", "single", "small", "little", "tiny", "big", "large", "huge", "bright",
@@ -694,7 +695,8 @@ def parse_prompt(text: str) -> PromptTarget:
     and a still-adjective right before an object ("a static red ball") belongs to that
     object. An object with no motion word takes the motion of its neighbour ("a red
     circle and a blue square moving left" → both left). "dark blue"/"navy" is the
-    background unless a shape word follows (then it is the object colour blue).
+    background unless a shape word follows (then it is the object colour blue); an object
+    colour right before "background"/"backdrop" names no object.
 
     Args:
         text: the prompt.
@@ -740,6 +742,8 @@ def parse_prompt(text: str) -> PromptTarget:
             near = toks[i + 1:i + 3]
             if _TEXTURE_WORDS[tok] or any(t in _BG_WORDS or t in ("background", "backdrop") for t in near):
                 texture = _TEXTURE_WORDS[tok]
+        if colour is not None and any(t in _BG_NOUNS for t in toks[i + 1:i + 3]):
+            colour = None  # "on a white background": a background colour outside the world
         if colour is not None:
             objects.append({"color": colour, "shape": None, "start": i})
         elif tok in _SHAPE_WORDS:

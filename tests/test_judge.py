@@ -64,8 +64,8 @@ def test_ground_truth_bounce_orbit_and_other_rates():
 
 def test_ground_truth_sixty_seconds():
     rng = np.random.default_rng(11)
-    for prompt in (w.EVAL_PROMPTS[0], w.EVAL_PROMPTS_TWO[0]):
-        frames = w.render(w.scene_from_prompt(prompt, rng), 481, 128, 128, 8.0)  # 60 s at 8 fps
+    for prompt, size in ((w.EVAL_PROMPTS[0], 128), (w.EVAL_PROMPTS_TWO[0], 64)):
+        frames = w.render(w.scene_from_prompt(prompt, rng), 481, size, size, 8.0)  # 60 s at 8 fps
         s = j.score_clip(frames, prompt, 8.0)
         assert all(s[c] >= 0.9 for c in j.CRITERIA), s
 
@@ -85,7 +85,7 @@ def test_washed_out_renders_still_pass():
     rng = np.random.default_rng(13)
     results = []
     for seed in range(24):
-        frames, text, _ = w.make_clip(seed + 5000, 33, 128, 128, 8.0)
+        frames, text, _ = w.make_clip(seed + 5000, 17, 128, 128, 8.0)  # 2 s at 8 fps
         results.append(j.score_clip(_washed_out(frames, rng), text, 8.0))
     rates = _pass_rates(results)
     assert all(rates[c] >= 0.9 for c in CRIT + ("persistence",)), rates
@@ -371,7 +371,7 @@ def test_blob_split_across_the_seam_is_one_object():
         blobs = j._Blobs(labels, 1)
         red = list(w.COLORS).index("red")
         side = np.sqrt(np.pi) / 2 * 0.3 * 64  # pixels; hard labels also count the AA rim
-        assert side**2 <= blobs.area[0, red, 0] <= (side + 2) ** 2
+        assert (side - 1) ** 2 <= blobs.area[0, red, 0] <= (side + 2) ** 2
         dx = (blobs.cx[0, red, 0] - x0 + 0.5) % 1.0 - 0.5
         dy = (blobs.cy[0, red, 0] - y0 + 0.5) % 1.0 - 0.5
         assert abs(dx) < 0.01 and abs(dy) < 0.01

@@ -268,6 +268,7 @@ def test_captions_are_varied():
     ("a circle moving right", [(None, "circle", "right")], None),
     ("something red", [("red", None, None)], None),
     ("moving up", [(None, None, "up")], None),
+    ("a red circle moving left on a white background", [("red", "circle", "left")], None),
 ])
 def test_parse_prompt_examples(text, objects, background):
     target = w.parse_prompt(text)

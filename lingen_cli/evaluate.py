@@ -1,0 +1,93 @@
+"""``lingen eval``: generate clips for a prompt set and score them with the shapes-world judge
+(colour, shape, motion direction, persistence, flicker — our analogues of VBench's colour,
+object class, dynamic degree, subject consistency and temporal flickering; DESIGN.md §7)."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lingen_cli.common import CLIError, atomic_path, console, fail
+
+
+def evaluate(
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="Prompt file (one per line). Default: the built-in set."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name, repo id or checkpoint directory."),
+    length: str = typer.Option("4s", "--length", "-l", help="Clip length (4s, 60s, 33f)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (default: the model's)."),
+    cfg: Optional[float] = typer.Option(None, "--cfg", help="CFG scale (default: the model's)."),
+    seed_base: int = typer.Option(1_000_003, "--seed-base", help="Seed of prompt i is seed_base + i (never used in training)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N prompts."),
+    two_objects: bool = typer.Option(False, "--two-objects", help="Add the built-in two-object prompts."),
+    save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="Also write each clip as mp4 here."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Write per-prompt scores and the summary as JSON."),
+) -> None:
+    """Score a model's clips against their prompts; prints a table and a summary of pass rates."""
+    import torch
+    from rich.table import Table
+
+    from lingen_cli.options import frames_for_length
+    from lingen_model.checkpoint import CheckpointError
+    from lingen_model.judge import CRITERIA, score_clip
+    from lingen_model.pipeline import LinGenPipeline
+    from lingen_model.world import EVAL_PROMPTS, EVAL_PROMPTS_TWO
+
+    try:
+        if prompts is not None:
+            try:
+                items = [l.strip() for l in prompts.read_text(encoding="utf-8").splitlines() if l.strip() and not l.startswith("#")]
+            except (OSError, UnicodeDecodeError) as e:
+                raise CLIError(f"cannot read prompts file {prompts}: {e}") from None
+            if not items:
+                raise CLIError(f"prompts file {prompts} holds no prompt")
+        else:
+            items = list(EVAL_PROMPTS) + (list(EVAL_PROMPTS_TWO) if two_objects else [])
+        items = items[:limit] if limit else items
+        pipe = LinGenPipeline.from_pretrained(model, device="cuda" if torch.cuda.is_available() else "cpu")
+        fps = pipe.native["fps"]
+        num_frames, _ = frames_for_length(length, fps, pipe.vae.temporal_factor)
+    except (CLIError, CheckpointError, ValueError) as e:
+        raise fail(str(e))
+    rows, t0 = [], time.time()
+    for i, prompt in enumerate(items):
+        t1 = time.time()
+        frames = pipe(prompt, num_frames=num_frames, steps=steps, cfg_scale=cfg, seed=seed_base + i)
+        try:
+            score = score_clip(frames, prompt, fps)
+        except ValueError as e:
+            print(f"[{i + 1}/{len(items)}] {prompt!r}: not scored ({e})", file=sys.stderr)
+            continue
+        if save_dir is not None:
+            from lingen_cli.options import slugify
+            from lingen_cli.video import write_mp4
+
+            write_mp4(frames, save_dir / f"{i:03d}-{slugify(prompt)}.mp4", fps)
+        score = {k: v for k, v in score.items() if k in CRITERIA or k in ("passed", "detected")}
+        rows.append({"prompt": prompt, "seed": seed_base + i, **score})
+        print(f"[{i + 1}/{len(items)}] {prompt}: " + " ".join(f"{c} {score[c]:.2f}" for c in CRITERIA)
+              + f" ({time.time() - t1:.1f}s)", file=sys.stderr, flush=True)
+    if not rows:
+        raise fail("no clip could be scored", 1)
+    summary = {"n": len(rows), "num_frames": num_frames, "fps": fps, "model": model or "lingen-tiny",
+               "mean": {c: sum(r[c] for r in rows) / len(rows) for c in CRITERIA},
+               "pass_pct": {c: 100.0 * sum(bool(r["passed"][c]) for r in rows) / len(rows) for c in CRITERIA},
+               "wall_s": round(time.time() - t0, 1)}
+    table = Table(title=f"lingen eval — {summary['model']}, {len(rows)} prompts, {num_frames} frames @ {fps:g} fps")
+    table.add_column("criterion")
+    table.add_column("mean score")
+    table.add_column("pass %")
+    for c in CRITERIA:
+        table.add_row(c, f"{summary['mean'][c]:.3f}", f"{summary['pass_pct'][c]:.1f}")
+    console.print(table)
+    if json_file is not None:
+        with atomic_path(json_file) as tmp:
+            tmp.write_text(json.dumps({"summary": summary, "clips": rows}, indent=2, default=str) + "\n")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``eval`` to the app."""
+    app.command("eval")(evaluate)
