@@ -260,8 +260,10 @@ def measure_cell(spec: dict) -> dict:
 
     ``spec`` keys: model, mixer, latent [T', H', W'], batch, text_len, device, dtype, threads
     (None = torch default), warmup (≥ 1), repeats (≥ 1), overrides (config fields, optional).
-    Result keys: status (``ok`` | ``oom`` | ``error``), message, first_call_s, times_s,
-    median_s, spread, peak_memory_bytes, memory_method, scan_backend, threads.
+    Result keys: status (``ok`` | ``oom`` | ``error``), message, first_call_s, times_s (wall
+    clock), median_s, spread, cpu_times_s / cpu_median_s (CPU time of the process, all threads:
+    ``time.process_time``; unlike wall time it does not count waiting for a shared core),
+    peak_memory_bytes, memory_method, scan_backend, threads.
     """
     import torch
 
@@ -311,17 +313,21 @@ def measure_cell(spec: dict) -> dict:
             out["memory_method"] = ("VmHWM (reset by clear_refs) minus VmRSS before the first forward" if reset
                                     else "VmHWM since start minus VmRSS before the first forward (upper bound)")
 
+        cpu_times: list[float] = []
+
         def timed() -> float:
             sync()
-            s = time.perf_counter()
+            s, c = time.perf_counter(), time.process_time()
             model(x, t, ctx, mask)
             sync()
+            cpu_times.append(time.process_time() - c)
             return time.perf_counter() - s
 
         with torch.inference_mode():
             out["first_call_s"] = timed()
             for _ in range(int(spec["warmup"]) - 1):
                 timed()
+            del cpu_times[:]
             times = [timed() for _ in range(int(spec["repeats"]))]
         if cuda:
             peak = torch.cuda.max_memory_allocated(device) - mem0
@@ -330,8 +336,9 @@ def measure_cell(spec: dict) -> dict:
             peak = None if hwm is None else max(0, hwm * 1024 - mem0)
         srt = sorted(times)
         med = srt[len(srt) // 2] if len(srt) % 2 else 0.5 * (srt[len(srt) // 2 - 1] + srt[len(srt) // 2])
+        cpu_sorted = sorted(cpu_times)
         out.update(times_s=times, median_s=med, spread=(srt[-1] - srt[0]) / 2 / med if med > 0 else 0.0,
-                   peak_memory_bytes=peak)
+                   peak_memory_bytes=peak, cpu_times_s=cpu_times, cpu_median_s=cpu_sorted[len(cpu_sorted) // 2])
     except Exception as e:  # reported in the table, never raised through the CLI
         out["status"] = "oom" if _is_oom(e) else "error"
         out["message"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
@@ -525,6 +532,7 @@ def _ratios(rows: list[dict]) -> list[dict]:
         item = {"res": lin["res"], "length": lin["length"], "tokens": lin["tokens"], "flops": dit["flops"] / lin["flops"]}
         if lin.get("status") == "ok" and dit.get("status") == "ok":
             item["latency"] = dit["median_s"] / lin["median_s"]
+            item["cpu_time"] = dit["cpu_median_s"] / lin["cpu_median_s"]
         out.append(item)
     return out
 
@@ -539,6 +547,9 @@ def _fits(rows: list[dict], mixers: list[str]) -> dict:
         fits[LABELS[mixer]] = {
             "latency_slope": fit_loglog_slope([r["tokens"] for r in ok], [r["median_s"] for r in ok]),
             "latency_slope_long_end": fit_loglog_slope([r["tokens"] for r in long_ok], [r["median_s"] for r in long_ok]),
+            "cpu_time_slope": fit_loglog_slope([r["tokens"] for r in ok], [r["cpu_median_s"] for r in ok]),
+            "cpu_time_slope_long_end": fit_loglog_slope([r["tokens"] for r in long_ok],
+                                                        [r["cpu_median_s"] for r in long_ok]),
             "flops_slope": fit_loglog_slope([r["tokens"] for r in rs], [r["flops"] for r in rs]),
             "flops_slope_long_end": fit_loglog_slope([r["tokens"] for r in long_fl], [r["flops"] for r in long_fl]),
             "tokens_range": [rs[0]["tokens"], rs[-1]["tokens"]] if rs else None,
@@ -556,10 +567,10 @@ def _crossovers(cells: list[Cell], rows: list[dict], settings: BenchSettings) ->
         pairs = [(lin, dit) for lin, dit in _pair(rows) if lin["res"] == res and dit is not None]
         item: dict[str, Any] = {"res": res}
         ok = [(lin, dit) for lin, dit in pairs if lin.get("status") == "ok" and dit.get("status") == "ok"]
-        tok, how = crossover_tokens([l["tokens"] for l, _ in ok], [l["median_s"] for l, _ in ok],
-                                    [d["median_s"] for _, d in ok])
-        item["latency_tokens"], item["latency_how"] = tok, how
-        item["latency_seconds"] = tokens_to_seconds(tok, cell, patch) if tok else None
+        for key, name in (("median_s", "latency"), ("cpu_median_s", "cpu_time")):
+            tok, how = crossover_tokens([l["tokens"] for l, _ in ok], [l[key] for l, _ in ok], [d[key] for _, d in ok])
+            item[f"{name}_tokens"], item[f"{name}_how"] = tok, how
+            item[f"{name}_seconds"] = tokens_to_seconds(tok, cell, patch) if tok else None
         if not settings.overrides:
             item["flops_seconds"] = flops_crossover_seconds(settings.model, cell, settings.batch, settings.text_len)
         out.append(item)
@@ -608,9 +619,10 @@ def _short(x: Optional[float], unit: str = "") -> str:
 def render_table(report: dict):
     """The rich table of a report: one row per (cell, mixer); DiT rows carry the DiT÷LinGen ratios.
 
-    Columns: clip (resolution, length), tokens, model, FLOPs per step, latency per step
-    (median ± half the min–max spread), µs per token, peak memory, first call (compile/warm-up),
-    projected sampling run, and DiT÷LinGen ratios of FLOPs and latency.
+    Columns: clip (resolution, length), frames, tokens, model, FLOPs per step, latency per
+    step (wall clock: median ± half the min–max spread), CPU time per step (median; all
+    threads), µs of latency per token, peak memory, first call (compile/warm-up), projected
+    sampling run (steps × median), and DiT÷LinGen ratios of FLOPs and latency.
     """
     from rich import box
     from rich.table import Table
@@ -628,7 +640,7 @@ def render_table(report: dict):
     t.add_column("model", no_wrap=True)
     t.add_column("FLOP/step", justify="right")
     if not flops_only:
-        for name in ("s/step", "µs/tok", "peak mem", "1st call", f"{st['steps']} steps"):
+        for name in ("s/step", "CPU s", "µs/tok", "peak mem", "1st call", f"{st['steps']} steps"):
             t.add_column(name, justify="right", no_wrap=True)
     if st["compare"] == "dit":
         t.add_column("÷FLOP", justify="right")
@@ -639,10 +651,11 @@ def render_table(report: dict):
         row = [_fmt_clip(r), str(r["frames"]), f"{r['tokens']:,}", r["label"], _short(r["flops"])]
         if not flops_only:
             if r.get("status") == "ok":
-                row += [f"{_fmt_s(r['median_s'])}±{100 * r['spread']:.0f}%", f"{r['per_token_us']:.0f}",
+                row += [f"{_fmt_s(r['median_s'])}±{100 * r['spread']:.0f}%", _fmt_s(r["cpu_median_s"]),
+                        f"{r['per_token_us']:.0f}",
                         _fmt_bytes(r.get("peak_memory_bytes")), _fmt_s(r["first_call_s"]), _fmt_s(r["projected_run_s"])]
             else:
-                row += [r.get("status", "?"), "", "", "", (r.get("message") or "")[:30]]
+                row += [r.get("status", "?"), "", "", "", "", (r.get("message") or "")[:30]]
         if st["compare"] == "dit":
             rat = ratios.get((r["res"], r["length"])) if r["mixer"] == "attention" else None
             row.append(f"{rat['flops']:.2f}×" if rat else "")
@@ -661,19 +674,22 @@ def summary_lines(report: dict) -> list[str]:
         if not report["settings"]["flops_only"]:
             parts.append(f"latency ∝ tokens^{_fmt_slope(f['latency_slope'])} "
                          f"(long end: ^{_fmt_slope(f['latency_slope_long_end'])})")
+            parts.append(f"CPU time ∝ tokens^{_fmt_slope(f['cpu_time_slope'])} "
+                         f"(long end: ^{_fmt_slope(f['cpu_time_slope_long_end'])})")
         lines.append("log-log slope " + ", ".join(parts))
     for c in report["crossover"]:
         msg = f"crossover at {c['res']}: "
         fs = c.get("flops_seconds")
         msg += f"FLOPs — DiT costlier from {fs:.3g} s" if fs else "FLOPs — none found"
         if not report["settings"]["flops_only"]:
-            how, sec = c["latency_how"], c.get("latency_seconds")
-            if sec is not None:
-                msg += f"; latency — DiT slower from {sec:.3g} s ({how}, {c['latency_tokens']:,.0f} tokens)"
-            else:
-                msg += {"lingen-always": "; latency — LinGen faster at every length measured",
-                        "dit-always": "; latency — DiT faster at every length measured, gap not closing",
-                        "none": "; latency — DiT÷LinGen does not rise through 1"}.get(how, "; latency — n/a")
+            for name in ("latency", "cpu_time"):
+                how, sec, what = c[f"{name}_how"], c.get(f"{name}_seconds"), name.replace("_", " ")
+                if sec is not None:
+                    msg += f"; {what} — DiT slower from {sec:.3g} s ({how}, {c[f'{name}_tokens']:,.0f} tokens)"
+                else:
+                    msg += {"lingen-always": f"; {what} — LinGen faster at every length measured",
+                            "dit-always": f"; {what} — DiT faster at every length measured, gap not closing",
+                            "none": f"; {what} — DiT÷LinGen does not rise through 1"}.get(how, f"; {what} — n/a")
         lines.append(msg)
     return lines
 

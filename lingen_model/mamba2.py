@@ -81,7 +81,8 @@ class BiMamba2(nn.Module):
         xBC = F.silu(xBC)
         x, B, C = torch.split(xBC, [self.d_inner, self.ngroups * self.d_state, self.ngroups * self.d_state], dim=-1)
         dt = F.softplus(dt_raw + self.dt_bias[direction])
-        A = -torch.exp(self.A_log[direction].float())
+        A_log = self.A_log[direction]
+        A = -torch.exp(A_log.float() if A_log.dtype in (torch.float16, torch.bfloat16) else A_log)  # ≥ fp32
         y = ssd_scan(
             x.reshape(b, l, self.nheads, self.headdim), dt, A,
             B.reshape(b, l, self.ngroups, self.d_state), C.reshape(b, l, self.ngroups, self.d_state),

@@ -207,13 +207,17 @@ class CausalConv3d(nn.Module):
 
     def _conv2d(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         pad = self.ks // 2
+        # a channels_last weight keeps oneDNN's output channels_last (with 3 input
+        # channels it would otherwise fall back to NCHW)
+        w = w.contiguous(memory_format=torch.channels_last)
         if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
             # training: one batched call (fast backward)
             return F.conv2d(x, w, self.bias, stride=self.ss, padding=pad)
-        # inference: one call per frame. oneDNN's float summation order depends on the
-        # batch size, so a batched call would make chunked and whole-clip results differ
-        # by float rounding (~1e-5 after ~30 layers); per-frame calls make every frame's
-        # result independent of how the clip is chunked (bitwise), and on CPU are as fast.
+        # Inference: one call per frame. PyTorch picks the CPU convolution backend and
+        # oneDNN its blocking from the batch size, which changes the float summation
+        # order; batched calls would make chunked and whole-clip results differ by float
+        # rounding (~1e-5 after ~30 layers). Per-frame calls give every frame the same
+        # computation however the clip is chunked (bitwise equal), at the same CPU speed.
         if x.shape[0] <= 1:
             return F.conv2d(x, w, self.bias, stride=self.ss, padding=pad)
         return torch.cat([F.conv2d(f, w, self.bias, stride=self.ss, padding=pad) for f in x.split(1)])

@@ -13,6 +13,9 @@ the weight values), draws random latents for ``1 + fps·seconds`` frames, decode
 * ``base_rss``: the resident set just before decoding (bytes);
 * ``decode_s``: wall-clock decode time (seconds).
 
+The child sets ``OMP_WAIT_POLICY=PASSIVE`` unless told otherwise: on a CPU shared with
+other processes, spinning OpenMP threads otherwise make these runs several times slower.
+
 Modes (``--modes``): ``decode`` holds the whole float32 output video (the API's
 ``decode``); ``uint8`` uses ``decode_uint8`` (the whole video as 8-bit frames, a quarter of
 the float size); ``stream`` uses ``iter_decode`` and drops each chunk (what a video writer
@@ -93,7 +96,7 @@ def child(res: int, frames: int, chunk: int, threads: int, mode: str) -> dict:
             assert y.shape[2] == frames
             out_bytes = y.numel() * y.element_size()
     dt = time.perf_counter() - t0
-    return {"res": res, "frames": frames, "latent_frames": t_lat, "chunk": chunk, "mode": mode,
+    return {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""), "res": res, "frames": frames, "latent_frames": t_lat, "chunk": chunk, "mode": mode,
             "threads": torch.get_num_threads(), "decode_s": dt, "base_rss": base,
             "peak_rss": _peak_rss(), "output_bytes": out_bytes}
 
@@ -108,6 +111,9 @@ def main() -> int:
     ap.add_argument("--modes", nargs="+", default=["decode", "uint8"], choices=["decode", "uint8", "stream"],
                     help="decode = float32 video held; uint8 = decode_uint8; stream = iter_decode")
     ap.add_argument("--max-ratio", type=float, default=1.5, help="allowed peak ratio long/short")
+    ap.add_argument("--no-omp-passive", dest="omp_passive", action="store_false",
+                    help="do not set OMP_WAIT_POLICY=PASSIVE in the child (spinning OpenMP threads "
+                         "slow CPU runs down many-fold when other processes share the cores)")
     ap.add_argument("--json", type=str, default="", help="also write the results to this JSON file")
     ap.add_argument("--child", type=str, default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -126,8 +132,11 @@ def main() -> int:
                 frames = 1 + 4 * ((steps + 3) // 4)  # 1 + 4k frames covering the length
                 spec = {"res": res, "frames": frames, "chunk": args.chunk, "threads": args.threads,
                         "mode": mode}
+                env = dict(os.environ)
+                if args.omp_passive:
+                    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
                 proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)],
-                                      capture_output=True, text=True)
+                                      capture_output=True, text=True, env=env)
                 if proc.returncode != 0:
                     print(proc.stderr, file=sys.stderr)
                     return 2
@@ -136,6 +145,8 @@ def main() -> int:
                 rows.append(r)
                 print(f"  done: {res}x{res} {sec:g}s {mode} {r['decode_s']:.1f}s", file=sys.stderr, flush=True)
 
+    print(f"default VAEConfig, chunk_frames={args.chunk}, {args.fps} fps, torch threads="
+          f"{rows[0]['threads'] if rows else '?'}, OMP_WAIT_POLICY={rows[0]['omp_wait_policy'] if rows else '?'}")
     hdr = (f"{'res':>7} {'mode':>6} {'len':>5} {'frames':>6} {'chunk':>5} {'decode s':>8} "
            f"{'ms/frame':>8} {'base MiB':>8} {'peak MiB':>8} {'out MiB':>7}")
     print(hdr)
