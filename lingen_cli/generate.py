@@ -240,8 +240,8 @@ def generate(
     rank, world = _dist_info()
     try:
         pipe, model_label, tier = _load_pipeline(model, setup, no_download, quiet)
-    except (CLIError, ValueError, OSError) as e:
-        raise fail(str(e), getattr(e, "code", EXIT_BAD_INPUT))
+    except (CLIError, ValueError, OSError) as e:  # any model that cannot be used is bad input
+        raise fail(str(e), EXIT_BAD_INPUT)
     base_seed = _shared_base_seed(world)
     mine = jobs[rank::world]
     defaults = {"length": setup["length"], "res": setup["res"], "fps": fps, "steps": steps, "cfg": cfg, "seed": seed, "sampler": sampler}

@@ -4,17 +4,17 @@ Compresses a video ``B×3×T×H×W`` (T = 1 + 4k frames, values in [-1, 1]) into
 ``B×C×(1+k)×H/8×W/8`` and back (DESIGN.md §4).
 
 Method. The layout follows the causal video VAEs of CogVideoX (Yang et al. 2024,
-arXiv 2408.06072, §2.1) and Wan 2.1 (arXiv 2503.20314, §3.1): every temporal convolution
-is *causal* (the time axis is padded on the past side only, with copies of the first
-frame), so output frame ``i`` depends only on input frames ``<= i`` and the first frame is
-encoded and decoded on its own, as an image; temporal down/up-sampling by 2 keeps the
-first frame alone, so ``1 + 2m`` frames map to ``1 + m``. Because nothing looks into the
-future, a long clip can be processed in temporal chunks: every causal temporal convolution
-keeps the last input frames it still needs (its *causal cache*) from one chunk to the
-next, which makes chunked processing equal to whole-clip processing while the activation
-memory depends only on the chunk length. Normalisation is a per-pixel LayerNorm over
-channels (Wan 2.1 uses a per-pixel RMS norm), never a statistic over time or space, so
-chunking cannot change it.
+arXiv 2408.06072, §2.1 "3D causal VAE") and Wan 2.1 (arXiv 2503.20314, "Wan-VAE"):
+every temporal convolution is *causal* (the time axis is padded on the past side only,
+with copies of the first frame), so output frame ``i`` depends only on input frames
+``<= i`` and the first frame is encoded and decoded on its own, as an image; temporal
+down/up-sampling by 2 keeps the first frame alone, so ``1 + 2m`` frames map to
+``1 + m``. Because nothing looks into the future, a long clip can be processed in
+temporal chunks: every causal temporal convolution keeps the last input frames it still
+needs (its *causal cache*) from one chunk to the next, which makes chunked processing
+equal to whole-clip processing while the activation memory depends only on the chunk
+length. Normalisation is a per-pixel LayerNorm over channels (Wan 2.1 uses a per-pixel
+RMS norm), never a statistic over time or space, so chunking cannot change it.
 
 Implementation notes (CPU speed): activations are 4D ``(B·T)×C×H×W`` tensors in
 ``channels_last`` memory format, so every layer is a 2D convolution over a batch of
@@ -22,6 +22,11 @@ frames; a causal ``kt×k×k`` convolution stacks the ``kt`` time-shifted frames 
 channel axis and runs one 2D convolution (mathematically identical to ``conv3d`` with
 front padding; the parameter keeps the ``nn.Conv3d`` weight shape). Full-resolution
 stages are thin and purely spatial; temporal mixing happens at 1/4 and 1/8 resolution.
+Without autograd, convolutions run one frame per call so that every frame's arithmetic
+is the same however the clip is chunked (see ``CausalConv3d._conv2d``).
+
+On a CPU shared with other processes, set ``OMP_WAIT_POLICY=PASSIVE`` before importing
+torch: spinning OpenMP threads otherwise slow these many small calls down several-fold.
 """
 from __future__ import annotations
 
@@ -443,12 +448,18 @@ class CausalVideoVAE(nn.Module):
     """Causal 3D-conv video VAE: spatial ×``fs``, temporal ×``ft``, first frame alone.
 
     A clip of ``T = 1 + ft·k`` frames maps to ``T' = 1 + k`` latent frames; latent frame
-    0 encodes frame 0 alone and latent frame ``j >= 1`` the frames ``ft(j-1)+1 … ft·j``.
+    0 encodes frame 0 alone and latent frame ``j >= 1`` adds the frames
+    ``ft(j-1)+1 … ft·j`` (it may also read earlier frames, never later ones); decoded
+    frames ``ft(j-1)+1 … ft·j`` likewise depend on latent frames ``<= j`` only.
     ``encode``/``decode`` take and return *normalised* latents
     (``(z - shift_factor) * scaling_factor``) and work in temporal chunks with a causal
-    cache (chunked result == whole-clip result up to float rounding; activation memory
-    grows with the chunk, not the clip). Method: CogVideoX (arXiv 2408.06072 §2.1) and
-    Wan 2.1 (arXiv 2503.20314 §3.1) causal video VAEs; see the module docstring.
+    cache: in inference (no autograd) the chunked result is bitwise equal to the
+    whole-clip result, and activation memory grows with the chunk, not the clip.
+    Method: the CogVideoX (arXiv 2408.06072 §2.1) and Wan 2.1 (arXiv 2503.20314) causal
+    video VAEs; see the module docstring.
+
+    The frame-count helpers are static and default to ``ft = 4``; pass
+    ``temporal_factor=vae.temporal_factor`` for another factor.
 
     Attributes: ``config``, ``spatial_factor``, ``temporal_factor``, ``latent_channels``.
     """

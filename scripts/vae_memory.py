@@ -96,8 +96,8 @@ def child(res: int, frames: int, chunk: int, threads: int, mode: str) -> dict:
             assert y.shape[2] == frames
             out_bytes = y.numel() * y.element_size()
     dt = time.perf_counter() - t0
-    return {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""), "res": res, "frames": frames, "latent_frames": t_lat, "chunk": chunk, "mode": mode,
-            "threads": torch.get_num_threads(), "decode_s": dt, "base_rss": base,
+    return {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""), "res": res, "frames": frames,
+            "latent_frames": t_lat, "chunk": chunk, "mode": mode, "threads": torch.get_num_threads(), "decode_s": dt, "base_rss": base,
             "peak_rss": _peak_rss(), "output_bytes": out_bytes}
 
 

@@ -517,3 +517,29 @@ def test_models_command_json(env):
     doc = json.loads(res.stdout)
     names = {m["name"] for m in doc["models"]}
     assert {"lingen-tiny", "minilm-l6", "lingen-4b"} <= names
+
+
+# ---------------------------------------------------------------------------------------
+# generate --model ORG/REPO: fetched on first use, then served offline from the cache
+# ---------------------------------------------------------------------------------------
+
+
+def test_generate_downloads_a_repo_checkpoint_then_runs_offline(hub, env, monkeypatch, tmp_path):
+    from ckpt_utils import make_tiny_checkpoint
+
+    ckpt = make_tiny_checkpoint(tmp_path / "src")
+    repo, _ = publish(hub, {p.name: p.read_bytes() for p in ckpt.iterdir()})
+    runner = CliRunner()
+    args = ["generate", "a red circle", "--model", repo, "--length", "5f", "--seed", "1", "--json", "--quiet"]
+    missing = runner.invoke(app, args + ["--out", str(tmp_path / "a"), "--no-download"])
+    assert missing.exit_code == 2 and f"lingen download {repo}" in missing.output
+    first = runner.invoke(app, args + ["--out", str(tmp_path / "b")])
+    assert first.exit_code == 0, first.output
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    second = runner.invoke(app, args + ["--out", str(tmp_path / "c")])
+    assert second.exit_code == 0, second.output
+    digest = lambda r: json.loads([l for l in r.stdout.splitlines() if l.startswith("{")][-1])["frames_sha256"]
+    assert digest(first) == digest(second)
