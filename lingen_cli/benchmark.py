@@ -723,11 +723,13 @@ def write_plot(report: dict, path: Path) -> None:
                 label = f"{LABELS[mixer]}" + (f" {res}" if len(res_list) > 1 else "")
                 ax.plot(xs, ys, label=label, alpha=1.0 if res == res_list[0] else 0.6, **styles[mixer])
                 if mixer == "attention":
+                    lin = {(q["res"], q["length"]): q.get(key) for q in report["cells"] if q["mixer"] == "mate"}
                     for r, x, y in zip(rs, xs, ys):
                         rat = ratios.get((r["res"], r["length"]), {}).get("flops" if key == "flops" else "latency")
-                        if rat:
-                            ax.annotate(f"{rat:.1f}×", (x, y), textcoords="offset points", xytext=(0, 7),
-                                        ha="center", fontsize=8, color="tab:red")
+                        if rat:  # above the higher of the two points
+                            top = max(y, lin.get((r["res"], r["length"])) or y)
+                            ax.annotate(f"{rat:.1f}×", (x, top), textcoords="offset points", xytext=(0, 8),
+                                        ha="center", fontsize=8, color="black")
         ax.set_xscale("log")
         ax.set_yscale("log")
         first = [r for r in report["cells"] if r["res"] == res_list[0] and r["mixer"] == "mate"]

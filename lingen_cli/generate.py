@@ -114,19 +114,6 @@ def _versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def _dist_info() -> tuple[int, int]:
-    """(rank, world size) from torchrun's environment; initialises torch.distributed if needed."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
 def _shared_base_seed(world: int) -> int:
     """A random base seed chosen on rank 0 and broadcast, so seeds do not depend on the rank."""
     base = resolve_seed(-1)
@@ -237,7 +224,9 @@ def generate(
         jobs, setup = _prepare(prompt, length, res, fps, seed, preset, out, prompts, sampler, device, dtype)
     except CLIError as e:
         raise fail(str(e), e.code)
-    rank, world = _dist_info()
+    from lingen_model.distributed import init_distributed
+
+    rank, world = init_distributed()
     try:
         pipe, model_label, tier = _load_pipeline(model, setup, no_download, quiet)
     except (CLIError, ValueError, OSError) as e:  # any model that cannot be used is bad input

@@ -339,17 +339,10 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 
 def packaged_registry_path() -> Path:
-    """Path of the packaged ``models.yaml`` (package data ``lingen_cli.presets``; the repo's ``presets/`` from source)."""
-    try:
-        spec = importlib.util.find_spec("lingen_cli.presets")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is not None and spec.submodule_search_locations:
-        for loc in spec.submodule_search_locations:
-            candidate = Path(loc) / "models.yaml"
-            if candidate.is_file():
-                return candidate
-    return Path(__file__).resolve().parent.parent / "presets" / "models.yaml"
+    """Path of the packaged ``models.yaml`` (see :func:`lingen_cli.presets.presets_dir`)."""
+    from lingen_cli.presets import presets_dir
+
+    return presets_dir() / "models.yaml"
 
 
 def memory_tiers() -> tuple[str, ...]:

@@ -38,6 +38,7 @@ import torch
 import yaml
 
 from lingen_model.data import DataConfig, batches
+from lingen_model.distributed import init_distributed
 
 TOP_KEYS = {"stage", "run_dir", "steps", "batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip", "ema_decay",
             "seed", "log_every", "save_every_steps", "save_every_minutes", "num_threads", "data", "vae", "kl_weight",
@@ -161,17 +162,6 @@ def _lr_at(step: int, cfg: dict) -> float:
     return cfg["lr"] * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def _dist() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
 def load_vae(path: str | Path, device="cpu"):
     """The VAE of a VAE-stage run dir (``vae_config.json`` + ``vae_ema.safetensors``) or of a checkpoint dir."""
     from safetensors.torch import load_file
@@ -198,7 +188,7 @@ class Trainer:
     def __init__(self, cfg: dict, log: Callable[[str], None] | None = None,
                  on_step: Callable[[int, dict], None] | None = None):
         self.cfg = cfg
-        self.rank, self.world = _dist()
+        self.rank, self.world = init_distributed()
         self.log = log if (log and self.rank == 0) else (lambda s: None)
         self.on_step = on_step if self.rank == 0 else None
         if cfg["num_threads"]:

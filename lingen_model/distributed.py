@@ -1,0 +1,18 @@
+"""torch.distributed set-up shared by batch generation and training (torchrun launches)."""
+from __future__ import annotations
+
+import os
+
+
+def init_distributed() -> tuple[int, int]:
+    """(rank, world size) from torchrun's ``WORLD_SIZE``; initialises the process group once
+    (NCCL on CUDA, gloo on CPU). A plain (non-torchrun) run returns (0, 1) and touches nothing."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
