@@ -395,9 +395,9 @@ def _param_count(model: str, mixer: str, overrides: dict) -> int:
 def _free_memory_bytes(device: str) -> Optional[int]:
     import torch
 
-    if device.startswith("cuda"):
+    if device.startswith("cuda"):  # total, not free: mem_get_info would open a CUDA context in this process
         try:
-            return torch.cuda.mem_get_info(torch.device(device))[0]
+            return torch.cuda.get_device_properties(torch.device(device)).total_memory
         except Exception:
             return None
     try:
@@ -490,7 +490,7 @@ def run_benchmark(cells: list[Cell], settings: BenchSettings, progress: Optional
                 free = _free_memory_bytes(settings.device)
                 if free is not None and weights > free:
                     row.update(status="does not fit",
-                               message=f"weights {weights / 2**30:.1f} GiB > free memory {free / 2**30:.1f} GiB")
+                               message=f"weights {weights / 2**30:.1f} GiB > available memory {free / 2**30:.1f} GiB")
                 else:
                     if progress:
                         progress(f"{LABELS[mixer]} {cell.res_label} {cell.label} ({fl.tokens} tokens)")
@@ -629,6 +629,7 @@ def render_table(report: dict):
 
     st = report["settings"]
     flops_only = st["flops_only"]
+    on_cpu = st["device"] == "cpu"
     where = report["machine"].get("gpu") or report["machine"].get("cpu")
     title = (f"lingen benchmark: {st['model']}, analytic FLOPs (batch {st['batch']})" if flops_only else
              f"lingen benchmark: {st['model']}, {where} ({st['device']}, {st['dtype']}, batch {st['batch']}, "
@@ -641,7 +642,8 @@ def render_table(report: dict):
     t.add_column("FLOP/step", justify="right")
     if not flops_only:
         for name in ("s/step", "CPU s", "µs/tok", "peak mem", "1st call", f"{st['steps']} steps"):
-            t.add_column(name, justify="right", no_wrap=True)
+            if name != "CPU s" or on_cpu:
+                t.add_column(name, justify="right", no_wrap=True)
     if st["compare"] == "dit":
         t.add_column("÷FLOP", justify="right")
         if not flops_only:
@@ -651,11 +653,11 @@ def render_table(report: dict):
         row = [_fmt_clip(r), str(r["frames"]), f"{r['tokens']:,}", r["label"], _short(r["flops"])]
         if not flops_only:
             if r.get("status") == "ok":
-                row += [f"{_fmt_s(r['median_s'])}±{100 * r['spread']:.0f}%", _fmt_s(r["cpu_median_s"]),
-                        f"{r['per_token_us']:.0f}",
+                row += [f"{_fmt_s(r['median_s'])}±{100 * r['spread']:.0f}%"] + ([_fmt_s(r["cpu_median_s"])] if on_cpu else [])
+                row += [f"{r['per_token_us']:.0f}",
                         _fmt_bytes(r.get("peak_memory_bytes")), _fmt_s(r["first_call_s"]), _fmt_s(r["projected_run_s"])]
             else:
-                row += [r.get("status", "?"), "", "", "", "", (r.get("message") or "")[:30]]
+                row += [r.get("status", "?")] + [""] * (4 if on_cpu else 3) + [(r.get("message") or "")[:30]]
         if st["compare"] == "dit":
             rat = ratios.get((r["res"], r["length"])) if r["mixer"] == "attention" else None
             row.append(f"{rat['flops']:.2f}×" if rat else "")
@@ -674,15 +676,16 @@ def summary_lines(report: dict) -> list[str]:
         if not report["settings"]["flops_only"]:
             parts.append(f"latency ∝ tokens^{_fmt_slope(f['latency_slope'])} "
                          f"(long end: ^{_fmt_slope(f['latency_slope_long_end'])})")
-            parts.append(f"CPU time ∝ tokens^{_fmt_slope(f['cpu_time_slope'])} "
-                         f"(long end: ^{_fmt_slope(f['cpu_time_slope_long_end'])})")
+            if report["settings"]["device"] == "cpu":
+                parts.append(f"CPU time ∝ tokens^{_fmt_slope(f['cpu_time_slope'])} "
+                             f"(long end: ^{_fmt_slope(f['cpu_time_slope_long_end'])})")
         lines.append("log-log slope " + ", ".join(parts))
     for c in report["crossover"]:
         msg = f"crossover at {c['res']}: "
         fs = c.get("flops_seconds")
         msg += f"FLOPs — DiT costlier from {fs:.3g} s" if fs else "FLOPs — none found"
         if not report["settings"]["flops_only"]:
-            for name in ("latency", "cpu_time"):
+            for name in ("latency", "cpu_time") if report["settings"]["device"] == "cpu" else ("latency",):
                 how, sec, what = c[f"{name}_how"], c.get(f"{name}_seconds"), name.replace("_", " ")
                 if sec is not None:
                     msg += f"; {what} — DiT slower from {sec:.3g} s ({how}, {c[f'{name}_tokens']:,.0f} tokens)"
@@ -912,8 +915,9 @@ def benchmark(
 ) -> None:
     """Compare LinGen with its DiT twin: FLOPs, latency and memory per denoising step.
 
-    CPU timings are noisy on shared machines: each cell runs in a fresh worker process
-    with MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ set; use --threads and --repeats.
+    Each cell runs in a fresh worker process started with MALLOC_MMAP_THRESHOLD_,
+    MALLOC_TRIM_THRESHOLD_ and OMP_WAIT_POLICY=PASSIVE (unless already set). CPU timings
+    on shared machines are noisy: compare wall time with CPU time, use --repeats.
     """
     try:
         device, dtype = _validate(model, compare, device, dtype, steps, repeats, warmup, batch, text_len, threads,

@@ -48,7 +48,7 @@ N_s = d_state, G groups, Q = chunk size, k = d_conv, r review size::
                         P·N_s  chunk states Bᵀ(dt·x),       P·N_s  entering state → outputs C·S
     TE-branch (TESA: attention inside Tw×Hw×Ww windows; each window side clamped to the
       grid; odd layers shift by half a window and pad, so padded tokens are computed too)
-      tesa_projections  lin(B·N_pad, d, 3d) [qkv on the padded grid] + lin(B·N, d, d) [proj]
+      tesa_projections  lin(B·N, d, 3d) [qkv, projected before padding] + lin(B·N, d, d) [proj]
       tesa_attention    4·B·N_pad·W·d,  W = Tw·Hw·Ww window tokens, N_pad = padded grid size
 
 Everything in LinGen is linear in N (the window W and chunk Q are fixed); the DiT's
@@ -175,7 +175,7 @@ def tesa_flops(config: DenoiserConfig, batch: int, grid: Grid, shifted: bool) ->
     pgrid, win = tesa_padded_grid(grid, config.window, shifted)
     n_pad = pgrid[0] * pgrid[1] * pgrid[2]
     return {
-        "tesa_projections": linear_flops(batch * n_pad, d, 3 * d) + linear_flops(batch * n, d, d),
+        "tesa_projections": linear_flops(batch * n, d, 3 * d) + linear_flops(batch * n, d, d),
         "tesa_attention": 4 * batch * n_pad * win * d,
     }
 

@@ -146,10 +146,9 @@ class LinGenPipeline:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, progress: Progress | None = None) -> np.ndarray:
         """Latents B×C×T'×H'×W' → uint8 frames T×H×W×3 of the first sample (VAE decode in chunks)."""
-        video = self.vae.decode(latents.float(), chunk_frames=self.vae_chunk_frames,
-                                progress=(lambda k, n: progress("decode", k, n)) if progress else None)
-        frames = ((video[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # 3×T×H×W
-        return frames.permute(1, 2, 3, 0).cpu().numpy()
+        frames = self.vae.decode_uint8(latents[:1].float(), chunk_frames=self.vae_chunk_frames,
+                                       progress=(lambda k, n: progress("decode", k, n)) if progress else None)
+        return frames[0].cpu().numpy()  # uint8 chunks: peak memory does not grow with the clip
 
     # ------------------------------------------------------------------ all together
     def __call__(self, prompt: str, num_frames: int | None = None, height: int | None = None,

@@ -94,6 +94,12 @@ def ssd_chunked(x, dt, A, B, C, chunk_size=64, D=None, initial_state=None, retur
     _check_scan_inputs(x, dt, A, B, C)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if x.dtype in (torch.float16, torch.bfloat16):  # the scan runs in fp32 (as mamba_ssm's kernels do)
+        out_dtype = x.dtype
+        y, state = ssd_chunked(x.float(), dt.float(), A.float(), B.float(), C.float(), chunk_size,
+                               None if D is None else D.float(),
+                               None if initial_state is None else initial_state.float(), True)
+        return (y.to(out_dtype), state) if return_final_state else y.to(out_dtype)
     b, l, h, p = x.shape
     n = B.shape[-1]
     Bh, Ch = _expand_groups(B, h), _expand_groups(C, h)

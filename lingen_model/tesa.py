@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lingen_model.layers import SelfAttention, merge_heads
+from lingen_model.layers import SelfAttention, heads, merge_heads
 
 
 def window_geometry(grid: tuple[int, int, int], window: tuple[int, int, int], shifted: bool):
@@ -59,8 +59,10 @@ class TESA(SelfAttention):
             raise ValueError(f"TESA got {n} tokens for grid {grid} ({t * h * w} expected)")
         geo = window_geometry(grid, self.window, shifted)
         (wt, _, ft, bt), (wh, _, fh, bh), (ww, _, fw, bw) = geo
-        xg = F.pad(x.view(b, t, h, w, d), (0, 0, fw, bw, fh, bh, ft, bt))
-        valid = F.pad(x.new_ones(1, t, h, w, 1, dtype=torch.bool), (0, 0, fw, bw, fh, bh, ft, bt))
+        pads = (0, 0, fw, bw, fh, bh, ft, bt)
+        # project before padding (padding tokens need no projection), then pad q, k, v together
+        qkv = F.pad(self.qkv(x).view(b, t, h, w, 3 * d), pads)
+        valid = F.pad(x.new_ones(1, t, h, w, 1, dtype=torch.bool), pads)
         T, H, W = t + ft + bt, h + fh + bh, w + fw + bw
         nt, nh, nw = T // wt, H // wh, W // ww
 
@@ -69,10 +71,10 @@ class TESA(SelfAttention):
             g = g.view(bb, nt, wt, nh, wh, nw, ww, c).permute(0, 1, 3, 5, 2, 4, 6, 7)
             return g.reshape(bb * nt * nh * nw, wt * wh * ww, c)
 
-        xw = to_windows(xg)  # (B·nWin)×Lw×D
+        q, k, v = (heads(u, self.num_heads) for u in to_windows(qkv).chunk(3, dim=-1))  # (B·nWin)×heads×Lw×Dh
+        q, k = self.norm(q, k)
         key_ok = to_windows(valid)[:, :, 0]  # nWin×Lw (same for every batch item)
-        q, k, v = self.qkv_heads(xw)
-        mask = key_ok.repeat(b, 1)[:, None, None, :] if (ft or bt or fh or bh or fw or bw) else None
+        mask = key_ok.repeat(b, 1)[:, None, None, :] if any(pads) else None
         out = merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
         out = out.view(b, nt, nh, nw, wt, wh, ww, d).permute(0, 1, 4, 2, 5, 3, 6, 7).reshape(b, T, H, W, d)
         out = out[:, ft:ft + t, fh:fh + h, fw:fw + w]

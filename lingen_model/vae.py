@@ -65,6 +65,10 @@ class VAEConfig:
         temporal_factor: temporal compression ``ft`` (a power of 2); the temporal ×2
             resamplings sit at the deepest ``log2(ft)`` level transitions.
         temporal_kernel: time extent ``kt`` of the causal 3D convolutions.
+        output_norm: a per-pixel LayerNorm before the latent and RGB output convolutions.
+            Off by default: on flat regions it removes the feature magnitude, i.e. the
+            intensity, and a trained VAE then mapped black and dark blue (and gray, red,
+            white) to one colour each.
         scaling_factor, shift_factor: latent normalisation used by ``encode``/``decode``:
             ``normalized = (z - shift_factor) * scaling_factor``.
 
@@ -84,6 +88,7 @@ class VAEConfig:
     temporal_kernel: int = 3
     scaling_factor: float = 1.0
     shift_factor: float = 0.0
+    output_norm: bool = False
 
     def __post_init__(self) -> None:
         self.channel_mult = tuple(int(m) for m in self.channel_mult)
@@ -385,7 +390,7 @@ class VideoEncoder(nn.Module):
                 self.blocks.append(Downsample(cin, nxt, t_step[i], kt))
                 cin = nxt
         self.mid = ResBlock(cin, cin, True, kt)
-        self.norm_out = ChannelLayerNorm(cin)
+        self.norm_out = ChannelLayerNorm(cin) if cfg.output_norm else nn.Identity()
         self.conv_out = CausalConv3d(cin, 2 * cfg.latent_channels, (kt, 3))
         # without a full-resolution block, put a nonlinearity between the two first convs
         self.act_in = cfg.encoder_full_res_blocks == 0
@@ -420,7 +425,7 @@ class VideoDecoder(nn.Module):
             if i > 0:
                 self.blocks.append(Upsample(cin, widths[i - 1], t_step[i - 1], kt))
                 cin = widths[i - 1]
-        self.norm_out = ChannelLayerNorm(cin)
+        self.norm_out = ChannelLayerNorm(cin) if cfg.output_norm else nn.Identity()
         self.conv_out = CausalConv3d(cin, cfg.in_channels, (1, 3))
 
     def forward(self, z: torch.Tensor, b: int, cache: Optional[CausalCache]) -> torch.Tensor:
