@@ -15,6 +15,12 @@ _LAZY = {
     "DenoiserConfig": "lingen_model.config",
     "DENOISER_CONFIGS": "lingen_model.config",
     "LinGenPipeline": "lingen_model.pipeline",
+    "CausalVideoVAE": "lingen_model.vae",
+    "VAEConfig": "lingen_model.vae",
+    "build_text_encoder": "lingen_model.text_encoder",
+    "sample": "lingen_model.flow",
+    "score_clip": "lingen_model.judge",
+    "make_clip": "lingen_model.world",
 }
 
 __all__ = sorted(_LAZY)

@@ -68,7 +68,9 @@ class VAEConfig:
         output_norm: a per-pixel LayerNorm before the latent and RGB output convolutions.
             Off by default: on flat regions it removes the feature magnitude, i.e. the
             intensity, and a trained VAE then mapped black and dark blue (and gray, red,
-            white) to one colour each.
+            white) to one colour each. Without it the heads read the residual stream
+            linearly (no SiLU: un-normalised pre-activations drifted all-negative and the
+            decoder lost every object colour).
         scaling_factor, shift_factor: latent normalisation used by ``encode``/``decode``:
             ``normalized = (z - shift_factor) * scaling_factor``.
 
@@ -391,6 +393,9 @@ class VideoEncoder(nn.Module):
                 cin = nxt
         self.mid = ResBlock(cin, cin, True, kt)
         self.norm_out = ChannelLayerNorm(cin) if cfg.output_norm else nn.Identity()
+        # with the norm: norm → SiLU → conv; without: a linear read-out of the residual stream
+        # (a SiLU on un-normalised features went all-negative in training and lost all colour)
+        self._head_act = F.silu if cfg.output_norm else (lambda t: t)
         self.conv_out = CausalConv3d(cin, 2 * cfg.latent_channels, (kt, 3))
         # without a full-resolution block, put a nonlinearity between the two first convs
         self.act_in = cfg.encoder_full_res_blocks == 0
@@ -402,7 +407,7 @@ class VideoEncoder(nn.Module):
         for blk in self.blocks:
             x = blk(x, b, cache)
         x = self.mid(x, b, cache)
-        return self.conv_out(F.silu(self.norm_out(x)), b, cache)
+        return self.conv_out(self._head_act(self.norm_out(x)), b, cache)
 
 
 class VideoDecoder(nn.Module):
@@ -426,6 +431,9 @@ class VideoDecoder(nn.Module):
                 self.blocks.append(Upsample(cin, widths[i - 1], t_step[i - 1], kt))
                 cin = widths[i - 1]
         self.norm_out = ChannelLayerNorm(cin) if cfg.output_norm else nn.Identity()
+        # with the norm: norm → SiLU → conv; without: a linear read-out of the residual stream
+        # (a SiLU on un-normalised features went all-negative in training and lost all colour)
+        self._head_act = F.silu if cfg.output_norm else (lambda t: t)
         self.conv_out = CausalConv3d(cin, cfg.in_channels, (1, 3))
 
     def forward(self, z: torch.Tensor, b: int, cache: Optional[CausalCache]) -> torch.Tensor:
@@ -433,7 +441,7 @@ class VideoDecoder(nn.Module):
         x = self.mid(x, b, cache)
         for blk in self.blocks:
             x = blk(x, b, cache)
-        return self.conv_out(F.silu(self.norm_out(x)), b, cache)
+        return self.conv_out(self._head_act(self.norm_out(x)), b, cache)
 
 
 # --------------------------------------------------------------------------- the VAE
