@@ -147,7 +147,7 @@ def _render_job(job: Job, pipe, defaults: dict, tier, directory: Path, file: Opt
         raise CLIError(f"fps must be in (0, 240], got {fps:g}")
     length = job.length if job.length is not None else defaults["length"]
     num_frames, note = frames_for_length(length, fps, pipe.vae.temporal_factor)
-    seconds = num_frames / fps
+    seconds = (num_frames - 1) / fps  # the clip spans this many seconds
     if seconds > tier.max_length_s + 1e-9:
         raise CLIError(f"length {length} ({seconds:.3g} s) exceeds the {tier.name} preset's limit of {tier.max_length_s:g} s")
     res = job.res if job.res is not None else defaults["res"]

@@ -36,18 +36,19 @@ def parse_length(text: str) -> tuple[str, float]:
 
 
 def frames_for_length(text: str, fps: float, temporal_factor: int = 4) -> tuple[int, str | None]:
-    """Frame count for a length at ``fps``, rounded to the nearest valid 1 + k·temporal_factor.
-
-    Returns (frames, note) where note says how the request was rounded (None if exact).
+    """Frame count for a length at ``fps``: ``N s`` spans N seconds, i.e. 1 + N·fps frames (the
+    convention of Wan2.1's 81 frames = 5 s at 16 fps), rounded to the nearest valid
+    1 + k·temporal_factor. Returns (frames, note); the note says how a request was rounded
+    (None if exact). Raises CLIError for unparsable or non-positive lengths.
     """
     unit, value = parse_length(text)
-    wanted = value if unit == "f" else value * fps
+    wanted = value if unit == "f" else 1 + value * fps
     k = max(0, round((wanted - 1) / temporal_factor))
     frames = 1 + temporal_factor * k
     note = None
     if abs(frames - wanted) > 1e-6:
         note = (f"length {text} = {wanted:g} frames at {fps:g} fps; using {frames} frames "
-                f"({frames / fps:.3g} s; the VAE needs 1 + {temporal_factor}·k frames)")
+                f"({(frames - 1) / fps:.3g} s; the VAE needs 1 + {temporal_factor}·k frames)")
     return frames, note
 
 

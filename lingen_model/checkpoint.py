@@ -138,6 +138,11 @@ def save_checkpoint(path: str | Path, denoiser, vae, text_encoder: dict, native:
         save_file({k: v.detach().contiguous().cpu() for k, v in denoiser.state_dict().items()}, str(tmp / WEIGHT_FILES["denoiser"]))
         save_file({k: v.detach().contiguous().cpu() for k, v in vae.state_dict().items()}, str(tmp / WEIGHT_FILES["vae"]))
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        for f in tmp.iterdir():  # mkdtemp/safetensors give 0700/0600: use the usual permissions
+            os.chmod(f, 0o666 & ~umask)
+        os.chmod(tmp, 0o777 & ~umask)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
             os.replace(path, old / "ckpt")
