@@ -16,16 +16,10 @@ from lingen_cli.common import CLIError
 
 
 def presets_dir() -> Path:
-    """Directory holding the preset YAML files (package data when installed, repo ``presets/`` in a checkout)."""
-    try:
-        from importlib.resources import files
-
-        d = Path(str(files("lingen_cli.presets")))
-        if (d / "tiers.yaml").is_file():
-            return d
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parent.parent / "presets"
+    """Directory of the preset YAML files: ``lingen_cli/preset_files`` when installed (pyproject
+    maps the repo's ``presets/`` there), the repo's ``presets/`` when run from a checkout."""
+    installed = Path(__file__).resolve().parent / "preset_files"
+    return installed if (installed / "tiers.yaml").is_file() else Path(__file__).resolve().parent.parent / "presets"
 
 
 @dataclass(frozen=True)
