@@ -24,6 +24,7 @@ def evaluate(
     limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N prompts."),
     two_objects: bool = typer.Option(False, "--two-objects", help="Add the built-in two-object prompts."),
     save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="Also write each clip as mp4 here."),
+    ground_truth: bool = typer.Option(False, "--ground-truth", help="Score the shapes world's own renders of each prompt (judge calibration; no model)."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write per-prompt scores and the summary as JSON."),
 ) -> None:
     """Score a model's clips against their prompts; prints a table and a summary of pass rates."""
@@ -47,15 +48,25 @@ def evaluate(
         else:
             items = list(EVAL_PROMPTS) + (list(EVAL_PROMPTS_TWO) if two_objects else [])
         items = items[:limit] if limit else items
-        pipe = LinGenPipeline.from_pretrained(model, device="cuda" if torch.cuda.is_available() else "cpu")
-        fps = pipe.native["fps"]
-        num_frames, _ = frames_for_length(length, fps, pipe.vae.temporal_factor)
+        if ground_truth:
+            pipe, fps, size = None, 8.0, (128, 128)
+        else:
+            pipe = LinGenPipeline.from_pretrained(model, device="cuda" if torch.cuda.is_available() else "cpu")
+            fps, size = pipe.native["fps"], (pipe.native["height"], pipe.native["width"])
+        num_frames, _ = frames_for_length(length, fps)
     except (CLIError, CheckpointError, ValueError) as e:
         raise fail(str(e))
     rows, t0 = [], time.time()
     for i, prompt in enumerate(items):
         t1 = time.time()
-        frames = pipe(prompt, num_frames=num_frames, steps=steps, cfg_scale=cfg, seed=seed_base + i)
+        if pipe is None:
+            import numpy as np
+
+            from lingen_model.world import render, scene_from_prompt
+
+            frames = render(scene_from_prompt(prompt, np.random.default_rng(seed_base + i)), num_frames, *size, fps)
+        else:
+            frames = pipe(prompt, num_frames=num_frames, steps=steps, cfg_scale=cfg, seed=seed_base + i)
         try:
             score = score_clip(frames, prompt, fps)
         except ValueError as e:
@@ -72,7 +83,8 @@ def evaluate(
               + f" ({time.time() - t1:.1f}s)", file=sys.stderr, flush=True)
     if not rows:
         raise fail("no clip could be scored", 1)
-    summary = {"n": len(rows), "num_frames": num_frames, "fps": fps, "model": model or "lingen-tiny",
+    label = "ground truth (shapes world)" if ground_truth else (model or "lingen-tiny")
+    summary = {"n": len(rows), "num_frames": num_frames, "fps": fps, "model": label,
                "mean": {c: sum(r[c] for r in rows) / len(rows) for c in CRITERIA},
                "pass_pct": {c: 100.0 * sum(bool(r["passed"][c]) for r in rows) / len(rows) for c in CRITERIA},
                "wall_s": round(time.time() - t0, 1)}
