@@ -26,11 +26,12 @@ def scan_order(layer_idx: int) -> tuple[str, str, str]:
 
 
 @functools.lru_cache(maxsize=256)
-def _perm_cpu(t: int, h: int, w: int, order: tuple[str, str, str]) -> tuple[torch.Tensor, torch.Tensor]:
+def _perm(t: int, h: int, w: int, order: tuple[str, str, str], device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cached per device, so the denoiser's layers do not rebuild or re-copy them every step."""
     idx = torch.arange(t * h * w).view(t, h, w)
     axes = {"t": 0, "h": 1, "w": 2}
     perm = idx.permute(*(axes[a] for a in order)).reshape(-1)
-    return perm, torch.argsort(perm)
+    return perm.to(device), torch.argsort(perm).to(device)
 
 
 def rms_permutation(grid: tuple[int, int, int], order: tuple[str, str, str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,8 +44,7 @@ def rms_permutation(grid: tuple[int, int, int], order: tuple[str, str, str], dev
         raise ValueError(f"token grid must be positive (T, H, W), got {grid}")
     if sorted(order) != ["h", "t", "w"]:
         raise ValueError(f"order must be a permutation of ('t','h','w'), got {order}")
-    perm, inv = _perm_cpu(t, h, w, tuple(order))
-    return perm.to(device), inv.to(device)
+    return _perm(t, h, w, tuple(order), str(torch.device(device)) if device is not None else "cpu")
 
 
 def review_tokens(x: torch.Tensor, grid: tuple[int, int, int], r: int, order: tuple[str, str, str]) -> torch.Tensor:
