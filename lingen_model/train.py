@@ -222,6 +222,7 @@ class Trainer:
                                       {"params": no_decay, "weight_decay": 0.0}], lr=cfg["lr"], betas=(0.9, 0.99))
         self.step, self.elapsed = 0, 0.0
         self.history: list[dict] = []
+        self._rewarm_from: int | None = None  # set when resuming without optimizer moments
         self._resume()
         if self.world > 1:  # every rank starts from rank 0's weights
             import torch.distributed as dist
@@ -248,9 +249,11 @@ class Trainer:
         ema = load_file(str(self.run_dir / f"{self._prefix}_ema.safetensors"))
         self.ema.shadow = {k: v.float() for k, v in ema.items()}
         optim_file = self.run_dir / "optimizer.safetensors"
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
         if optim_file.is_file():
             load_optimizer_tensors(self.opt, load_file(str(optim_file)), state["optimizer"])
-        self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
+        else:  # fresh Adam moments: ramp the learning rate up again over warmup_steps
+            self._rewarm_from = self.step
         self.history = state.get("history", [])
         self.log(f"resumed {self.run_dir} at step {self.step} ({self.elapsed / 60:.1f} min trained)")
 
@@ -344,8 +347,11 @@ class Trainer:
             t0 = time.time()
             video, captions = next(data)
             video = video.to(self.device)
+            lr = _lr_at(self.step, cfg)
+            if self._rewarm_from is not None:
+                lr *= min(1.0, (self.step - self._rewarm_from + 1) / max(1, cfg["warmup_steps"]))
             for g in self.opt.param_groups:
-                g["lr"] = _lr_at(self.step, cfg)
+                g["lr"] = lr
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
                 loss, stats = self._loss(video, captions, gen)
             self.opt.zero_grad(set_to_none=True)
