@@ -23,7 +23,8 @@ class DataConfig:
 
     source: ``shapes`` (procedural world) or ``folder`` (``*.mp4`` + same-named ``*.txt``).
     path: the folder for ``folder``. height, width: pixels. fps: frames per second.
-    frames: frames per clip (1 + 4k). still_prob: fraction of batches that are still images.
+    frames: frames per clip (1 + 4k), or a list of such lengths: each batch draws one of
+        them uniformly (multi-length training). still_prob: fraction of batches that are still images.
     max_objects: objects per shapes-world scene (1 or 2).
     crop: if set, batches are random crop×crop windows (pixels) of the H×W clips — cheaper
         steps for convolutional models (the VAE) at the same pixel scale.
@@ -34,7 +35,7 @@ class DataConfig:
     height: int = 128
     width: int = 128
     fps: float = 8.0
-    frames: int = 17
+    frames: int | list[int] = 17
     still_prob: float = 0.2
     max_objects: int = 2
     crop: int | None = None
@@ -44,8 +45,17 @@ class DataConfig:
             raise ValueError(f"data.source must be 'shapes' or 'folder', got {self.source!r}")
         if self.source == "folder" and not self.path:
             raise ValueError("data.path is required for source 'folder'")
-        if self.frames < 1 or (self.frames - 1) % 4:
-            raise ValueError(f"data.frames must be 1 + 4k, got {self.frames}")
+        lengths = self.frames if isinstance(self.frames, (list, tuple)) else [self.frames]
+        if not lengths or any(isinstance(f, bool) or not isinstance(f, int) or f < 1 or (f - 1) % 4 for f in lengths):
+            raise ValueError(f"data.frames must be 1 + 4k or a non-empty list of such lengths, got {self.frames}")
+        if isinstance(self.frames, tuple):
+            self.frames = list(self.frames)
+
+    def draw_frames(self, rng: random.Random) -> int:
+        """Frames of the next batch: 1 with probability ``still_prob``, else one of ``frames``."""
+        if rng.random() < self.still_prob:
+            return 1
+        return rng.choice(self.frames) if isinstance(self.frames, list) else self.frames
         if self.crop is not None and not (0 < self.crop <= min(self.height, self.width)):
             raise ValueError(f"data.crop must be in (0, min(height, width)], got {self.crop}")
         if not 0 <= self.still_prob <= 1:
@@ -65,7 +75,7 @@ def shapes_batches(cfg: DataConfig, batch_size: int, seed: int) -> Iterator[tupl
     rng = random.Random(seed)
     i = 0
     while True:
-        frames = 1 if rng.random() < cfg.still_prob else cfg.frames
+        frames = cfg.draw_frames(rng)
         clips, caps = [], []
         for _ in range(batch_size):
             # still images show objects standing still, so no caption names an unseen motion
@@ -120,7 +130,7 @@ def folder_batches(cfg: DataConfig, batch_size: int, seed: int) -> Iterator[tupl
     pairs = list_folder(cfg.path)
     rng = random.Random(seed)
     while True:
-        frames = 1 if rng.random() < cfg.still_prob else cfg.frames
+        frames = cfg.draw_frames(rng)
         picks = [rng.choice(pairs) for _ in range(batch_size)]
         yield torch.stack([_load_clip(p, cfg, frames, rng) for p, _ in picks]), [c for _, c in picks]
 

@@ -112,10 +112,14 @@ class Denoiser(nn.Module):
       H/W not divisible by the patch are zero-padded, and the output cropped back);
     * t: B float in [0, 1] (flow-matching time; 1 = pure noise);
     * context: B×L×D text tokens (D = ``config.text_dim``); context_mask: B×L bool;
+    * t_offset: optional int ≥ 0, the temporal position (in latent frames) of the first
+      latent frame. 0 at sampling time; training draws random offsets so that the
+      temporal embedding of every position of a long clip is seen on short clips;
     * returns B×C×T×H×W, same dtype as ``latents``.
 
     Raises:
-        ValueError: wrong ranks or sizes, non-finite or out-of-range timesteps.
+        ValueError: wrong ranks or sizes, non-finite or out-of-range timesteps, a
+            negative or non-integer ``t_offset``.
     """
 
     def __init__(self, cfg: DenoiserConfig):
@@ -179,11 +183,14 @@ class Denoiser(nn.Module):
         t, h, w = latent_shape[-3:]
         return (t, -(-h // p), -(-w // p))
 
-    def _pos(self, grid: Grid, device, dtype) -> torch.Tensor:
-        key = (grid, device, dtype)
+    def _pos(self, grid: Grid, device, dtype, t_offset: int = 0) -> torch.Tensor:
+        key = (grid, device, dtype, t_offset)
         if key not in self._pos_cache:
             cfg = self.config
-            self._pos_cache[key] = sincos_3d(*grid, cfg.width, cfg.pos_max_period_t, cfg.pos_max_period_hw).to(device, dtype)
+            if len(self._pos_cache) > 64:
+                self._pos_cache.clear()
+            self._pos_cache[key] = sincos_3d(*grid, cfg.width, cfg.pos_max_period_t, cfg.pos_max_period_hw,
+                                             t0=t_offset).to(device, dtype)
         return self._pos_cache[key]
 
     def patchify(self, latents: torch.Tensor) -> tuple[torch.Tensor, Grid]:
@@ -204,12 +211,14 @@ class Denoiser(nn.Module):
         return x[..., : hw[0], : hw[1]]
 
     # -- forward --------------------------------------------------------------
-    def forward(self, latents, t, context, context_mask):
+    def forward(self, latents, t, context, context_mask, t_offset: int = 0):
         self._check_inputs(latents, t, context, context_mask)
+        if isinstance(t_offset, bool) or not isinstance(t_offset, int) or t_offset < 0:
+            raise ValueError(f"t_offset must be a non-negative int (latent frames), got {t_offset!r}")
         dtype = self.patch_embed.weight.dtype
         patches, grid = self.patchify(latents.to(dtype))
         x = self.patch_embed(patches)
-        pos = self._pos(grid, x.device, x.dtype)[None]
+        pos = self._pos(grid, x.device, x.dtype, t_offset)[None]
         t_emb = self.t_embed(timestep_embedding(t).to(dtype))
         t_mod = self.t_block(t_emb).view(-1, 6, self.config.width)
         ctx = self.context_norm(self.context_proj(context.to(dtype)))

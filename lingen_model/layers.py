@@ -143,16 +143,18 @@ def sincos_1d(pos: torch.Tensor, dim: int, max_period: float) -> torch.Tensor:
     return torch.cat([torch.sin(ang), torch.cos(ang)], dim=1).float()
 
 
-def sincos_3d(t: int, h: int, w: int, dim: int, max_period_t: float, max_period_hw: float) -> torch.Tensor:
+def sincos_3d(t: int, h: int, w: int, dim: int, max_period_t: float, max_period_hw: float,
+              t0: int = 0) -> torch.Tensor:
     """Factorised t/h/w sin-cos positional embedding for a T×H×W token grid → (T·H·W)×dim.
 
     The width is split into three even parts (time gets the remainder); each part embeds
-    one coordinate. Fixed functions, so any length or size works without tables.
+    one coordinate. Fixed functions, so any length or size works without tables. ``t0``
+    shifts the temporal positions to t0 … t0+T−1 (latent frames).
     """
     d_hw = (dim // 3) // 2 * 2
     d_t = dim - 2 * d_hw
     d_t -= d_t % 2
-    et = sincos_1d(torch.arange(t), d_t, max_period_t)
+    et = sincos_1d(torch.arange(t0, t0 + t), d_t, max_period_t)
     eh = sincos_1d(torch.arange(h), d_hw, max_period_hw)
     ew = sincos_1d(torch.arange(w), d_hw, max_period_hw)
     emb = torch.cat(

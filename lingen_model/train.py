@@ -15,6 +15,9 @@ Config (YAML, every key checked)::
     denoiser: {size: tiny, mixer: mate, overrides: {...}}
     text_encoder: {backend: minilm}
     caption_dropout: 0.1              # captions replaced by "" (for classifier-free guidance)
+    t_offset_max: 0                   # denoiser stage: with probability t_offset_prob (0.5), shift the
+    t_offset_prob: 0.5                #   temporal positions of a batch by a random 0…t_offset_max latent
+                                      #   frames, so short training clips cover every position of long clips
     export: {dir: ..., name: lingen-tiny, sampling: {steps: 20, cfg_scale: 5.0}}   # denoiser stage
 
 Method: rectified flow with logit-normal timesteps (SD3, Esser et al. 2024 §3–5), 10 %
@@ -42,12 +45,14 @@ from lingen_model.distributed import init_distributed
 
 TOP_KEYS = {"stage", "run_dir", "steps", "batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip", "ema_decay",
             "seed", "log_every", "save_every_steps", "save_every_minutes", "num_threads", "data", "vae", "kl_weight",
-            "vae_checkpoint", "denoiser", "text_encoder", "caption_dropout", "export"}
+            "vae_checkpoint", "denoiser", "text_encoder", "caption_dropout", "export",
+            "t_offset_max", "t_offset_prob"}
 DEFAULTS: dict[str, Any] = {"steps": 1000, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 100,
                             "grad_clip": 1.0, "ema_decay": 0.999, "seed": 0, "log_every": 10, "save_every_steps": 200,
                             "save_every_minutes": 10.0, "num_threads": None, "data": {}, "vae": {}, "kl_weight": 1e-6,
                             "vae_checkpoint": None, "denoiser": {"size": "tiny", "mixer": "mate"},
-                            "text_encoder": {"backend": "minilm"}, "caption_dropout": 0.1, "export": None}
+                            "text_encoder": {"backend": "minilm"}, "caption_dropout": 0.1, "export": None,
+                            "t_offset_max": 0, "t_offset_prob": 0.5}
 
 
 def load_train_config(path: str | Path, overrides: dict | None = None) -> dict[str, Any]:
@@ -81,6 +86,10 @@ def load_train_config(path: str | Path, overrides: dict | None = None) -> dict[s
     for key in ("steps", "batch_size"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise ValueError(f"{path}: {key} must be a positive integer")
+    if isinstance(cfg["t_offset_max"], bool) or not isinstance(cfg["t_offset_max"], int) or cfg["t_offset_max"] < 0:
+        raise ValueError(f"{path}: t_offset_max must be a non-negative integer (latent frames)")
+    if not isinstance(cfg["t_offset_prob"], (int, float)) or not 0 <= cfg["t_offset_prob"] <= 1:
+        raise ValueError(f"{path}: t_offset_prob must be in [0, 1]")
     cfg["run_dir"] = str(cfg["run_dir"])
     return cfg
 
@@ -315,8 +324,13 @@ class Trainer:
         with torch.no_grad():
             latents = self.vae.encode(video)
             ctx, mask = self.text_encoder.encode(drop_captions(captions, self.cfg["caption_dropout"], gen))
-        loss = flow_matching_loss(self.model, latents, ctx, mask, generator=gen)
-        return loss, {}
+        model_fn = self.model
+        offset = 0
+        if self.cfg["t_offset_max"] and float(torch.rand((), generator=gen)) < self.cfg["t_offset_prob"]:
+            offset = int(torch.randint(0, self.cfg["t_offset_max"] + 1, (), generator=gen))
+            model_fn = lambda z, t, c, m: self.model(z, t, c, m, t_offset=offset)  # noqa: E731
+        loss = flow_matching_loss(model_fn, latents, ctx, mask, generator=gen)
+        return loss, {"t_offset": offset}
 
     def _average_gradients(self) -> None:
         """Data parallelism (the DDP algorithm): all-reduce the gradients of all ranks and average them,
@@ -365,7 +379,7 @@ class Trainer:
             clips += video.shape[0] * self.world
             n_log += 1
             rec = {"step": self.step, "loss": float(loss.detach()), "grad_norm": float(gnorm), "lr": self.opt.param_groups[0]["lr"],
-                   "frames": int(video.shape[2])}
+                   "frames": int(video.shape[2]), **({"t_offset": stats["t_offset"]} if "t_offset" in stats else {})}
             self.history.append(rec)
             if self.on_step:
                 self.on_step(self.step, rec)

@@ -60,6 +60,21 @@ def test_mate_receptive_field_is_global_and_bidirectional():
     assert (m(x, t, ctx + 1.0, mask) - base).abs().max() > 1e-6
 
 
+def test_t_offset_shifts_the_temporal_positions():
+    from lingen_model.layers import sincos_3d
+
+    # the embedding of a clip at offset k is the slice k… of the embedding of a longer clip
+    long, short = sincos_3d(9, 3, 2, 48, 8.0, 100.0), sincos_3d(4, 3, 2, 48, 8.0, 100.0, t0=5)
+    assert torch.equal(short, long[5 * 6:])
+    m = randomize(build_denoiser("tiny", **SMALL)).eval()
+    x, t, ctx, mask = inputs(t=3)
+    v0, v0_again, v5 = m(x, t, ctx, mask), m(x, t, ctx, mask, t_offset=0), m(x, t, ctx, mask, t_offset=5)
+    assert torch.equal(v0, v0_again) and (v5 - v0).abs().max() > 1e-6
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="t_offset"):
+            m(x, t, ctx, mask, t_offset=bad)
+
+
 def test_twins_differ_only_in_mixer_parameters():
     a = build_denoiser("tiny", mixer="mate", **SMALL)
     b = build_denoiser("tiny", mixer="attention", **SMALL)

@@ -52,6 +52,10 @@ def test_config_errors_are_one_line(tmp_path):
     assert r.exit_code == 2 and "cannot read training config" in r.output
     r = train(write_cfg(tmp_path / "d.yaml", stage="vae", run_dir="x", data={"frames": 6}))
     assert r.exit_code == 2 and "1 + 4k" in r.output
+    r = train(write_cfg(tmp_path / "e.yaml", stage="vae", run_dir="x", t_offset_max=-3))
+    assert r.exit_code == 2 and "t_offset_max must be" in r.output
+    r = train(write_cfg(tmp_path / "f.yaml", stage="vae", run_dir="x", t_offset_prob=2))
+    assert r.exit_code == 2 and "t_offset_prob must be" in r.output
 
 
 def test_vae_stage_saves_and_resumes(vae_run):
@@ -96,12 +100,25 @@ def test_denoiser_stage_exports_a_checkpoint_that_generates(vae_run, tmp_path):
     assert r.exit_code == 0, r.output
     hist = json.loads((tmp_path / "den" / "train_state.json").read_text())["history"]
     assert len(hist) == 2 and all(np.isfinite(h["loss"]) for h in hist)
+    assert all(h["t_offset"] == 0 for h in hist)  # t_offset_max defaults to 0: no offsets
     from lingen_model.pipeline import LinGenPipeline
 
     pipe = LinGenPipeline.from_pretrained(export)
     frames = pipe("a red circle moving left", num_frames=5, seed=0)
     assert frames.shape == (5, 32, 32, 3) and frames.dtype == np.uint8
     assert json.loads((export / "config.json").read_text())["training"]["steps"] == 2
+
+
+def test_denoiser_stage_draws_temporal_offsets(vae_run, tmp_path):
+    run, _ = vae_run
+    cfg = write_cfg(tmp_path / "off.yaml", stage="denoiser", run_dir=str(tmp_path / "off"), vae_checkpoint=str(run),
+                    steps=3, batch_size=1, log_every=1, data={**DATA, "frames": [5, 9]}, denoiser=TINY_DENOISER,
+                    t_offset_max=50, t_offset_prob=1.0)
+    r = train(cfg)
+    assert r.exit_code == 0, r.output
+    hist = json.loads((tmp_path / "off" / "train_state.json").read_text())["history"]
+    offsets = [h["t_offset"] for h in hist]
+    assert all(0 <= o <= 50 for o in offsets) and any(o > 0 for o in offsets)
 
 
 def test_folder_source_reads_captioned_mp4s(tmp_path):
@@ -132,6 +149,20 @@ def test_shapes_source_is_deterministic_and_hybrid():
     frames_seen = {next(batches(cfg, 1, seed=s))[0].shape[2] for s in range(12)}
     assert frames_seen == {1, 5}
     assert a[0].shape[-2:] == (16, 16)
+
+
+def test_multi_length_batches():
+    import random
+
+    cfg = DataConfig(height=16, width=16, frames=[5, 9], still_prob=0.2)
+    rng = random.Random(0)
+    drawn = [cfg.draw_frames(rng) for _ in range(400)]
+    assert set(drawn) == {1, 5, 9} and 40 <= drawn.count(1) <= 120 and abs(drawn.count(5) - drawn.count(9)) < 80
+    stream = batches(cfg, 2, seed=1)
+    assert {next(stream)[0].shape[2] for _ in range(12)} == {1, 5, 9}
+    for bad in ([], [5, 6], 0, [True]):
+        with pytest.raises(ValueError, match="1 \\+ 4k"):
+            DataConfig(frames=bad)
 
 
 def test_torchrun_two_process_data_parallel(vae_run, tmp_path):
