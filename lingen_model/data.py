@@ -45,21 +45,25 @@ class DataConfig:
             raise ValueError(f"data.source must be 'shapes' or 'folder', got {self.source!r}")
         if self.source == "folder" and not self.path:
             raise ValueError("data.path is required for source 'folder'")
-        lengths = self.frames if isinstance(self.frames, (list, tuple)) else [self.frames]
-        if not lengths or any(isinstance(f, bool) or not isinstance(f, int) or f < 1 or (f - 1) % 4 for f in lengths):
+        if not self.lengths or any(isinstance(f, bool) or not isinstance(f, int) or f < 1 or (f - 1) % 4
+                                   for f in self.lengths):
             raise ValueError(f"data.frames must be 1 + 4k or a non-empty list of such lengths, got {self.frames}")
-        if isinstance(self.frames, tuple):
-            self.frames = list(self.frames)
-
-    def draw_frames(self, rng: random.Random) -> int:
-        """Frames of the next batch: 1 with probability ``still_prob``, else one of ``frames``."""
-        if rng.random() < self.still_prob:
-            return 1
-        return rng.choice(self.frames) if isinstance(self.frames, list) else self.frames
         if self.crop is not None and not (0 < self.crop <= min(self.height, self.width)):
             raise ValueError(f"data.crop must be in (0, min(height, width)], got {self.crop}")
         if not 0 <= self.still_prob <= 1:
             raise ValueError(f"data.still_prob must be in [0, 1], got {self.still_prob}")
+
+    @property
+    def lengths(self) -> list:
+        """The clip lengths (frames) batches draw from: ``frames`` as a list."""
+        return list(self.frames) if isinstance(self.frames, (list, tuple)) else [self.frames]
+
+    def draw_frames(self, rng: random.Random) -> int:
+        """Frames of the next batch: 1 with probability ``still_prob``, else one of ``lengths``, uniformly."""
+        if rng.random() < self.still_prob:
+            return 1
+        lengths = self.lengths
+        return lengths[0] if len(lengths) == 1 else rng.choice(lengths)  # one length: no extra draw
 
 
 def _to_tensor(frames: np.ndarray) -> torch.Tensor:

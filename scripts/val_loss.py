@@ -26,8 +26,13 @@ import torch
 
 
 def val_loss(path: str, frames: list[int], clips: int, seed_base: int = 5_000_000) -> dict[str, float]:
-    """Mean held-out flow-matching loss per clip length (``{"13": 0.21, ...}``) for checkpoint ``path``."""
+    """Mean held-out flow-matching loss per clip length (``{"13": 0.21, ...}``) for checkpoint ``path``.
+
+    ``frames``: clip lengths in frames (each 1 + 4k); ``clips``: validation clips per length.
+    Raises ValueError for an unreadable checkpoint or an invalid length (from the pipeline/VAE).
+    """
     from lingen_model.data import _to_tensor
+    from lingen_model.flow import flow_matching_loss
     from lingen_model.pipeline import LinGenPipeline
     from lingen_model.world import make_clip
 
@@ -46,10 +51,8 @@ def val_loss(path: str, frames: list[int], clips: int, seed_base: int = 5_000_00
                 g = torch.Generator().manual_seed(seed_base + i)
                 noise = torch.randn(x.shape, generator=g)
                 b = len(times)
-                xb, nb = x.expand(b, *x.shape[1:]), noise.expand(b, *x.shape[1:])
-                zt = (1 - times.view(-1, 1, 1, 1, 1)) * xb + times.view(-1, 1, 1, 1, 1) * nb
-                v = pipe.denoiser(zt, times, ctx.expand(b, -1, -1), mask.expand(b, -1))
-                total += float(((v - (nb - xb)) ** 2).mean())
+                total += float(flow_matching_loss(pipe.denoiser, x.expand(b, *x.shape[1:]), ctx.expand(b, -1, -1),
+                                                  mask.expand(b, -1), t=times, noise=noise.expand(b, *x.shape[1:])))
         out[str(n)] = total / clips
     return out
 

@@ -163,6 +163,10 @@ def test_multi_length_batches():
     for bad in ([], [5, 6], 0, [True]):
         with pytest.raises(ValueError, match="1 \\+ 4k"):
             DataConfig(frames=bad)
+    with pytest.raises(ValueError, match="data.crop"):
+        DataConfig(frames=[5, 9], crop=0)
+    with pytest.raises(ValueError, match="data.still_prob"):
+        DataConfig(frames=[5, 9], still_prob=2.0)
 
 
 def test_torchrun_two_process_data_parallel(vae_run, tmp_path):
