@@ -251,8 +251,9 @@ def generate(
             print(f"error: {prefix}{msg}", file=sys.stderr)
         rec["index"] = job.index
         results.append(rec)
-        if json_out:
-            print(json.dumps(rec), flush=True)
+        if json_out:  # one write per line: ranks of a torchrun share this pipe, and print() writes the
+            sys.stdout.write(json.dumps(rec) + "\n")  # text and the newline apart, which lets lines interleave
+            sys.stdout.flush()
         elif rec["status"] == "ok":
             print(f"{prefix}wrote {rec['path']} (seed {rec['seed']}, {rec['num_frames']} frames, "
                   f"{rec['width']}x{rec['height']}, {rec['timings_s']['total_s']:.1f}s)", file=sys.stderr, flush=True)
