@@ -18,6 +18,8 @@ Config (YAML, every key checked)::
     t_offset_max: 0                   # denoiser stage: with probability t_offset_prob (0.5), shift the
     t_offset_prob: 0.5                #   temporal positions of a batch by a random 0…t_offset_max latent
                                       #   frames, so short training clips cover every position of long clips
+    t_logit_mean: 0.0                 # denoiser stage: training times t = sigmoid(u), u ~ N(t_logit_mean, 1);
+                                      #   > 0 trains more on high noise, where the layout is decided (SD3 §3.1)
     export: {dir: ..., name: lingen-tiny, sampling: {steps: 20, cfg_scale: 5.0}}   # denoiser stage
 
 Method: rectified flow with logit-normal timesteps (SD3, Esser et al. 2024 §3–5), 10 %
@@ -46,13 +48,13 @@ from lingen_model.distributed import init_distributed
 TOP_KEYS = {"stage", "run_dir", "steps", "batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip", "ema_decay",
             "seed", "log_every", "save_every_steps", "save_every_minutes", "num_threads", "data", "vae", "kl_weight",
             "vae_checkpoint", "denoiser", "text_encoder", "caption_dropout", "export",
-            "t_offset_max", "t_offset_prob"}
+            "t_offset_max", "t_offset_prob", "t_logit_mean"}
 DEFAULTS: dict[str, Any] = {"steps": 1000, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 100,
                             "grad_clip": 1.0, "ema_decay": 0.999, "seed": 0, "log_every": 10, "save_every_steps": 200,
                             "save_every_minutes": 10.0, "num_threads": None, "data": {}, "vae": {}, "kl_weight": 1e-6,
                             "vae_checkpoint": None, "denoiser": {"size": "tiny", "mixer": "mate"},
                             "text_encoder": {"backend": "minilm"}, "caption_dropout": 0.1, "export": None,
-                            "t_offset_max": 0, "t_offset_prob": 0.5}
+                            "t_offset_max": 0, "t_offset_prob": 0.5, "t_logit_mean": 0.0}
 
 
 def load_train_config(path: str | Path, overrides: dict | None = None) -> dict[str, Any]:
@@ -90,6 +92,10 @@ def load_train_config(path: str | Path, overrides: dict | None = None) -> dict[s
         raise ValueError(f"{path}: t_offset_max must be a non-negative integer (latent frames)")
     if not isinstance(cfg["t_offset_prob"], (int, float)) or not 0 <= cfg["t_offset_prob"] <= 1:
         raise ValueError(f"{path}: t_offset_prob must be in [0, 1]")
+    m = cfg["t_logit_mean"]
+    if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or abs(m) > 5:
+        raise ValueError(f"{path}: t_logit_mean must be a number in [-5, 5]")
+    cfg["t_logit_mean"] = float(m)
     cfg["run_dir"] = str(cfg["run_dir"])
     return cfg
 
@@ -319,7 +325,7 @@ class Trainer:
             from lingen_model.vae import vae_loss
 
             return vae_loss(self.model, video, kl_weight=self.cfg["kl_weight"], generator=gen)
-        from lingen_model.flow import drop_captions, flow_matching_loss
+        from lingen_model.flow import drop_captions, flow_matching_loss, sample_timesteps_logit_normal
 
         with torch.no_grad():
             latents = self.vae.encode(video)
@@ -329,8 +335,9 @@ class Trainer:
         if self.cfg["t_offset_max"] and float(torch.rand((), generator=gen)) < self.cfg["t_offset_prob"]:
             offset = int(torch.randint(0, self.cfg["t_offset_max"] + 1, (), generator=gen))
             model_fn = lambda z, t, c, m: self.model(z, t, c, m, t_offset=offset)  # noqa: E731
-        loss = flow_matching_loss(model_fn, latents, ctx, mask, generator=gen)
-        return loss, {"t_offset": offset}
+        t = sample_timesteps_logit_normal(latents.shape[0], gen, mean=self.cfg["t_logit_mean"], device=latents.device)
+        loss = flow_matching_loss(model_fn, latents, ctx, mask, t=t, generator=gen)
+        return loss, {"t_offset": offset, "t": [round(float(x), 4) for x in t]}
 
     def _average_gradients(self) -> None:
         """Data parallelism (the DDP algorithm): all-reduce the gradients of all ranks and average them,
@@ -379,7 +386,7 @@ class Trainer:
             clips += video.shape[0] * self.world
             n_log += 1
             rec = {"step": self.step, "loss": float(loss.detach()), "grad_norm": float(gnorm), "lr": self.opt.param_groups[0]["lr"],
-                   "frames": int(video.shape[2]), **({"t_offset": stats["t_offset"]} if "t_offset" in stats else {})}
+                   "frames": int(video.shape[2]), **{k: stats[k] for k in ("t_offset", "t") if k in stats}}
             self.history.append(rec)
             if self.on_step:
                 self.on_step(self.step, rec)

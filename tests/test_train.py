@@ -56,6 +56,9 @@ def test_config_errors_are_one_line(tmp_path):
     assert r.exit_code == 2 and "t_offset_max must be" in r.output
     r = train(write_cfg(tmp_path / "f.yaml", stage="vae", run_dir="x", t_offset_prob=2))
     assert r.exit_code == 2 and "t_offset_prob must be" in r.output
+    for bad in ("high", 9, True):
+        r = train(write_cfg(tmp_path / "g.yaml", stage="vae", run_dir="x", t_logit_mean=bad))
+        assert r.exit_code == 2 and "t_logit_mean must be" in r.output
 
 
 def test_vae_stage_saves_and_resumes(vae_run):
@@ -119,6 +122,19 @@ def test_denoiser_stage_draws_temporal_offsets(vae_run, tmp_path):
     hist = json.loads((tmp_path / "off" / "train_state.json").read_text())["history"]
     offsets = [h["t_offset"] for h in hist]
     assert all(0 <= o <= 50 for o in offsets) and any(o > 0 for o in offsets)
+
+
+@pytest.mark.parametrize("mean", [-2.5, 2.5])
+def test_t_logit_mean_moves_the_training_times(vae_run, tmp_path, mean):
+    """u ~ N(mean, 1): with |mean| = 2.5 about 99 % of the draws fall on the mean's side of t = 0.5."""
+    run, _ = vae_run
+    cfg = write_cfg(tmp_path / "t.yaml", stage="denoiser", run_dir=str(tmp_path / "t"), vae_checkpoint=str(run),
+                    steps=3, batch_size=8, log_every=1, data=DATA, denoiser=TINY_DENOISER, t_logit_mean=mean)
+    r = train(cfg)
+    assert r.exit_code == 0, r.output
+    ts = [t for h in json.loads((tmp_path / "t" / "train_state.json").read_text())["history"] for t in h["t"]]
+    assert len(ts) == 24 and all(0 < t < 1 for t in ts)
+    assert sum((t > 0.5) == (mean > 0) for t in ts) >= 21
 
 
 def test_folder_source_reads_captioned_mp4s(tmp_path):
