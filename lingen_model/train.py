@@ -18,12 +18,15 @@ Config (YAML, every key checked)::
     t_offset_max: 0                   # denoiser stage: with probability t_offset_prob (0.5), shift the
     t_offset_prob: 0.5                #   temporal positions of a batch by a random 0…t_offset_max latent
                                       #   frames, so short training clips cover every position of long clips
+    amp: auto                         # bf16 autocast: auto (on CUDA only) | bf16 (any device; ~1.9x faster
+                                      #   denoiser steps on a CPU with AVX512-BF16) | off
     t_logit_mean: 0.0                 # denoiser stage: training times t = sigmoid(u), u ~ N(t_logit_mean, 1);
                                       #   > 0 trains more on high noise, where the layout is decided (SD3 §3.1)
     export: {dir: ..., name: lingen-tiny, sampling: {steps: 20, cfg_scale: 5.0}}   # denoiser stage
 
 Method: rectified flow with logit-normal timesteps (SD3, Esser et al. 2024 §3–5), 10 %
-caption dropout, AdamW, EMA of the weights, bf16 autocast on CUDA, hybrid image/video
+caption dropout, AdamW, EMA of the weights, bf16 autocast (on CUDA by default; on a CPU with ``amp: bf16``,
+where it wraps the denoiser only: VAE latents, flow targets and the loss stay float32), hybrid image/video
 batches (LinGen §4). Files in ``run_dir`` are safetensors + JSON only, written atomically.
 """
 from __future__ import annotations
@@ -48,13 +51,14 @@ from lingen_model.distributed import init_distributed
 TOP_KEYS = {"stage", "run_dir", "steps", "batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip", "ema_decay",
             "seed", "log_every", "save_every_steps", "save_every_minutes", "num_threads", "data", "vae", "kl_weight",
             "vae_checkpoint", "denoiser", "text_encoder", "caption_dropout", "export",
-            "t_offset_max", "t_offset_prob", "t_logit_mean"}
+            "t_offset_max", "t_offset_prob", "t_logit_mean", "amp"}
 DEFAULTS: dict[str, Any] = {"steps": 1000, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 100,
                             "grad_clip": 1.0, "ema_decay": 0.999, "seed": 0, "log_every": 10, "save_every_steps": 200,
                             "save_every_minutes": 10.0, "num_threads": None, "data": {}, "vae": {}, "kl_weight": 1e-6,
                             "vae_checkpoint": None, "denoiser": {"size": "tiny", "mixer": "mate"},
                             "text_encoder": {"backend": "minilm"}, "caption_dropout": 0.1, "export": None,
-                            "t_offset_max": 0, "t_offset_prob": 0.5, "t_logit_mean": 0.0}
+                            "t_offset_max": 0, "t_offset_prob": 0.5, "t_logit_mean": 0.0,
+                            "amp": "auto"}
 
 
 def load_train_config(path: str | Path, overrides: dict | None = None) -> dict[str, Any]:
@@ -96,6 +100,8 @@ def load_train_config(path: str | Path, overrides: dict | None = None) -> dict[s
     if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or abs(m) > 5:
         raise ValueError(f"{path}: t_logit_mean must be a number in [-5, 5]")
     cfg["t_logit_mean"] = float(m)
+    if cfg["amp"] not in ("auto", "bf16", "off"):
+        raise ValueError(f"{path}: amp must be 'auto', 'bf16' or 'off', got {cfg['amp']!r}")
     cfg["run_dir"] = str(cfg["run_dir"])
     return cfg
 
@@ -209,6 +215,7 @@ class Trainer:
         if cfg["num_threads"]:
             torch.set_num_threads(int(cfg["num_threads"]))
         self.device = torch.device(f"cuda:{self.rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu")
+        self.amp = cfg["amp"] == "bf16" or (cfg["amp"] == "auto" and self.device.type == "cuda")
         self.run_dir = Path(cfg["run_dir"])
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.stage = cfg["stage"]
@@ -330,11 +337,14 @@ class Trainer:
         with torch.no_grad():
             latents = self.vae.encode(video)
             ctx, mask = self.text_encoder.encode(drop_captions(captions, self.cfg["caption_dropout"], gen))
-        model_fn = self.model
         offset = 0
         if self.cfg["t_offset_max"] and float(torch.rand((), generator=gen)) < self.cfg["t_offset_prob"]:
             offset = int(torch.randint(0, self.cfg["t_offset_max"] + 1, (), generator=gen))
-            model_fn = lambda z, t, c, m: self.model(z, t, c, m, t_offset=offset)  # noqa: E731
+
+        def model_fn(z, t, c, m):  # bf16 autocast around the denoiser only; the loss is taken in float32
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                return self.model(z, t, c, m, t_offset=offset).float()
+
         t = sample_timesteps_logit_normal(latents.shape[0], gen, mean=self.cfg["t_logit_mean"], device=latents.device)
         loss = flow_matching_loss(model_fn, latents, ctx, mask, t=t, generator=gen)
         return loss, {"t_offset": offset, "t": [round(float(x), 4) for x in t]}
@@ -361,7 +371,6 @@ class Trainer:
         cfg = self.cfg
         data = batches(cfg["data"], cfg["batch_size"], seed=cfg["seed"] * 1000 + self.rank * 7919 + self.step)
         gen = torch.Generator().manual_seed(cfg["seed"] * 1000 + self.rank + 17 * self.step)
-        use_amp = self.device.type == "cuda"
         last_save, t_log, n_log, clips = time.time(), time.time(), 0, 0
         self.model.train()
         while self.step < cfg["steps"]:
@@ -373,7 +382,8 @@ class Trainer:
                 lr *= min(1.0, (self.step - self._rewarm_from + 1) / max(1, cfg["warmup_steps"]))
             for g in self.opt.param_groups:
                 g["lr"] = lr
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
+                                enabled=self.amp and self.stage == "vae"):  # the denoiser stage autocasts inside _loss
                 loss, stats = self._loss(video, captions, gen)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
