@@ -331,7 +331,8 @@ class Trainer:
         if self.stage == "vae":
             from lingen_model.vae import vae_loss
 
-            return vae_loss(self.model, video, kl_weight=self.cfg["kl_weight"], generator=gen)
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                return vae_loss(self.model, video, kl_weight=self.cfg["kl_weight"], generator=gen)
         from lingen_model.flow import drop_captions, flow_matching_loss, sample_timesteps_logit_normal
 
         with torch.no_grad():
@@ -347,7 +348,7 @@ class Trainer:
 
         t = sample_timesteps_logit_normal(latents.shape[0], gen, mean=self.cfg["t_logit_mean"], device=latents.device)
         loss = flow_matching_loss(model_fn, latents, ctx, mask, t=t, generator=gen)
-        return loss, {"t_offset": offset, "t": [round(float(x), 4) for x in t]}
+        return loss, {"t_offset": offset, "t": [round(x, 4) for x in t.tolist()]}
 
     def _average_gradients(self) -> None:
         """Data parallelism (the DDP algorithm): all-reduce the gradients of all ranks and average them,
@@ -382,9 +383,7 @@ class Trainer:
                 lr *= min(1.0, (self.step - self._rewarm_from + 1) / max(1, cfg["warmup_steps"]))
             for g in self.opt.param_groups:
                 g["lr"] = lr
-            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
-                                enabled=self.amp and self.stage == "vae"):  # the denoiser stage autocasts inside _loss
-                loss, stats = self._loss(video, captions, gen)
+            loss, stats = self._loss(video, captions, gen)  # bf16 autocast (``amp``) is applied inside
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self._average_gradients()
