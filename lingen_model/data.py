@@ -26,6 +26,8 @@ class DataConfig:
     frames: frames per clip (1 + 4k), or a list of such lengths: each batch draws one of
         them uniformly (multi-length training). still_prob: fraction of batches that are still images.
     max_objects: objects per shapes-world scene (1 or 2).
+    entry_prob: shapes world: probability that a linear mover starts near the edge it
+        comes from (``world.sample_scene``); 0 = anywhere, as before.
     crop: if set, batches are random crop×crop windows (pixels) of the H×W clips — cheaper
         steps for convolutional models (the VAE) at the same pixel scale.
     """
@@ -38,6 +40,7 @@ class DataConfig:
     frames: int | list[int] = 17
     still_prob: float = 0.2
     max_objects: int = 2
+    entry_prob: float = 0.0
     crop: int | None = None
 
     def __post_init__(self) -> None:
@@ -52,6 +55,9 @@ class DataConfig:
             raise ValueError(f"data.crop must be in (0, min(height, width)], got {self.crop}")
         if not 0 <= self.still_prob <= 1:
             raise ValueError(f"data.still_prob must be in [0, 1], got {self.still_prob}")
+        if isinstance(self.entry_prob, bool) or not isinstance(self.entry_prob, (int, float)) \
+                or not 0 <= self.entry_prob <= 1:
+            raise ValueError(f"data.entry_prob must be in [0, 1], got {self.entry_prob!r}")
 
     @property
     def lengths(self) -> list:
@@ -84,7 +90,8 @@ def shapes_batches(cfg: DataConfig, batch_size: int, seed: int) -> Iterator[tupl
         for _ in range(batch_size):
             # still images show objects standing still, so no caption names an unseen motion
             video, caption, _ = make_clip(seed * 1_000_000_000 + i, frames, cfg.height, cfg.width, cfg.fps,
-                                          max_objects=cfg.max_objects, motions=("still",) if frames == 1 else None)
+                                          max_objects=cfg.max_objects, motions=("still",) if frames == 1 else None,
+                                          entry_prob=cfg.entry_prob)
             i += 1
             clips.append(_to_tensor(video))
             caps.append(caption)

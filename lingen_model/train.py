@@ -8,7 +8,7 @@ Config (YAML, every key checked)::
     batch_size: 8                     # per process
     lr: 1.0e-3, weight_decay: 0.0, warmup_steps: 100, grad_clip: 1.0, ema_decay: 0.999
     seed: 0, log_every: 10, save_every_steps: 200, save_every_minutes: 10, num_threads: null
-    data: {source: shapes|folder, path, height, width, fps, frames, still_prob, max_objects}
+    data: {source: shapes|folder, path, height, width, fps, frames, still_prob, max_objects, entry_prob}
     vae: {VAEConfig fields}           # vae stage: the architecture
     kl_weight: 1.0e-6                 # vae stage
     vae_checkpoint: runs/tiny-vae     # denoiser stage: the trained VAE (a run dir or a checkpoint dir)

@@ -76,6 +76,7 @@ told otherwise."""
 SIZE_RANGE = (0.2, 0.32)          # single-object scenes
 SIZE_RANGE_TWO = (0.2, 0.28)      # two-object scenes (each object keeps to half the frame)
 SPEED_RANGE = (0.1, 0.25)         # frame extents per second
+ENTRY_SPAN = 0.3                  # entry starts (``entry_prob``): trailing 30 % of the free span
 BOUNCE_PERIOD_RANGE = (1.0, 2.0)  # seconds per hop
 ORBIT_PERIOD_RANGE = (2.5, 5.0)   # seconds per revolution
 ORBIT_RADIUS_RANGE = (0.12, 0.2)  # fraction of min(H, W)
@@ -207,8 +208,12 @@ def _axis_group(motion: str) -> str | None:
 
 
 def _place(rng: np.random.Generator, shape: str, color: str, motion: str, size: float,
-           xlim: tuple[float, float], ylim: tuple[float, float]) -> ObjectSpec:
-    """Sample the motion parameters of one object kept inside the box xlim × ylim."""
+           xlim: tuple[float, float], ylim: tuple[float, float], entry_prob: float = 0.0) -> ObjectSpec:
+    """Sample the motion parameters of one object kept inside the box xlim × ylim.
+
+    With probability ``entry_prob`` a linear mover starts in the ``ENTRY_SPAN`` of its box
+    that it moves away from ("moving right" starts on the left), see :func:`sample_scene`;
+    ``entry_prob == 0`` draws nothing extra, so scenes are the same as without it."""
     hx, hy = (e * size + _MARGIN for e in _HALF_EXTENT[shape])
     lo_x, hi_x = xlim[0] + hx, xlim[1] - hx
     lo_y, hi_y = ylim[0] + hy, ylim[1] - hy
@@ -219,6 +224,12 @@ def _place(rng: np.random.Generator, shape: str, color: str, motion: str, size: 
     kw: dict = {}
     if motion in LINEAR_MOTIONS:
         kw["speed"] = float(rng.uniform(*SPEED_RANGE))
+        if entry_prob > 0.0 and rng.random() < entry_prob:
+            u = float(rng.uniform(0.0, ENTRY_SPAN))   # fraction of the free span, from the trailing edge
+            if motion in ("left", "right"):
+                x0 = lo_x + (hi_x - lo_x) * (u if motion == "right" else 1.0 - u)
+            else:  # y points down: "up" starts near the bottom
+                y0 = lo_y + (hi_y - lo_y) * (u if motion == "down" else 1.0 - u)
     elif motion == "bounce":
         y0 = float(hi_y)  # floor at the bottom of the box
         span = hi_y - lo_y
@@ -242,7 +253,7 @@ def _place(rng: np.random.Generator, shape: str, color: str, motion: str, size: 
     return ObjectSpec(shape=shape, color=color, motion=motion, size=size, x0=x0, y0=y0, **kw)
 
 
-def _layout(rng: np.random.Generator, attrs: list[tuple[str, str, str]]) -> list[ObjectSpec]:
+def _layout(rng: np.random.Generator, attrs: list[tuple[str, str, str]], entry_prob: float = 0.0) -> list[ObjectSpec]:
     """Sizes and positions for objects given as (shape, color, motion) triples.
 
     One object gets the whole frame. Two objects get separate halves: split top/bottom
@@ -253,7 +264,7 @@ def _layout(rng: np.random.Generator, attrs: list[tuple[str, str, str]]) -> list
     if len(attrs) == 1:
         shape, color, motion = attrs[0]
         size = float(rng.uniform(*SIZE_RANGE))
-        return [_place(rng, shape, color, motion, size, (0.0, 1.0), (0.0, 1.0))]
+        return [_place(rng, shape, color, motion, size, (0.0, 1.0), (0.0, 1.0), entry_prob)]
     if len(attrs) != 2:
         raise ValueError(f"scenes hold one or two objects, got {len(attrs)}")
     groups = {_axis_group(m) for _, _, m in attrs} - {None}
@@ -270,12 +281,12 @@ def _layout(rng: np.random.Generator, attrs: list[tuple[str, str, str]]) -> list
         half = ((0.0, 0.5), (0.5, 1.0))[slot]
         xlim = half if "x" in split else (0.0, 1.0)
         ylim = half if "y" in split else (0.0, 1.0)
-        objs.append(_place(rng, shape, color, motion, size, xlim, ylim))
+        objs.append(_place(rng, shape, color, motion, size, xlim, ylim, entry_prob))
     return objs
 
 
 def sample_scene(rng: np.random.Generator, max_objects: int = 2, motions=None,
-                 multi_prob: float = 0.35, texture_prob: float = 0.3) -> SceneSpec:
+                 multi_prob: float = 0.35, texture_prob: float = 0.3, entry_prob: float = 0.0) -> SceneSpec:
     """Draw a random scene.
 
     Args:
@@ -286,6 +297,13 @@ def sample_scene(rng: np.random.Generator, max_objects: int = 2, motions=None,
             :func:`_layout`); orbit is single-object only.
         multi_prob: probability of two objects when ``max_objects == 2``.
         texture_prob: probability of a textured background.
+        entry_prob: probability that a linear mover starts near the edge it comes from
+            (its first ``ENTRY_SPAN`` of travel room: "moving right" starts on the left,
+            "moving up" near the bottom) instead of anywhere. Uniform starts make the
+            mean clip of every direction the same (the object is equally likely anywhere
+            in every frame), so a denoiser gets almost no gradient tying the direction
+            word to the frames; entry starts make frame ``k``'s likely position depend on
+            the direction. 0 (default) draws nothing extra: the same scenes as before.
 
     Returns:
         A ``SceneSpec``; two objects always have different colours.
@@ -294,6 +312,8 @@ def sample_scene(rng: np.random.Generator, max_objects: int = 2, motions=None,
         ValueError: bad ``max_objects``, ``motions`` or probabilities.
     """
     motions = _check_motions(motions)
+    if not 0.0 <= entry_prob <= 1.0:
+        raise ValueError(f"entry_prob must be a probability in [0, 1], got {entry_prob}")
     if max_objects not in (1, 2):
         raise ValueError(f"max_objects must be 1 or 2, got {max_objects}")
     if not (0.0 <= multi_prob <= 1.0 and 0.0 <= texture_prob <= 1.0):
@@ -317,7 +337,7 @@ def sample_scene(rng: np.random.Generator, max_objects: int = 2, motions=None,
     background = list(BACKGROUNDS)[int(rng.integers(len(BACKGROUNDS)))]
     texture = bool(rng.random() < texture_prob)
     texture_seed = int(rng.integers(2**31 - 1))
-    objects = _layout(rng, list(zip(shapes, colors, chosen)))
+    objects = _layout(rng, list(zip(shapes, colors, chosen)), entry_prob)
     return SceneSpec(objects=objects, background=background, texture=texture, texture_seed=texture_seed)
 
 
@@ -613,7 +633,7 @@ def caption(scene: SceneSpec, rng: np.random.Generator) -> str:
 
 
 def make_clip(seed: int, num_frames: int, height: int, width: int, fps: float, still_prob: float = 0.0,
-              max_objects: int = 2, motions=None) -> tuple[np.ndarray, str, SceneSpec]:
+              max_objects: int = 2, motions=None, entry_prob: float = 0.0) -> tuple[np.ndarray, str, SceneSpec]:
     """One captioned training clip, deterministic per ``seed``.
 
     Args:
@@ -621,7 +641,7 @@ def make_clip(seed: int, num_frames: int, height: int, width: int, fps: float, s
         num_frames, height, width, fps: as in :func:`render`.
         still_prob: probability that every object of the clip stands still (e.g. for
             image-like warm-up data), on top of ``still`` in ``motions``.
-        max_objects, motions: as in :func:`sample_scene`.
+        max_objects, motions, entry_prob: as in :func:`sample_scene`.
 
     Returns:
         ``(frames uint8 T×H×W×3, caption str, scene SceneSpec)``.
@@ -636,7 +656,8 @@ def make_clip(seed: int, num_frames: int, height: int, width: int, fps: float, s
     _check_size(num_frames, height, width, fps)
     rng = np.random.default_rng(int(seed))
     force_still = rng.random() < still_prob
-    scene = sample_scene(rng, max_objects=max_objects, motions=("still",) if force_still else motions)
+    scene = sample_scene(rng, max_objects=max_objects, motions=("still",) if force_still else motions,
+                         entry_prob=entry_prob)
     text = caption(scene, rng)
     return render(scene, num_frames, height, width, fps), text, scene
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -185,6 +186,18 @@ def test_multi_length_batches():
         DataConfig(frames=[5, 9], crop=0)
     with pytest.raises(ValueError, match="data.still_prob"):
         DataConfig(frames=[5, 9], still_prob=2.0)
+    for bad in (-0.5, 1.5, True, "0.5"):
+        with pytest.raises(ValueError, match="data.entry_prob"):
+            DataConfig(frames=[5, 9], entry_prob=bad)
+    # the shapes stream hands entry_prob to the world: its clips are make_clip's with it
+    from lingen_model.world import make_clip
+
+    cfg = DataConfig(height=16, width=16, frames=5, still_prob=0.0, max_objects=1, entry_prob=1.0)
+    video, caps = next(batches(cfg, 2, seed=4))
+    for i in range(2):
+        frames, caption, _ = make_clip(4 * 1_000_000_000 + i, 5, 16, 16, 8.0, max_objects=1, entry_prob=1.0)
+        assert caps[i] == caption
+        assert torch.allclose(video[i], torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1.0)
 
 
 def test_torchrun_two_process_data_parallel(vae_run, tmp_path):

@@ -202,6 +202,44 @@ def test_sample_scene_respects_arguments():
             w.sample_scene(rng, **bad)
 
 
+def _trailing_fraction(obj):
+    """Where a single-object linear mover starts along its axis: 0 = the edge it moves away from."""
+    hx, hy = (e * obj.size + w._MARGIN for e in w._HALF_EXTENT[obj.shape])
+    if obj.motion in ("left", "right"):
+        u = (obj.x0 - hx) / (1.0 - 2 * hx)
+        return u if obj.motion == "right" else 1.0 - u
+    u = (obj.y0 - hy) / (1.0 - 2 * hy)
+    return u if obj.motion == "down" else 1.0 - u
+
+
+@pytest.mark.parametrize("entry_prob, lo, hi", [(0.0, 0.2, 0.4), (0.5, 0.55, 0.75), (1.0, 1.0, 1.0)])
+def test_entry_prob_starts_movers_near_the_edge_they_come_from(entry_prob, lo, hi):
+    rng = np.random.default_rng(11)
+    fracs, others = [], []
+    for _ in range(400):
+        scene = w.sample_scene(rng, max_objects=1, motions=w.MOTIONS, entry_prob=entry_prob)
+        o = scene.objects[0]
+        if o.motion in w.LINEAR_MOTIONS:
+            fracs.append(_trailing_fraction(o))
+            assert w.SPEED_RANGE[0] <= o.speed <= w.SPEED_RANGE[1]
+        assert 0.0 < o.x0 < 1.0 and 0.0 < o.y0 < 1.0
+    fracs = np.array(fracs)
+    assert len(fracs) > 150 and fracs.min() >= -1e-9 and fracs.max() <= 1 + 1e-9
+    # uniform starts put ~ENTRY_SPAN of movers in the trailing span; entry starts put all there
+    inside = float(np.mean(fracs <= w.ENTRY_SPAN + 1e-9))
+    assert lo <= inside <= hi, inside
+
+
+def test_entry_prob_zero_draws_the_same_scenes_and_bad_values_fail():
+    for seed in range(20):
+        assert w.sample_scene(np.random.default_rng(seed)) == w.sample_scene(np.random.default_rng(seed), entry_prob=0.0)
+    _, _, scene = w.make_clip(3, 5, 16, 16, 8.0, max_objects=1, motions=["right"], entry_prob=1.0)
+    assert _trailing_fraction(scene.objects[0]) <= w.ENTRY_SPAN + 1e-9
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="entry_prob"):
+            w.sample_scene(np.random.default_rng(0), entry_prob=bad)
+
+
 def test_spec_validation():
     with pytest.raises(ValueError):
         w.ObjectSpec("hexagon", "red", "left", 0.2, 0.5, 0.5)
