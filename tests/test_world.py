@@ -215,7 +215,7 @@ def _trailing_fraction(obj):
 @pytest.mark.parametrize("entry_prob, lo, hi", [(0.0, 0.2, 0.4), (0.5, 0.55, 0.75), (1.0, 1.0, 1.0)])
 def test_entry_prob_starts_movers_near_the_edge_they_come_from(entry_prob, lo, hi):
     rng = np.random.default_rng(11)
-    fracs, others = [], []
+    fracs = []
     for _ in range(400):
         scene = w.sample_scene(rng, max_objects=1, motions=w.MOTIONS, entry_prob=entry_prob)
         o = scene.objects[0]

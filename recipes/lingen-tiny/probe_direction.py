@@ -17,6 +17,9 @@ import argparse
 import numpy as np
 import torch
 
+from lingen_cli.options import frames_for_length
+from lingen_model.data import _to_tensor
+from lingen_model.flow import flow_matching_loss
 from lingen_model.pipeline import LinGenPipeline
 from lingen_model.world import render, sample_scene
 
@@ -33,7 +36,7 @@ def main() -> None:
     args = ap.parse_args()
     pipe = LinGenPipeline.from_pretrained(args.model, device="cpu")
     fps, h, w = pipe.native["fps"], pipe.native["height"], pipe.native["width"]
-    num_frames = 1 + pipe.vae.temporal_factor * round(4.0 * fps / pipe.vae.temporal_factor)
+    num_frames, _ = frames_for_length("4s", fps, pipe.vae.temporal_factor)
     rng = np.random.default_rng(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     times = (0.5, 0.8, 0.9, 0.95)
@@ -48,16 +51,14 @@ def main() -> None:
                     "opposite": f"a {obj} moving {OPPOSITE[d]} on a {bg} background",
                     "still": f"a {obj} standing still on a {bg} background", "empty": ""}
             frames = render(scene, num_frames, h, w, fps)
-            x = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
-            z = pipe.vae.encode(x)
+            z = pipe.vae.encode(_to_tensor(frames)[None])
             ctx, mask = pipe.encode_prompt(list(caps.values()))
             row = {k: [] for k in caps}
             for t in times:
-                eps = torch.randn(z.shape, generator=gen)
-                zt = (1 - t) * z + t * eps
+                eps = torch.randn(z.shape, generator=gen)  # the same noise under every caption
                 for j, k in enumerate(caps):
-                    v = pipe.denoiser(zt, torch.tensor([t]), ctx[j:j + 1], mask[j:j + 1])
-                    row[k].append(float(((v - (eps - z)) ** 2).mean()))
+                    row[k].append(float(flow_matching_loss(pipe.denoiser, z, ctx[j:j + 1], mask[j:j + 1],
+                                                           t=torch.tensor([t]), noise=eps)))
             for k in caps:
                 losses[k].append(row[k])
     mean = {k: np.mean(v, axis=0) for k, v in losses.items()}
