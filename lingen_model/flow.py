@@ -350,11 +350,20 @@ def flow_matching_loss(
     t: Tensor | None = None,
     noise: Tensor | None = None,
     generator: torch.Generator | None = None,
+    negative: Tensor | None = None,
+    negative_weight: Tensor | None = None,
 ) -> Tensor:
     """Rectified-flow (conditional flow matching) loss ``mean((v_θ(z_t, t) − (ε − x))²)``.
 
     ``z_t = (1 − t)·x + t·ε``; the mean runs over every element of the batch. Source:
     Lipman et al. 2023 "Flow Matching" / Liu et al. 2022; SD3 eq. (5)–(6).
+
+    With ``negative`` (clean data x̃ paired with each sample, e.g. the same clip played
+    backwards) it is the contrastive flow-matching loss of Stoica et al. 2025 ("Contrastive
+    Flow Matching", ΔFM, eq. 6) with a chosen rather than a random negative: per sample
+    ``mean((v_θ − (ε − x))²) − λ_b · mean((v_θ − (ε − x̃))²)``, averaged over the batch, so the
+    prediction for a caption is pushed away from the flow towards its negative. The optimum
+    is ``v = (ε − x) + λ/(1 − λ)·(x̃ − x)``, so keep λ small (≤ 0.2).
 
     Args:
         model_fn: ``f(z_t, t, context, mask) -> v`` with ``z_t`` shaped like ``x0``.
@@ -364,13 +373,16 @@ def flow_matching_loss(
             ``model_fn`` receives it in its own dtype (float32 by default), not ``x0``'s.
         noise: ε shaped like ``x0``; default standard normal drawn with ``generator``.
         generator: torch RNG for the defaults.
+        negative: clean negatives shaped like ``x0`` (None = plain flow matching).
+        negative_weight: λ per sample ``[B]`` in [0, 1) (0 = no contrastive term for that
+            sample); required with ``negative``.
 
     Returns:
         Scalar float32 loss (differentiable through ``model_fn``).
 
     Raises:
-        ValueError: shape mismatches, ``t`` outside [0, 1], or a model output of the
-            wrong shape.
+        ValueError: shape mismatches, ``t`` outside [0, 1], a model output of the wrong
+            shape, or a ``negative`` without a valid ``negative_weight``.
     """
     if not isinstance(x0, Tensor) or not x0.is_floating_point() or x0.ndim < 1:
         raise ValueError("x0 must be a floating tensor of shape B×…")
@@ -386,6 +398,13 @@ def flow_matching_loss(
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     if not isinstance(noise, Tensor) or noise.shape != x0.shape:
         raise ValueError(f"noise must have the shape of x0 {tuple(x0.shape)}")
+    if negative is not None:
+        if not isinstance(negative, Tensor) or negative.shape != x0.shape:
+            raise ValueError(f"negative must have the shape of x0 {tuple(x0.shape)}")
+        if not isinstance(negative_weight, Tensor) or tuple(negative_weight.shape) != (batch,):
+            raise ValueError(f"negative_weight must be a tensor of shape ({batch},)")
+        if bool(((negative_weight < 0) | (negative_weight >= 1)).any()):
+            raise ValueError("negative_weight must lie in [0, 1)")
     t = t.to(x0.device)
     t_b = t.to(x0.dtype).view(batch, *([1] * (x0.ndim - 1)))
     z_t = (1.0 - t_b) * x0 + t_b * noise
@@ -393,7 +412,11 @@ def flow_matching_loss(
     pred = model_fn(z_t, t, context, mask)
     if not isinstance(pred, Tensor) or pred.shape != x0.shape:
         raise ValueError(f"model_fn must return a tensor of shape {tuple(x0.shape)}")
-    return (pred.float() - target.float()).square().mean()
+    if negative is None:
+        return (pred.float() - target.float()).square().mean()
+    per_sample = (pred.float() - target.float()).square().reshape(batch, -1).mean(1)
+    away = (pred.float() - (noise - negative).float()).square().reshape(batch, -1).mean(1)
+    return (per_sample - negative_weight.to(per_sample) * away).mean()
 
 
 def drop_captions(prompts: Sequence[str], p: float, rng: Any) -> list[str]:

@@ -488,6 +488,66 @@ def test_flow_matching_loss_rejects_bad_input(overrides):
         flow_matching_loss(**kwargs)
 
 
+def test_contrastive_flow_matching_loss_matches_reference():
+    g = torch.Generator().manual_seed(3)
+    x0, neg = torch.randn(5, 2, 3, 4, generator=g, dtype=torch.float64), torch.randn(5, 2, 3, 4, generator=g, dtype=torch.float64)
+    noise = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    t = torch.rand(5, generator=g, dtype=torch.float64)
+    lam = torch.tensor([0.0, 0.05, 0.1, 0.0, 0.3], dtype=torch.float64)
+    ctx = torch.randn(5, 3, 6, generator=g, dtype=torch.float64)
+    w = torch.randn(4, 4, generator=g, dtype=torch.float64, requires_grad=True)
+
+    def model(z, tt, c, m):
+        return z @ w * tt.view(-1, 1, 1, 1) + c.mean(1)[:, None, None, :4]
+
+    loss = flow_matching_loss(model, x0, ctx, None, t=t, noise=noise, negative=neg, negative_weight=lam)
+    terms = []
+    for i in range(5):  # per-sample loop: ||v − (ε − x)||² − λ ||v − (ε − x̃)||², element means
+        zi = (1 - t[i]) * x0[i] + t[i] * noise[i]
+        v = model(zi[None], t[i : i + 1], ctx[i : i + 1], None)[0]
+        terms.append(((v - (noise[i] - x0[i])) ** 2).mean() - lam[i] * ((v - (noise[i] - neg[i])) ** 2).mean())
+    assert loss.dtype == torch.float32  # the loss is taken in float32 by design
+    assert torch.allclose(loss.double(), torch.stack(terms).mean(), rtol=1e-6)
+    # zero weights give the plain loss exactly
+    plain = flow_matching_loss(model, x0, ctx, None, t=t, noise=noise)
+    zero = flow_matching_loss(model, x0, ctx, None, t=t, noise=noise, negative=neg, negative_weight=torch.zeros(5, dtype=torch.float64))
+    assert torch.allclose(plain, zero, rtol=1e-6)
+    loss.backward()
+    assert torch.isfinite(w.grad).all() and w.grad.abs().sum() > 0
+
+
+def test_contrastive_flow_matching_optimum_moves_away_from_negative():
+    """Minimising over a free prediction gives v = (ε − x) + λ/(1 − λ)(x̃ − x) (ΔFM's closed form)."""
+    g = torch.Generator().manual_seed(4)
+    x0, neg, noise = (torch.randn(3, 2, 5, generator=g, dtype=torch.float64) for _ in range(3))
+    t, lam = torch.full((3,), 0.6, dtype=torch.float64), torch.tensor([0.1, 0.2, 0.0], dtype=torch.float64)
+    v = torch.zeros_like(x0, requires_grad=True)
+    opt = torch.optim.LBFGS([v], max_iter=200, tolerance_grad=1e-14, tolerance_change=1e-16)
+
+    def closure():
+        opt.zero_grad()
+        loss = flow_matching_loss(lambda z, tt, c, m: v, x0, torch.zeros(3, 1, 2, dtype=torch.float64), None,
+                                  t=t, noise=noise, negative=neg, negative_weight=lam)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    k = (lam / (1 - lam)).view(3, 1, 1)
+    assert torch.allclose(v.detach(), noise - x0 + k * (neg - x0), atol=1e-5)
+
+
+@pytest.mark.parametrize("extra", [
+    {"negative": torch.randn(4, 2, 3)},                                                   # no weight
+    {"negative": torch.randn(4, 2, 2), "negative_weight": torch.zeros(4)},                # wrong shape
+    {"negative": torch.randn(4, 2, 3), "negative_weight": torch.zeros(3)},                # wrong batch
+    {"negative": torch.randn(4, 2, 3), "negative_weight": torch.full((4,), 1.0)},         # λ = 1 is unbounded
+    {"negative": torch.randn(4, 2, 3), "negative_weight": torch.full((4,), -0.1)},
+])
+def test_contrastive_flow_matching_rejects_bad_negative(extra):
+    with pytest.raises(ValueError):
+        flow_matching_loss(lambda z, t, c, m: z, torch.randn(4, 2, 3), torch.randn(4, 2, 3), None, **extra)
+
+
 @pytest.mark.parametrize("mean,std", [(0.0, 1.0), (0.8, 0.5), (-1.2, 2.0)])
 def test_logit_normal_timesteps(mean, std):
     n = 40_000

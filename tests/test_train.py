@@ -62,6 +62,9 @@ def test_config_errors_are_one_line(tmp_path):
         assert r.exit_code == 2 and "t_logit_mean must be" in r.output
     r = train(write_cfg(tmp_path / "h.yaml", stage="vae", run_dir="x", amp="fp8"))
     assert r.exit_code == 2 and "amp must be" in r.output
+    for key, bad in (("contrast_weight", 0.9), ("contrast_weight", "yes"), ("contrast_t_min", -0.1)):
+        r = train(write_cfg(tmp_path / "i.yaml", stage="vae", run_dir="x", **{key: bad}))
+        assert r.exit_code == 2 and f"{key} must be" in r.output
 
 
 def test_vae_stage_saves_and_resumes(vae_run):
@@ -138,6 +141,26 @@ def test_t_logit_mean_moves_the_training_times(vae_run, tmp_path, mean):
     ts = [t for h in json.loads((tmp_path / "t" / "train_state.json").read_text())["history"] for t in h["t"]]
     assert len(ts) == 24 and all(0 < t < 1 for t in ts)
     assert sum((t > 0.5) == (mean > 0) for t in ts) >= 21
+
+
+def test_contrast_weight_subtracts_the_reversed_clip_term(vae_run, tmp_path):
+    """Same seeds, data, t and noise: ΔFM with the reversed clip lowers the first step's objective by
+    λ·mean(‖v − (ε − x̃)‖²) over captioned samples; with contrast_t_min = 1 no sample qualifies and
+    the objective equals plain flow matching."""
+    run, _ = vae_run
+
+    def first_loss(name, **extra):
+        cfg = write_cfg(tmp_path / f"{name}.yaml", stage="denoiser", run_dir=str(tmp_path / name), vae_checkpoint=str(run),
+                        steps=1, batch_size=4, log_every=1, data={**DATA, "still_prob": 0.0}, denoiser=TINY_DENOISER,
+                        caption_dropout=0.0, **extra)
+        r = train(cfg)
+        assert r.exit_code == 0, r.output
+        return json.loads((tmp_path / name / "train_state.json").read_text())["history"][0]["loss"]
+
+    plain = first_loss("plain")
+    assert first_loss("never", contrast_weight=0.2, contrast_t_min=1.0) == pytest.approx(plain, rel=1e-6)
+    contrast = first_loss("always", contrast_weight=0.2, contrast_t_min=0.0)
+    assert contrast < 0.95 * plain  # λ = 0.2 times a distance at least as large as the plain loss's scale
 
 
 def test_folder_source_reads_captioned_mp4s(tmp_path):
