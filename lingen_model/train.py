@@ -22,6 +22,9 @@ Config (YAML, every key checked)::
                                       #   denoiser steps on a CPU with AVX512-BF16) | off
     t_logit_mean: 0.0                 # denoiser stage: training times t = sigmoid(u), u ~ N(t_logit_mean, 1);
                                       #   > 0 trains more on high noise, where the layout is decided (SD3 §3.1)
+    t_high_prob: 0.0                  # denoiser stage: with this probability a training time is drawn from
+    t_high_min: 0.9                   #   U(t_high_min, 1) instead: trains the first sampler steps, where only
+                                      #   the caption can place the object (0 = off)
     contrast_weight: 0.0              # denoiser stage: λ of a contrastive flow-matching term (ΔFM) whose
     contrast_t_min: 0.5               #   negative is the same clip played backwards, for captioned samples
                                       #   with t ≥ contrast_t_min: the caption's motion words must explain
@@ -55,14 +58,16 @@ from lingen_model.distributed import init_distributed
 TOP_KEYS = {"stage", "run_dir", "steps", "batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip", "ema_decay",
             "seed", "log_every", "save_every_steps", "save_every_minutes", "num_threads", "data", "vae", "kl_weight",
             "vae_checkpoint", "denoiser", "text_encoder", "caption_dropout", "export",
-            "t_offset_max", "t_offset_prob", "t_logit_mean", "amp", "contrast_weight", "contrast_t_min"}
+            "t_offset_max", "t_offset_prob", "t_logit_mean", "amp", "contrast_weight", "contrast_t_min",
+            "t_high_prob", "t_high_min"}
 DEFAULTS: dict[str, Any] = {"steps": 1000, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 100,
                             "grad_clip": 1.0, "ema_decay": 0.999, "seed": 0, "log_every": 10, "save_every_steps": 200,
                             "save_every_minutes": 10.0, "num_threads": None, "data": {}, "vae": {}, "kl_weight": 1e-6,
                             "vae_checkpoint": None, "denoiser": {"size": "tiny", "mixer": "mate"},
                             "text_encoder": {"backend": "minilm"}, "caption_dropout": 0.1, "export": None,
                             "t_offset_max": 0, "t_offset_prob": 0.5, "t_logit_mean": 0.0,
-                            "amp": "auto", "contrast_weight": 0.0, "contrast_t_min": 0.5}
+                            "amp": "auto", "contrast_weight": 0.0, "contrast_t_min": 0.5,
+                            "t_high_prob": 0.0, "t_high_min": 0.9}
 
 
 def load_train_config(path: str | Path, overrides: dict | None = None) -> dict[str, Any]:
@@ -104,7 +109,7 @@ def load_train_config(path: str | Path, overrides: dict | None = None) -> dict[s
     if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or abs(m) > 5:
         raise ValueError(f"{path}: t_logit_mean must be a number in [-5, 5]")
     cfg["t_logit_mean"] = float(m)
-    for key, hi in (("contrast_weight", 0.5), ("contrast_t_min", 1.0)):
+    for key, hi in (("contrast_weight", 0.5), ("contrast_t_min", 1.0), ("t_high_prob", 1.0), ("t_high_min", 0.99)):
         v = cfg[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= hi:
             raise ValueError(f"{path}: {key} must be a number in [0, {hi}]")
@@ -342,7 +347,7 @@ class Trainer:
 
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 return vae_loss(self.model, video, kl_weight=self.cfg["kl_weight"], generator=gen)
-        from lingen_model.flow import drop_captions, flow_matching_loss, sample_timesteps_logit_normal
+        from lingen_model.flow import drop_captions, flow_matching_loss, mix_high_noise_times, sample_timesteps_logit_normal
 
         lam = self.cfg["contrast_weight"]
         with torch.no_grad():
@@ -360,6 +365,7 @@ class Trainer:
                 return self.model(z, t, c, m, t_offset=offset).float()
 
         t = sample_timesteps_logit_normal(latents.shape[0], gen, mean=self.cfg["t_logit_mean"], device=latents.device)
+        t = mix_high_noise_times(t, self.cfg["t_high_prob"], self.cfg["t_high_min"], gen)
         weight = None
         if negative is not None:  # only captioned samples at high noise, where the layout is decided
             captioned = torch.tensor([bool(c) for c in kept], device=t.device)

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from lingen_model.flow import (
     drop_captions,
     flow_matching_loss,
+    mix_high_noise_times,
     sample,
     sample_timesteps_logit_normal,
     sampling_timesteps,
@@ -546,6 +547,31 @@ def test_contrastive_flow_matching_optimum_moves_away_from_negative():
 def test_contrastive_flow_matching_rejects_bad_negative(extra):
     with pytest.raises(ValueError):
         flow_matching_loss(lambda z, t, c, m: z, torch.randn(4, 2, 3), torch.randn(4, 2, 3), None, **extra)
+
+
+def test_mix_high_noise_times_share_and_range():
+    n = 40_000
+    g = torch.Generator().manual_seed(5)
+    t = sample_timesteps_logit_normal(n, g, mean=0.7)
+    mixed = mix_high_noise_times(t, 0.3, 0.9, g)
+    changed = mixed != t
+    # a replaced time is uniform on [0.9, 1): share ≈ 0.3 (binomial s.e. 0.0023), mean ≈ 0.95
+    assert abs(changed.float().mean().item() - 0.3) < 0.012
+    assert bool(((mixed[changed] >= 0.9) & (mixed[changed] < 1.0)).all())
+    assert abs(mixed[changed].mean().item() - 0.95) < 0.002
+    # P(t > 0.95): logit-normal(0.7, 1) alone ~1.3 %; mixed ~0.7·1.3 % + 0.3·50 % ≈ 15.9 %
+    assert (t > 0.95).float().mean().item() < 0.02 and abs((mixed > 0.95).float().mean().item() - 0.159) < 0.012
+
+
+def test_mix_high_noise_times_off_draws_nothing():
+    g1, g2 = torch.Generator().manual_seed(6), torch.Generator().manual_seed(6)
+    t = torch.rand(8, generator=torch.Generator().manual_seed(1))
+    assert mix_high_noise_times(t, 0.0, 0.9, g1) is t
+    assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))
+    with pytest.raises(ValueError):
+        mix_high_noise_times(t, 1.5, 0.9, g1)
+    with pytest.raises(ValueError):
+        mix_high_noise_times(t, 0.5, 1.0, g1)
 
 
 @pytest.mark.parametrize("mean,std", [(0.0, 1.0), (0.8, 0.5), (-1.2, 2.0)])

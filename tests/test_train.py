@@ -62,7 +62,8 @@ def test_config_errors_are_one_line(tmp_path):
         assert r.exit_code == 2 and "t_logit_mean must be" in r.output
     r = train(write_cfg(tmp_path / "h.yaml", stage="vae", run_dir="x", amp="fp8"))
     assert r.exit_code == 2 and "amp must be" in r.output
-    for key, bad in (("contrast_weight", 0.9), ("contrast_weight", "yes"), ("contrast_t_min", -0.1)):
+    for key, bad in (("contrast_weight", 0.9), ("contrast_weight", "yes"), ("contrast_t_min", -0.1),
+                     ("t_high_prob", 1.5), ("t_high_min", 1.0)):
         r = train(write_cfg(tmp_path / "i.yaml", stage="vae", run_dir="x", **{key: bad}))
         assert r.exit_code == 2 and f"{key} must be" in r.output
 
@@ -141,6 +142,17 @@ def test_t_logit_mean_moves_the_training_times(vae_run, tmp_path, mean):
     ts = [t for h in json.loads((tmp_path / "t" / "train_state.json").read_text())["history"] for t in h["t"]]
     assert len(ts) == 24 and all(0 < t < 1 for t in ts)
     assert sum((t > 0.5) == (mean > 0) for t in ts) >= 21
+
+
+def test_t_high_prob_trains_near_pure_noise(vae_run, tmp_path):
+    run, _ = vae_run
+    cfg = write_cfg(tmp_path / "h.yaml", stage="denoiser", run_dir=str(tmp_path / "h"), vae_checkpoint=str(run),
+                    steps=3, batch_size=8, log_every=1, data=DATA, denoiser=TINY_DENOISER, t_logit_mean=-2.5,
+                    t_high_prob=1.0, t_high_min=0.95)
+    r = train(cfg)
+    assert r.exit_code == 0, r.output
+    ts = [t for h in json.loads((tmp_path / "h" / "train_state.json").read_text())["history"] for t in h["t"]]
+    assert len(ts) == 24 and all(0.95 <= t <= 1.0 for t in ts)  # logit-normal(−2.5) alone puts ~99 % below 0.5
 
 
 def test_contrast_weight_subtracts_the_reversed_clip_term(vae_run, tmp_path):
