@@ -33,13 +33,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--entry-prob", type=float, default=0.0,
                     help="world entry_prob of the probe clips (0: start anywhere; 1: near the edge they come from)")
+    ap.add_argument("--t", type=float, nargs="+", default=[0.5, 0.8, 0.9, 0.95], help="noise levels to probe")
     args = ap.parse_args()
     pipe = LinGenPipeline.from_pretrained(args.model, device="cpu")
     fps, h, w = pipe.native["fps"], pipe.native["height"], pipe.native["width"]
     num_frames, _ = frames_for_length("4s", fps, pipe.vae.temporal_factor)
     rng = np.random.default_rng(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    times = (0.5, 0.8, 0.9, 0.95)
+    times = tuple(args.t)
     losses: dict[str, list[list[float]]] = {k: [] for k in ("true", "opposite", "still", "empty")}
     with torch.no_grad():
         for i in range(args.clips):
