@@ -263,6 +263,9 @@ def generate(
         gathered: list = [None] * world
         dist.all_gather_object(gathered, results)
         results = sorted((r for part in gathered for r in part), key=lambda r: r["index"])
+        # every rank must be past the gather before any tears gloo down: a rank that destroyed the
+        # group while its peer was still in the collective made the peer abort at exit (std::terminate)
+        dist.barrier()
         dist.destroy_process_group()
     failed = [r for r in results if r["status"] != "ok"]
     if not single and rank == 0 and not json_out:
