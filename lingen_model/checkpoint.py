@@ -154,3 +154,52 @@ def save_checkpoint(path: str | Path, denoiser, vae, text_encoder: dict, native:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
+    """Write the uniform average of the denoiser weights of ``paths`` to the checkpoint ``out``.
+
+    Checkpoint averaging along one training run (Vaswani et al. 2017, §6.1; stochastic weight
+    averaging, Izmailov et al. 2018): the mean of EMA snapshots taken a few hundred steps apart
+    smooths the step-to-step noise that a single snapshot carries. Every tensor is averaged in
+    float64 and stored in float32. The VAE, text-encoder spec, native size, sampling defaults
+    and other config keys come from the last path; ``training.averaged_steps`` lists the training
+    step of each input (``null`` where a checkpoint does not record it). Written atomically
+    (see :func:`save_checkpoint`); ``out`` may be one of the inputs.
+
+    Args:
+        paths: one or more checkpoint directories with the same denoiser config and identical
+            VAE weights (snapshots of one run).
+        out: the directory to write.
+
+    Returns:
+        The final path.
+
+    Raises:
+        CheckpointError: no paths, an unreadable checkpoint (see :func:`load_checkpoint`), a
+            denoiser config that differs from the first one's, or VAE weights that differ.
+    """
+    if not paths:
+        raise CheckpointError("average_checkpoints needs at least one checkpoint")
+    total: dict[str, torch.Tensor] = {}
+    first_cfg = first_vae = None
+    steps = []
+    for p in paths:
+        denoiser, vae, cfg = load_checkpoint(p)
+        if first_cfg is None:
+            first_cfg, first_vae = cfg, vae.state_dict()
+            total = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in denoiser.state_dict().items()}
+        elif cfg["denoiser"] != first_cfg["denoiser"]:
+            raise CheckpointError(f"{p}: denoiser config differs from that of {paths[0]}; only snapshots of one run can be averaged")
+        elif any(not torch.equal(v, first_vae[k]) for k, v in vae.state_dict().items()):
+            raise CheckpointError(f"{p}: VAE weights differ from those of {paths[0]}; only snapshots of one run can be averaged")
+        for k, v in denoiser.state_dict().items():
+            total[k] += v.double()
+        steps.append(cfg.get("training", {}).get("steps"))
+    with torch.no_grad():
+        for k, v in denoiser.state_dict().items():
+            v.copy_((total[k] / len(paths)).to(v.dtype))
+    extra = {k: v for k, v in cfg.items() if k not in ("format", "version", "name", "sampling", *REQUIRED_KEYS)}
+    extra["training"] = {**cfg.get("training", {}), "averaged_steps": steps}
+    return save_checkpoint(out, denoiser, vae, cfg["text_encoder"], cfg["native"], cfg.get("sampling"),
+                           name=cfg.get("name"), extra=extra)
