@@ -224,7 +224,7 @@ def generate(
         jobs, setup = _prepare(prompt, length, res, fps, seed, preset, out, prompts, sampler, device, dtype)
     except CLIError as e:
         raise fail(str(e), e.code)
-    from lingen_model.distributed import init_distributed
+    from lingen_model.distributed import finish_distributed, init_distributed
 
     rank, world = init_distributed()
     try:
@@ -263,10 +263,7 @@ def generate(
         gathered: list = [None] * world
         dist.all_gather_object(gathered, results)
         results = sorted((r for part in gathered for r in part), key=lambda r: r["index"])
-        # every rank must be past the gather before any tears gloo down: a rank that destroyed the
-        # group while its peer was still in the collective made the peer abort at exit (std::terminate)
-        dist.barrier()
-        dist.destroy_process_group()
+        finish_distributed()
     failed = [r for r in results if r["status"] != "ok"]
     if not single and rank == 0 and not json_out:
         _summary(results)

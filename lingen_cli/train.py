@@ -43,6 +43,9 @@ def train(
             trainer = _make(Trainer, cfg, progress.console.print, on_step)
             progress.update(task, completed=trainer.step)
             result = trainer.train()
+    from lingen_model.distributed import finish_distributed
+
+    finish_distributed()  # torchrun: tear the process group down on every rank before exit
     if trainer.rank == 0:
         print(f"done: step {result['step']}, {result['elapsed_s'] / 60:.1f} min of training, run dir {cfg['run_dir']}",
               file=sys.stderr)

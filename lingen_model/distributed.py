@@ -16,3 +16,18 @@ def init_distributed() -> tuple[int, int]:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), dist.get_world_size()
+
+
+def finish_distributed() -> None:
+    """Tear down the process group that :func:`init_distributed` made (a no-op when none exists).
+
+    Every rank waits at a barrier first, so none destroys the group while a peer is still in a
+    collective: gloo then aborted the peer at exit ("terminate called without an active
+    exception"), after all of its work was done. Raises nothing of its own; a failed peer
+    surfaces as torch.distributed's error from the barrier.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
