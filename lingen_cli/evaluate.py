@@ -1,6 +1,6 @@
 """``lingen eval``: generate clips for a prompt set and score them with the shapes-world judge
 (colour, shape, motion direction, persistence, flicker — our analogues of VBench's colour,
-object class, dynamic degree, subject consistency and temporal flickering; DESIGN.md §7)."""
+object class, dynamic degree, subject consistency and temporal flickering; docs/design.md §9)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,8 @@ from typing import Optional
 
 import typer
 
-from lingen_cli.common import CLIError, atomic_path, console, fail
+from lingen_cli.common import CLIError, console, fail
+from lingen_model.io.files import atomic_path
 
 
 def evaluate(
@@ -31,20 +32,16 @@ def evaluate(
     import torch
     from rich.table import Table
 
-    from lingen_cli.options import frames_for_length
-    from lingen_model.checkpoint import CheckpointError
-    from lingen_model.judge import CRITERIA, score_clip
-    from lingen_model.pipeline import LinGenPipeline
-    from lingen_model.world import EVAL_PROMPTS, EVAL_PROMPTS_TWO
+    from lingen_model.generation.checkpoint import CheckpointError
+    from lingen_model.generation.pipeline import LinGenPipeline
+    from lingen_model.geometry import frames_for_length
+    from lingen_model.io.prompts import read_prompt_lines
+    from lingen_model.shapes.judge import CRITERIA, score_clip
+    from lingen_model.shapes.world import EVAL_PROMPTS, EVAL_PROMPTS_TWO
 
     try:
         if prompts is not None:
-            try:
-                items = [l.strip() for l in prompts.read_text(encoding="utf-8").splitlines() if l.strip() and not l.startswith("#")]
-            except (OSError, UnicodeDecodeError) as e:
-                raise CLIError(f"cannot read prompts file {prompts}: {e}") from None
-            if not items:
-                raise CLIError(f"prompts file {prompts} holds no prompt")
+            items = [line for _, line in read_prompt_lines(prompts)]
         else:
             items = list(EVAL_PROMPTS) + (list(EVAL_PROMPTS_TWO) if two_objects else [])
         items = items[:limit] if limit else items
@@ -62,7 +59,7 @@ def evaluate(
         if pipe is None:
             import numpy as np
 
-            from lingen_model.world import render, scene_from_prompt
+            from lingen_model.shapes.world import render, scene_from_prompt
 
             frames = render(scene_from_prompt(prompt, np.random.default_rng(seed_base + i)), num_frames, *size, fps)
         else:
@@ -74,7 +71,7 @@ def evaluate(
             continue
         if save_dir is not None:
             from lingen_cli.options import slugify
-            from lingen_cli.video import write_mp4
+            from lingen_model.io.video import write_mp4
 
             write_mp4(frames, save_dir / f"{i:03d}-{slugify(prompt)}.mp4", fps)
         score = {k: v for k, v in score.items() if k in CRITERIA or k in ("passed", "detected")}

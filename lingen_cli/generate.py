@@ -12,17 +12,21 @@ import dataclasses
 import hashlib
 import json
 import os
-import platform
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
-from lingen_cli.common import EXIT_BAD_INPUT, EXIT_FAILED, CLIError, atomic_path, err_console, fail
-from lingen_cli.options import DTYPES, frames_for_length, parse_length, parse_resolution, resolve_seed, slugify
+from lingen_cli.common import EXIT_BAD_INPUT, EXIT_FAILED, CLIError, err_console, fail
+from lingen_cli.options import DTYPES, resolve_seed, slugify
+from lingen_model.environment import versions
+from lingen_model.errors import LinGenError
+from lingen_model.geometry import parse_length, parse_resolution
+from lingen_model.io.files import atomic_path
+from lingen_model.io.prompts import read_prompt_lines
 
 JOB_KEYS = {"prompt", "negative_prompt", "length", "res", "fps", "steps", "cfg", "seed", "out"}
 
@@ -49,18 +53,11 @@ def read_prompts_file(path: Path) -> list[Job]:
     or JSON objects per line (JSONL) with ``prompt`` and optional per-line overrides
     (``length``, ``res``, ``fps``, ``steps``, ``cfg``, ``seed``, ``negative_prompt``, ``out``).
 
-    Raises CLIError when the file cannot be read or holds no prompt; a bad line becomes a
+    Raises InputError when the file cannot be read or holds no prompt; a bad line becomes a
     job carrying an ``error`` (so the batch goes on).
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise CLIError(f"cannot read prompts file {path}: {getattr(e, 'strerror', None) or e}") from None
     jobs: list[Job] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
+    for lineno, line in read_prompt_lines(path):
         idx = len(jobs)
         if line.startswith("{"):
             try:
@@ -77,8 +74,6 @@ def read_prompts_file(path: Path) -> list[Job]:
                 jobs.append(Job(index=idx, prompt=line[:60], error=f"{path}:{lineno}: {e}"))
         else:
             jobs.append(Job(index=idx, prompt=line))
-    if not jobs:
-        raise CLIError(f"prompts file {path} holds no prompt")
     return jobs
 
 
@@ -98,20 +93,6 @@ def _check_output(out: Optional[Path], batch: bool) -> tuple[Path, Optional[Path
     except OSError as e:
         raise CLIError(f"output directory {directory} is not writable ({e.strerror or e})") from None
     return directory, file
-
-
-def _versions() -> dict[str, str]:
-    import numpy
-    import torch
-
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        lingen_version = version("lingen")
-    except PackageNotFoundError:
-        lingen_version = "source"
-    return {"lingen": lingen_version, "torch": torch.__version__, "numpy": numpy.__version__,
-            "python": platform.python_version()}
 
 
 def _shared_base_seed(world: int) -> int:
@@ -134,37 +115,27 @@ def _render_job(job: Job, pipe, defaults: dict, tier, directory: Path, file: Opt
                 bars: bool, prefix: str, model_label: str) -> dict:
     """Render one job and write its mp4 + sidecar; returns the result record (raises CLIError on bad input)."""
     from lingen_cli.progress import PhaseProgress
-    from lingen_cli.video import write_mp4
+    from lingen_model.generation.pipeline import GenerationRequest
+    from lingen_model.io.video import write_mp4
 
     if job.error:
         raise CLIError(job.error)
     prompt = job.prompt.strip() if isinstance(job.prompt, str) else ""
     if not prompt:
         raise CLIError("prompt is empty")
-    native = pipe.native
-    fps = float(job.fps if job.fps is not None else (defaults["fps"] or native["fps"]))
-    if not (0 < fps <= 240):
-        raise CLIError(f"fps must be in (0, 240], got {fps:g}")
-    length = job.length if job.length is not None else defaults["length"]
-    num_frames, note = frames_for_length(length, fps, pipe.vae.temporal_factor)
-    seconds = (num_frames - 1) / fps  # the clip spans this many seconds
-    if seconds > tier.max_length_s + 1e-9:
-        raise CLIError(f"length {length} ({seconds:.3g} s) exceeds the {tier.name} preset's limit of {tier.max_length_s:g} s")
-    res = job.res if job.res is not None else defaults["res"]
-    if res is None:
-        width, height = int(native["width"]), int(native["height"])
-    else:
-        width, height = parse_resolution(res, (native["width"], native["height"]), pipe.spatial_stride)
-    steps = int(job.steps if job.steps is not None else (defaults["steps"] or pipe.config.get("sampling", {}).get("steps", 20)))
-    if not (1 <= steps <= 1000):
-        raise CLIError(f"steps must be in [1, 1000], got {steps}")
-    cfg = job.cfg if job.cfg is not None else defaults["cfg"]
-    cfg = float(cfg if cfg is not None else pipe.config.get("sampling", {}).get("cfg_scale", 5.0))
-    if not (0 <= cfg <= 50):
-        raise CLIError(f"cfg scale must be in [0, 50], got {cfg:g}")
     seed_opt = job.seed if job.seed is not None else defaults["seed"]
-    seed = (base_seed + job.index) % 2**31 if int(seed_opt) == -1 else resolve_seed(int(seed_opt))
-    if note:
+    if isinstance(seed_opt, bool) or not isinstance(seed_opt, int):
+        raise CLIError(f"seed must be an integer, got {seed_opt!r}")
+    seed = (base_seed + job.index) % 2**31 if seed_opt == -1 else resolve_seed(seed_opt)
+    pick = lambda key, default: getattr(job, key) if getattr(job, key) is not None else default  # noqa: E731
+    req = pipe.resolve(GenerationRequest(
+        prompt=prompt, negative_prompt=job.negative_prompt or "", length=pick("length", defaults["length"]),
+        resolution=pick("res", defaults["res"]), fps=pick("fps", defaults["fps"]), steps=pick("steps", defaults["steps"]),
+        cfg_scale=pick("cfg", defaults["cfg"]), seed=seed, method=defaults["sampler"]))
+    if req.seconds > tier.max_length_s + 1e-9:
+        raise CLIError(f"length {pick('length', defaults['length'])} ({req.seconds:.3g} s) exceeds the "
+                       f"{tier.name} preset's limit of {tier.max_length_s:g} s")
+    for note in req.notes:
         print(f"{prefix}note: {note}", file=sys.stderr, flush=True)
     if file is not None:
         out_path = file
@@ -172,26 +143,25 @@ def _render_job(job: Job, pipe, defaults: dict, tier, directory: Path, file: Opt
         name = Path(job.out).name
         out_path = directory / (name if name.endswith(".mp4") else name + ".mp4")
     else:
-        out_path = directory / f"{slugify(prompt)}-{seed}.mp4"
+        out_path = directory / f"{slugify(prompt)}-{req.seed}.mp4"
 
     t_start = time.perf_counter()
     with PhaseProgress(bars=bars, prefix=prefix) as progress:
-        frames = pipe(prompt, num_frames=num_frames, height=height, width=width, fps=fps, steps=steps,
-                      cfg_scale=cfg, seed=seed, negative_prompt=job.negative_prompt or "", method=defaults["sampler"],
-                      progress=progress.update)
+        result = pipe.generate(req, progress=progress.update)
+        frames = result.frames
         progress.update("write", 0, 1)
         t_write = time.perf_counter()
-        write_mp4(frames, out_path, fps)
+        write_mp4(frames, out_path, req.fps)
         write_s = time.perf_counter() - t_write
         record = {
-            "status": "ok", "prompt": prompt, "negative_prompt": job.negative_prompt or "", "path": str(out_path),
-            "seed": seed, "num_frames": num_frames, "fps": fps, "length_s": round(seconds, 4), "width": width,
-            "height": height, "steps": steps, "cfg_scale": cfg, "sampler": defaults["sampler"],
-            "model": model_label, "mixer": pipe.denoiser.config.mixer, "preset": tier.name,
+            "status": "ok", "prompt": prompt, "negative_prompt": req.negative_prompt, "path": str(out_path),
+            "seed": req.seed, "num_frames": req.num_frames, "fps": req.fps, "length_s": round(req.seconds, 4),
+            "width": req.width, "height": req.height, "steps": req.steps, "cfg_scale": req.cfg_scale,
+            "sampler": req.method, "model": model_label, "mixer": pipe.denoiser.config.mixer, "preset": tier.name,
             "device": str(pipe.device), "dtype": str(pipe.dtype).replace("torch.", ""),
-            "timings_s": {**{k: round(v, 3) for k, v in pipe.timings.items()}, "write_s": round(write_s, 3),
+            "timings_s": {**{k: round(v, 3) for k, v in result.timings.items()}, "write_s": round(write_s, 3),
                           "total_s": round(time.perf_counter() - t_start, 3)},
-            "frames_sha256": _frames_digest(frames), "versions": _versions(),
+            "frames_sha256": _frames_digest(frames), "versions": versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         with atomic_path(out_path.with_suffix(".json")) as tmp:
@@ -222,14 +192,14 @@ def generate(
     """Generate video clip(s) from text prompt(s) and write H.264 mp4 files with JSON sidecars."""
     try:
         jobs, setup = _prepare(prompt, length, res, fps, seed, preset, out, prompts, sampler, device, dtype)
-    except CLIError as e:
-        raise fail(str(e), e.code)
-    from lingen_model.distributed import finish_distributed, init_distributed
+    except LinGenError as e:
+        raise fail(str(e), e.exit_code)
+    from lingen_model.training.distributed import finish_distributed, init_distributed
 
     rank, world = init_distributed()
     try:
         pipe, model_label, tier = _load_pipeline(model, setup, no_download, quiet)
-    except (CLIError, ValueError, OSError) as e:  # any model that cannot be used is bad input
+    except (LinGenError, ValueError, OSError) as e:  # any model that cannot be used is bad input
         raise fail(str(e), EXIT_BAD_INPUT)
     base_seed = _shared_base_seed(world)
     mine = jobs[rank::world]
@@ -243,9 +213,9 @@ def generate(
             rec = _render_job(job, pipe, defaults, tier, setup["directory"], setup["file"], base_seed, bars, prefix, model_label)
         except KeyboardInterrupt:
             raise fail("interrupted; no partial file was left", 130)
-        except (CLIError, ValueError, OSError, RuntimeError) as e:
+        except (LinGenError, ValueError, TypeError, OSError, RuntimeError) as e:
             if single:
-                raise fail(str(e), getattr(e, "code", EXIT_FAILED))
+                raise fail(str(e), getattr(e, "exit_code", EXIT_FAILED))
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             rec = {"status": "failed", "prompt": job.prompt, "error": msg}
             print(f"error: {prefix}{msg}", file=sys.stderr)
@@ -273,7 +243,7 @@ def generate(
 
 def _prepare(prompt, length, res, fps, seed, preset, out, prompts, sampler, device, dtype):
     """Check everything that can be checked before loading the model; returns (jobs, setup)."""
-    from lingen_cli.presets import load_sizes, pick_tier
+    from lingen_model.presets import load_sizes, pick_tier
 
     if prompt is not None and prompts is not None:
         raise CLIError("give either a PROMPT or --prompts FILE, not both")
@@ -308,8 +278,8 @@ def _load_pipeline(model, setup, no_download, quiet):
     import torch
 
     from lingen_cli.progress import PhaseProgress
-    from lingen_model.checkpoint import CheckpointError
-    from lingen_model.pipeline import LinGenPipeline
+    from lingen_model.generation.checkpoint import CheckpointError
+    from lingen_model.generation.pipeline import LinGenPipeline
 
     tier = setup["tier"]
     device = setup["device"] or tier.device

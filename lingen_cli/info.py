@@ -3,49 +3,12 @@ Mamba2 scan backend, ffmpeg), installed models with their size on disk, and pres
 from __future__ import annotations
 
 import json
-import platform
-import subprocess
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
+from lingen_model.environment import runtime_environment
 from lingen_cli.common import CLIError, console, fail
-
-
-def environment() -> dict[str, Any]:
-    """Facts about this machine that decide how lingen runs (no network)."""
-    import torch
-
-    from lingen_model import ssd
-
-    env: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform(),
-                           "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
-                           "cuda_available": torch.cuda.is_available(), "cuda": torch.version.cuda, "gpus": []}
-    for i in range(torch.cuda.device_count()):
-        p = torch.cuda.get_device_properties(i)
-        env["gpus"].append({"index": i, "name": p.name, "memory_gib": round(p.total_memory / 2**30, 1)})
-    try:
-        import mamba_ssm  # noqa: F401
-
-        env["mamba_ssm"] = getattr(mamba_ssm, "__version__", "installed")
-    except Exception as e:  # ImportError, or missing CUDA extensions on a CPU machine
-        env["mamba_ssm"] = f"not importable ({type(e).__name__})"
-    try:
-        env["scan_backend"] = ssd.active_backend()
-    except (ValueError, RuntimeError) as e:
-        env["scan_backend"] = f"error: {e}"
-    try:
-        from lingen_cli.video import ffmpeg_exe
-
-        exe = ffmpeg_exe()
-        first = subprocess.run([exe, "-version"], capture_output=True, text=True, timeout=20).stdout.splitlines()
-        env["ffmpeg"] = {"path": exe, "version": first[0] if first else "unknown"}
-    except Exception as e:  # missing binary or broken install
-        env["ffmpeg"] = {"path": None, "version": f"unavailable ({type(e).__name__})"}
-    from lingen_cli.presets import pick_tier
-
-    env["auto_preset"] = pick_tier("auto").name
-    return env
 
 
 def info(
@@ -55,19 +18,19 @@ def info(
     """Show the environment, installed models and presets."""
     from rich.table import Table
 
-    from lingen_cli.presets import load_tiers
     from lingen_cli.zoo import format_bytes, installed_models, resolve_model
+    from lingen_model.presets import load_tiers
 
     try:
         if name is not None:
-            from lingen_model.checkpoint import read_config
+            from lingen_model.generation.checkpoint import read_config
 
             path = resolve_model(name, allow_download=False)
             cfg = read_config(path)
             data = {"name": name, "path": str(path), "config": cfg}
             console.print_json(json.dumps(data)) if not json_out else print(json.dumps(data))
             return
-        env = environment()
+        env = runtime_environment()
         models = installed_models()
         tiers = {k: vars(v) for k, v in load_tiers().items()}
     except (CLIError, ValueError) as e:

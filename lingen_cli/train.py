@@ -18,7 +18,7 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain log lines instead of a progress bar."),
 ) -> None:
     """Train a stage; re-running the same command resumes from the run directory."""
-    from lingen_model.train import Trainer, load_train_config
+    from lingen_model.training.trainer import Trainer, load_train_config
 
     try:
         cfg = load_train_config(config, {"steps": steps, "run_dir": run_dir, "batch_size": batch_size})
@@ -29,7 +29,14 @@ def train(
         trainer = _make(Trainer, cfg, lambda s: print(s, file=sys.stderr, flush=True), None)
         result = trainer.train()
     else:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         from lingen_cli.common import err_console
 
@@ -43,7 +50,7 @@ def train(
             trainer = _make(Trainer, cfg, progress.console.print, on_step)
             progress.update(task, completed=trainer.step)
             result = trainer.train()
-    from lingen_model.distributed import finish_distributed
+    from lingen_model.training.distributed import finish_distributed
 
     finish_distributed()  # torchrun: tear the process group down on every rank before exit
     if trainer.rank == 0:

@@ -10,17 +10,17 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "build_denoiser": "lingen_model.denoiser",
-    "Denoiser": "lingen_model.denoiser",
-    "DenoiserConfig": "lingen_model.config",
-    "DENOISER_CONFIGS": "lingen_model.config",
-    "LinGenPipeline": "lingen_model.pipeline",
-    "CausalVideoVAE": "lingen_model.vae",
-    "VAEConfig": "lingen_model.vae",
-    "build_text_encoder": "lingen_model.text_encoder",
-    "sample": "lingen_model.flow",
-    "score_clip": "lingen_model.judge",
-    "make_clip": "lingen_model.world",
+    "build_denoiser": "lingen_model.models.denoiser",
+    "Denoiser": "lingen_model.models.denoiser",
+    "DenoiserConfig": "lingen_model.models.config",
+    "DENOISER_CONFIGS": "lingen_model.models.config",
+    "LinGenPipeline": "lingen_model.generation.pipeline",
+    "CausalVideoVAE": "lingen_model.models.vae",
+    "VAEConfig": "lingen_model.models.vae",
+    "build_text_encoder": "lingen_model.models.text_encoder",
+    "sample": "lingen_model.generation.flow",
+    "score_clip": "lingen_model.shapes.judge",
+    "make_clip": "lingen_model.shapes.world",
 }
 
 __all__ = sorted(_LAZY)

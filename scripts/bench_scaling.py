@@ -6,8 +6,8 @@ For the ``tiny`` config at the embedded model's latent size (16×16 latent, patc
 default: 16, 64 and 256 latent frames) for both mixers and prints:
 
 * forward time per token (median of ``--repeats``, after a warm-up) and peak memory
-  (RSS high-water mark of a fresh worker process; see ``lingen_cli/benchmark.py``);
-* the analytic FLOPs per forward (``lingen_model.flops``, formulas in its docstring),
+  (RSS high-water mark of a fresh worker process; see ``lingen_model/bench/measure.py``);
+* the analytic FLOPs per forward (``lingen_model.bench.flops``, formulas in its docstring),
   cross-checked against ``torch.utils.flop_counter.FlopCounterMode`` on the torch scan
   path (MATH attention backend, whose matmuls the counter sees) within 10%, at N and 4N
   (also 16N with ``--check-all``; the DiT's counted run then materialises 16N² scores).
@@ -49,7 +49,7 @@ def counted_flops(model_size: str, mixer: str, latent: tuple[int, int, int], tex
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from lingen_model.denoiser import build_denoiser
+    from lingen_model.models.denoiser import build_denoiser
 
     os.environ["LINGEN_SCAN_BACKEND"] = "torch"
     torch.manual_seed(0)
@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--base-tokens must be >= 64 and --repeats >= 1")
 
     from lingen_cli.benchmark import machine_info, run_worker
-    from lingen_model.config import get_config
-    from lingen_model.flops import denoiser_flops
+    from lingen_model.models.config import get_config
+    from lingen_model.bench.flops import denoiser_flops
 
     per_frame = 8 * 8  # 16×16 latent, patch 2
     frames = [max(1, round(args.base_tokens / per_frame)) * k for k in (1, 4, 16)]

@@ -2,7 +2,7 @@
 """Peak memory and time of chunked VAE decoding: a 4 s clip vs a 60 s clip.
 
 Each case runs in a fresh Python subprocess, which builds the default-config
-:class:`lingen_model.vae.CausalVideoVAE` (random weights: memory and time do not depend on
+:class:`lingen_model.models.vae.CausalVideoVAE` (random weights: memory and time do not depend on
 the weight values), draws random latents for ``1 + fps·seconds`` frames, decodes them with
 ``decode(latents, chunk_frames=...)`` under ``torch.no_grad`` and reports
 
@@ -70,7 +70,7 @@ def child(res: int, frames: int, chunk: int, threads: int, mode: str) -> dict:
     if threads > 0:
         torch.set_num_threads(threads)
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    from lingen_model.vae import CausalVideoVAE
+    from lingen_model.models.vae import CausalVideoVAE
 
     torch.manual_seed(0)
     vae = CausalVideoVAE().eval()

@@ -31,10 +31,10 @@ def val_loss(path: str, frames: list[int], clips: int, seed_base: int = 5_000_00
     ``frames``: clip lengths in frames (each 1 + 4k); ``clips``: validation clips per length.
     Raises ValueError for an unreadable checkpoint or an invalid length (from the pipeline/VAE).
     """
-    from lingen_model.data import _to_tensor
-    from lingen_model.flow import flow_matching_loss
-    from lingen_model.pipeline import LinGenPipeline
-    from lingen_model.world import make_clip
+    from lingen_model.training.data import _to_tensor
+    from lingen_model.generation.flow import flow_matching_loss
+    from lingen_model.generation.pipeline import LinGenPipeline
+    from lingen_model.shapes.world import make_clip
 
     pipe = LinGenPipeline.from_pretrained(path, device="cpu")
     native = pipe.config["native"]

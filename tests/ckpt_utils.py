@@ -6,8 +6,8 @@ from pathlib import Path
 import torch
 
 from lingen_model import build_denoiser
-from lingen_model.checkpoint import save_checkpoint
-from lingen_model.vae import CausalVideoVAE, VAEConfig
+from lingen_model.generation.checkpoint import save_checkpoint
+from lingen_model.models.vae import CausalVideoVAE, VAEConfig
 
 
 def make_tiny_checkpoint(path: Path, seed: int = 0, mixer: str = "mate") -> Path:

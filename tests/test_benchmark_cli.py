@@ -5,10 +5,12 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from lingen_cli import benchmark as bm
+from lingen_cli import benchmark as cli_bm
+from lingen_model.bench import cells as bench_cells
+from lingen_model.bench import fit, measure
 from lingen_cli.app import app
-from lingen_model.config import get_config
-from lingen_model.flops import denoiser_flops
+from lingen_model.bench.flops import denoiser_flops
+from lingen_model.models.config import get_config
 
 runner = CliRunner()
 
@@ -84,7 +86,7 @@ def test_cuda_without_gpu_is_a_one_line_error():
 
 
 def test_parse_cells_lengths_and_resolutions():
-    cells = bm.parse_cells("128,512x288", "4s,60s,97f", fps=8)
+    cells = bench_cells.parse_cells("128,512x288", "4s,60s,97f", fps=8)
     assert [(c.width, c.height) for c in cells[::3]] == [(128, 128), (512, 288)]
     assert [c.frames for c in cells[:3]] == [33, 481, 97]
     assert cells[0].latent == (9, 16, 16) and cells[1].latent == (121, 16, 16) and cells[5].latent == (25, 36, 64)
@@ -96,9 +98,9 @@ def test_parse_cells_lengths_and_resolutions():
 
 def test_fit_loglog_slope_recovers_exponents():
     xs = [500, 1000, 3000, 8000]
-    assert bm.fit_loglog_slope(xs, [3 * x ** 1.7 for x in xs]) == pytest.approx(1.7)
-    assert bm.fit_loglog_slope(xs, [0.2 * x for x in xs]) == pytest.approx(1.0)
-    assert bm.fit_loglog_slope([5, 5], [1, 2]) is None
+    assert fit.fit_loglog_slope(xs, [3 * x ** 1.7 for x in xs]) == pytest.approx(1.7)
+    assert fit.fit_loglog_slope(xs, [0.2 * x for x in xs]) == pytest.approx(1.0)
+    assert fit.fit_loglog_slope([5, 5], [1, 2]) is None
 
 
 def test_crossover_tokens_interpolates_and_extrapolates():
@@ -106,18 +108,18 @@ def test_crossover_tokens_interpolates_and_extrapolates():
     xs = [500, 1000, 4000, 8000]
     lin = [x * 1e-3 for x in xs]
     dit = [l * (x / 2000) ** 0.8 for l, x in zip(lin, xs)]
-    tok, how = bm.crossover_tokens(xs, lin, dit)
+    tok, how = fit.crossover_tokens(xs, lin, dit)
     assert how == "measured" and tok == pytest.approx(2000, rel=1e-9)
-    tok, how = bm.crossover_tokens(xs[2:], lin[2:], dit[2:])  # LinGen already cheaper everywhere
+    tok, how = fit.crossover_tokens(xs[2:], lin[2:], dit[2:])  # LinGen already cheaper everywhere
     assert how == "extrapolated" and tok == pytest.approx(2000, rel=1e-9)
-    assert bm.crossover_tokens(xs, dit, lin) == (None, "none")  # ratio only falls through 1
-    assert bm.crossover_tokens(xs[:2], lin[:2], [0.5 * l for l in lin[:2]]) == (None, "dit-always")
-    assert bm.crossover_tokens(xs[:2], lin[:2], [2 * l for l in lin[:2]]) == (None, "lingen-always")
+    assert fit.crossover_tokens(xs, dit, lin) == (None, "none")  # ratio only falls through 1
+    assert fit.crossover_tokens(xs[:2], lin[:2], [0.5 * l for l in lin[:2]]) == (None, "dit-always")
+    assert fit.crossover_tokens(xs[:2], lin[:2], [2 * l for l in lin[:2]]) == (None, "lingen-always")
 
 
 def test_flops_crossover_is_the_first_latent_frame_where_dit_costs_more():
-    cell = bm.parse_cells("128", "4s", fps=8)[0]
-    sec = bm.flops_crossover_seconds("tiny", cell, 1, 64)
+    cell = bench_cells.parse_cells("128", "4s", fps=8)[0]
+    sec = fit.flops_crossover_seconds("tiny", cell, 1, 64)
     t = round((sec * 8 - 1) / 4) + 1  # latent frames at the crossover
 
     def ratio(frames):
@@ -126,34 +128,34 @@ def test_flops_crossover_is_the_first_latent_frame_where_dit_costs_more():
                 / denoiser_flops(get_config("tiny", "mate"), shape).total)
 
     assert ratio(t) > 1 >= ratio(t - 1)
-    assert bm.tokens_to_seconds(t * 64, cell, 2) == pytest.approx(sec)
+    assert fit.tokens_to_seconds(t * 64, cell, 2) == pytest.approx(sec)
 
 
 def test_worker_failures_are_reported_not_raised():
     spec = {"model": "tiny", "mixer": "mate", "latent": [1, 4, 4], "batch": 1, "text_len": 4, "device": "cpu",
             "dtype": "float32", "threads": 1, "warmup": 1, "repeats": 1, "overrides": {"no_such_field": 1}}
-    res = bm.run_worker(spec, timeout=120)
+    res = measure.run_worker(spec, timeout=120)
     assert res["status"] == "error" and "no_such_field" in res["message"]
-    assert bm.run_worker(spec, timeout=0.01)["status"] == "timeout"
+    assert measure.run_worker(spec, timeout=0.01)["status"] == "timeout"
 
 
 def test_cells_that_do_not_fit_say_so(monkeypatch):
-    monkeypatch.setattr(bm, "_free_memory_bytes", lambda device: 1000)
-    cells = bm.parse_cells("32", "5f", fps=8)
-    rep = bm.run_benchmark(cells, bm.BenchSettings(repeats=1), isolate=False)
+    monkeypatch.setattr(measure, "_free_memory_bytes", lambda device: 1000)
+    cells = bench_cells.parse_cells("32", "5f", fps=8)
+    rep = measure.run_benchmark(cells, bench_cells.BenchSettings(repeats=1), isolate=False)
     assert [c["status"] for c in rep["cells"]] == ["does not fit"] * 2
     rep["machine"] = {"cpu": "test"}
     from rich.console import Console
 
     con = Console(width=200, record=True)
-    con.print(bm.render_table(rep))
+    con.print(cli_bm.render_table(rep))
     assert "does not fit" in con.export_text()
 
 
 def test_in_process_measurement_and_memory():
     spec = {"model": "tiny", "mixer": "attention", "latent": [2, 8, 8], "batch": 1, "text_len": 4, "device": "cpu",
             "dtype": "float32", "threads": 1, "warmup": 2, "repeats": 3, "overrides": {}}
-    res = bm.measure_cell(spec)
+    res = measure.measure_cell(spec)
     assert res["status"] == "ok" and len(res["times_s"]) == 3
     assert min(res["times_s"]) <= res["median_s"] <= max(res["times_s"])
     assert res["spread"] == pytest.approx((max(res["times_s"]) - min(res["times_s"])) / 2 / res["median_s"])

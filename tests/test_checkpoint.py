@@ -4,10 +4,14 @@ import shutil
 
 import pytest
 import torch
+from ckpt_utils import make_tiny_checkpoint
 from safetensors.torch import load_file
 
-from ckpt_utils import make_tiny_checkpoint
-from lingen_model.checkpoint import CheckpointError, average_checkpoints, load_checkpoint
+from lingen_model.generation.checkpoint import (
+    CheckpointError,
+    average_checkpoints,
+    load_checkpoint,
+)
 
 
 def _snapshots(tmp_path, seeds):

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from lingen_model import build_denoiser
-from lingen_model.config import DENOISER_CONFIGS, DenoiserConfig, get_config
-from lingen_model.denoiser import count_parameters
+from lingen_model.models.config import DENOISER_CONFIGS, DenoiserConfig, get_config
+from lingen_model.models.denoiser import count_parameters
 
 SMALL = dict(width=48, depth=4, num_heads=2, ffn_dim=96, text_dim=24, headdim=16, d_state=8, chunk_size=16,
              in_channels=4, window=(2, 2, 2))
@@ -61,7 +61,7 @@ def test_mate_receptive_field_is_global_and_bidirectional():
 
 
 def test_t_offset_shifts_the_temporal_positions():
-    from lingen_model.layers import sincos_3d
+    from lingen_model.models.layers import sincos_3d
 
     # the embedding of a clip at offset k is the slice k… of the embedding of a longer clip
     long, short = sincos_3d(9, 3, 2, 48, 8.0, 100.0), sincos_3d(4, 3, 2, 48, 8.0, 100.0, t0=5)

@@ -3,7 +3,6 @@ reconstructs every frame of a clip longer than any clip its first training stage
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "lingen_model" / "weights" / "lingen-tiny"
@@ -18,9 +17,9 @@ def _object_error(video: np.ndarray, rec: np.ndarray) -> np.ndarray:
 
 
 def test_shipped_vae_reconstructs_late_frames_as_well_as_early_ones():
-    from lingen_model.data import _to_tensor
-    from lingen_model.train import load_vae
-    from lingen_model.world import make_clip
+    from lingen_model.shapes.world import make_clip
+    from lingen_model.training.data import _to_tensor
+    from lingen_model.training.trainer import load_vae
 
     vae = load_vae(WEIGHTS)
     early, late = [], []
@@ -38,7 +37,7 @@ def test_shipped_vae_reconstructs_late_frames_as_well_as_early_ones():
 
 
 def test_shipped_model_generates_offline(monkeypatch):
-    from lingen_model.pipeline import LinGenPipeline
+    from lingen_model.generation.pipeline import LinGenPipeline
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     pipe = LinGenPipeline.from_pretrained(None)

@@ -1,9 +1,9 @@
 """`lingen eval`: scores a model's clips with the judge; ground-truth renders score high."""
 import json
 
+from ckpt_utils import make_tiny_checkpoint
 from typer.testing import CliRunner
 
-from ckpt_utils import make_tiny_checkpoint
 from lingen_cli.app import app
 
 runner = CliRunner()

@@ -12,13 +12,19 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from lingen_model import build_denoiser
-from lingen_model.config import get_config
-from lingen_model.flops import (
-    FlopCount, bimamba2_flops, denoiser_flops, ssd_flops, tesa_flops, tesa_padded_grid, token_grid,
+from lingen_model.bench.flops import (
+    FlopCount,
+    bimamba2_flops,
+    denoiser_flops,
+    ssd_flops,
+    tesa_flops,
+    tesa_padded_grid,
+    token_grid,
 )
-from lingen_model.mamba2 import BiMamba2
-from lingen_model.ssd import ssd_chunked
-from lingen_model.tesa import TESA
+from lingen_model.models.config import get_config
+from lingen_model.models.mamba2 import BiMamba2
+from lingen_model.models.ssd import ssd_chunked
+from lingen_model.models.tesa import TESA
 
 SMALL = dict(width=48, depth=4, num_heads=2, ffn_dim=96, text_dim=24, headdim=16, d_state=8, chunk_size=16,
              in_channels=4, window=(2, 3, 3))

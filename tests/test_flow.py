@@ -1,4 +1,4 @@
-"""Tests for lingen_model.flow: rectified-flow schedule, samplers, CFG and training loss.
+"""Tests for lingen_model.generation.flow: rectified-flow schedule, samplers, CFG and training loss.
 
 The samplers are checked on Gaussian data, where the rectified-flow velocity is known in
 closed form. Per dimension, with x ~ N(μ, σ²), ε ~ N(0, 1) independent and
@@ -21,7 +21,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lingen_model.flow import (
+from lingen_model.generation.flow import (
     drop_captions,
     flow_matching_loss,
     mix_high_noise_times,

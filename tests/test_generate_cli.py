@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from ckpt_utils import make_tiny_checkpoint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from ckpt_utils import make_tiny_checkpoint
 from lingen_cli.app import app
 
 runner = CliRunner()
@@ -45,7 +45,7 @@ def test_single_prompt_writes_mp4_and_sidecar(ckpt, tmp_path):
                 "timings_s", "frames_sha256"):
         assert key in side
     assert side["num_frames"] == 9 and (side["width"], side["height"]) == (64, 64)
-    from lingen_cli.video import read_mp4
+    from lingen_model.io.video import read_mp4
 
     frames, fps = read_mp4(mp4)
     assert frames.shape == (9, 64, 64, 3) and fps == pytest.approx(8.0)

@@ -5,8 +5,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from lingen_model import judge as j
-from lingen_model import world as w
+from lingen_model.shapes import judge as j
+from lingen_model.shapes import world as w
 
 CRIT = ("color", "shape", "motion")
 

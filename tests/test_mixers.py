@@ -5,12 +5,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lingen_model.config import get_config
-from lingen_model.denoiser import MABranch
-from lingen_model.mamba2 import BiMamba2
-from lingen_model.scan_order import SCAN_ORDERS, review_tokens, rms_permutation, scan_order
-from lingen_model.ssd import ssd_reference
-from lingen_model.tesa import TESA, window_ids
+from lingen_model.models.config import get_config
+from lingen_model.models.denoiser import MABranch
+from lingen_model.models.mamba2 import BiMamba2
+from lingen_model.models.scan_order import (
+    SCAN_ORDERS,
+    review_tokens,
+    rms_permutation,
+    scan_order,
+)
+from lingen_model.models.ssd import ssd_reference
+from lingen_model.models.tesa import TESA, window_ids
 
 
 def fresh_seed():

@@ -2,9 +2,9 @@
 import pytest
 import yaml
 
-from lingen_cli.common import CLIError
-from lingen_cli.options import frames_for_length, parse_length, parse_resolution
-from lingen_cli.presets import load_sizes, load_tiers, pick_tier, presets_dir
+from lingen_model.errors import InputError
+from lingen_model.geometry import frames_for_length, parse_length, parse_resolution
+from lingen_model.presets import load_sizes, load_tiers, pick_tier, presets_dir
 
 GOOD = {"device": "cpu", "min_memory_gb": 0, "dtype": "float32", "text_encoder_offload": False,
         "vae_chunk_frames": 4, "max_params_m": 60, "max_length_s": 120}
@@ -32,7 +32,7 @@ def test_shipped_presets_load():
 ])
 def test_bad_tier_entries_are_named(tmp_path, entry, needle):
     path = write(tmp_path, {"mytier": entry})
-    with pytest.raises(CLIError) as e:
+    with pytest.raises(InputError) as e:
         load_tiers(path)
     assert needle in str(e.value) and "mytier" in str(e.value) and path in str(e.value)
 
@@ -42,7 +42,7 @@ def test_auto_picks_cpu_without_gpu_and_unknown_name_fails():
 
     if not torch.cuda.is_available():
         assert pick_tier("auto").name == "cpu"
-    with pytest.raises(CLIError, match="unknown preset 'potato'"):
+    with pytest.raises(InputError, match="unknown preset 'potato'"):
         pick_tier("potato")
 
 
@@ -57,8 +57,8 @@ def test_resolutions_and_bad_values():
     assert parse_resolution("512x288") == (512, 288)
     assert parse_resolution("768p", native=(16, 9)) == (1360, 768)
     for bad in ("0", "abc", "512x", "100"):
-        with pytest.raises(CLIError):
+        with pytest.raises(InputError):
             parse_resolution(bad)
     for bad in ("0s", "-1s", "x", "2.5f", "nan"):
-        with pytest.raises(CLIError):
+        with pytest.raises(InputError):
             parse_length(bad)

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from lingen_model import ssd
-from lingen_model.ssd import select_backend, ssd_chunked, ssd_reference, ssd_scan
+from lingen_model.models import ssd
+from lingen_model.models.ssd import select_backend, ssd_chunked, ssd_reference, ssd_scan
 
 
 def random_scan_inputs(b, l, h, p, g, n, seed, dtype=torch.float64):

@@ -1,4 +1,4 @@
-"""Tests for lingen_model.text_encoder (bundled MiniLM backend, T5 backend, factory)."""
+"""Tests for lingen_model.models.text_encoder (bundled MiniLM backend, T5 backend, factory)."""
 from __future__ import annotations
 
 import contextlib
@@ -10,8 +10,8 @@ import socket
 import pytest
 import torch
 
-from lingen_model import text_encoder as te
-from lingen_model.text_encoder import (
+from lingen_model.models import text_encoder as te
+from lingen_model.models.text_encoder import (
     MINILM_SHA256,
     ChecksumMismatchError,
     MiniLMEncoder,

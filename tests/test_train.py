@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from lingen_cli.app import app
-from lingen_model.data import DataConfig, batches
+from lingen_model.training.data import DataConfig, batches
 
 runner = CliRunner()
 TINY_VAE = {"latent_channels": 4, "base_channels": 8, "channel_mult": [1, 1, 2, 2]}
@@ -85,7 +85,7 @@ def test_vae_stage_saves_and_resumes(vae_run):
 def test_resume_without_optimizer_moments_rewarms_the_lr(vae_run, tmp_path):
     import shutil
 
-    from lingen_model.train import _lr_at, load_train_config
+    from lingen_model.training.trainer import _lr_at, load_train_config
 
     run, cfg = vae_run
     copy = tmp_path / "run"
@@ -111,7 +111,7 @@ def test_denoiser_stage_exports_a_checkpoint_that_generates(vae_run, tmp_path):
     hist = json.loads((tmp_path / "den" / "train_state.json").read_text())["history"]
     assert len(hist) == 2 and all(np.isfinite(h["loss"]) for h in hist)
     assert all(h["t_offset"] == 0 for h in hist)  # t_offset_max defaults to 0: no offsets
-    from lingen_model.pipeline import LinGenPipeline
+    from lingen_model.generation.pipeline import LinGenPipeline
 
     pipe = LinGenPipeline.from_pretrained(export)
     frames = pipe("a red circle moving left", num_frames=5, seed=0)
@@ -176,8 +176,8 @@ def test_contrast_weight_subtracts_the_reversed_clip_term(vae_run, tmp_path):
 
 
 def test_folder_source_reads_captioned_mp4s(tmp_path):
-    from lingen_cli.video import write_mp4
-    from lingen_model.world import make_clip
+    from lingen_model.io.video import write_mp4
+    from lingen_model.shapes.world import make_clip
 
     for i in range(2):
         frames, caption, _ = make_clip(i, 12, 48, 64, 8)
@@ -225,7 +225,7 @@ def test_multi_length_batches():
         with pytest.raises(ValueError, match="data.entry_prob"):
             DataConfig(frames=[5, 9], entry_prob=bad)
     # the shapes stream hands entry_prob to the world: its clips are make_clip's with it
-    from lingen_model.world import make_clip
+    from lingen_model.shapes.world import make_clip
 
     cfg = DataConfig(height=16, width=16, frames=5, still_prob=0.0, max_objects=1, entry_prob=1.0)
     video, caps = next(batches(cfg, 2, seed=4))

@@ -1,4 +1,4 @@
-"""Tests for lingen_model.vae: shapes, causality, chunked == whole, conv reference, loss."""
+"""Tests for lingen_model.models.vae: shapes, causality, chunked == whole, conv reference, loss."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lingen_model.vae import CausalConv3d, CausalVideoVAE, VAEConfig, vae_loss
+from lingen_model.models.vae import CausalConv3d, CausalVideoVAE, VAEConfig, vae_loss
 
 TINY = dict(base_channels=8, channel_mult=(1, 2, 2, 2))
 
@@ -142,7 +142,7 @@ def test_causal_conv_matches_conv3d_reference(kt, ks, st, ss):
         whole = from_frames(conv(to_frames(x), b))
         torch.testing.assert_close(whole, ref, atol=1e-5, rtol=1e-5)
         # streaming in uneven chunks with a cache gives the same frames
-        from lingen_model.vae import CausalCache
+        from lingen_model.models.vae import CausalCache
         cache = CausalCache()
         parts, start = [], 0
         for n in (1, 4, 3, 5):

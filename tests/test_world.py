@@ -6,7 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from lingen_model import world as w
+from lingen_model.shapes import world as w
 
 
 def _alpha(frames, scene):

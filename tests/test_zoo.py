@@ -15,15 +15,16 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fake_hub import FakeHub, sha256_hex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from fake_hub import FakeHub, sha256_hex
-from lingen_cli import zoo
 from lingen_cli.app import app
-from lingen_cli.common import CLIError
 
+from lingen_model import hub as zoo
+from lingen_model.errors import LinGenError
+from lingen_model.io import files as iofiles
 
 # ---------------------------------------------------------------------------------------
 # fixtures and helpers
@@ -125,7 +126,7 @@ def checkpoint_files(seed: int, weight_bytes: int = 200_000) -> dict[str, bytes]
 
 
 def test_packaged_registry_is_valid_and_consistent():
-    from lingen_model.config import DENOISER_CONFIGS
+    from lingen_model.models.config import DENOISER_CONFIGS
 
     reg = zoo.load_registry()
     assert reg["lingen-tiny"].kind == "bundled" and reg["lingen-tiny"].source_kind == "bundled"
@@ -248,10 +249,10 @@ def test_unsafe_path_reason_matches_a_plain_definition(parts, at, bad):
 
 
 def test_sha256_file_matches_hashlib(tmp_path):
-    data = random_bytes(7, 3 * zoo.HASH_CHUNK_BYTES + 123)
+    data = random_bytes(7, 3 * iofiles.HASH_CHUNK_BYTES + 123)
     f = tmp_path / "x"
     f.write_bytes(data)
-    assert zoo.sha256_file(f, chunk_bytes=4096) == hashlib.sha256(data).hexdigest() == zoo.sha256_file(f)
+    assert iofiles.sha256_file(f, chunk_bytes=4096) == hashlib.sha256(data).hexdigest() == iofiles.sha256_file(f)
 
 
 def test_check_layout(tmp_path):
@@ -306,7 +307,7 @@ def test_dry_run_lists_files_and_fetches_nothing(hub, env):
     for name in files:
         assert name in res.stdout
     total = sum(len(d) for d in files.values())
-    assert f"{len(files)} files, {zoo.format_bytes(total)} in total" in res.stdout
+    assert f"{len(files)} files, {iofiles.format_bytes(total)} in total" in res.stdout
     assert resolve_requests(hub, repo) == []
     assert not snapshot(env, repo, commit).exists()
 
@@ -348,7 +349,7 @@ def test_interrupted_download_then_offline_then_resume(hub, env, monkeypatch):
     n_requests = len(hub.requests)
     offline = lingen("download", repo)
     assert offline.exit_code == 1 and "incomplete" in offline.stderr and "vae.safetensors" in offline.stderr
-    with pytest.raises(CLIError, match="incomplete.*vae.safetensors.*lingen download"):
+    with pytest.raises(LinGenError, match="incomplete.*vae.safetensors.*lingen download"):
         zoo.resolve_model(repo)
     assert len(hub.requests) == n_requests
 
@@ -376,7 +377,7 @@ def test_sha256_mismatch_deletes_the_file_and_fails(hub, env, monkeypatch):
     assert sha256_hex(files["denoiser.safetensors"]) not in {p.name for p in blobs.iterdir()}
     assert (snap / "vae.safetensors").is_file()  # good files stay
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(CLIError, match="incomplete"):
+    with pytest.raises(LinGenError, match="incomplete"):
         zoo.resolve_model("bad-hash")
 
 
@@ -406,7 +407,7 @@ def test_offline_run_is_served_from_cache(hub, env, monkeypatch):
     assert "from the cache (offline)" in res.stdout and "sha256 ok (registry)" in res.stdout
     assert zoo.resolve_model("offline-test") == snapshot(env, repo, commit)
     assert zoo.resolve_model(repo) == snapshot(env, repo, commit)
-    with pytest.raises(CLIError, match=r"run `lingen download nobody/missing`"):
+    with pytest.raises(LinGenError, match=r"run `lingen download nobody/missing`"):
         zoo.resolve_model("nobody/missing")
     dry = lingen("download", repo, "--dry-run")
     assert dry.exit_code == 2 and "HF_HUB_OFFLINE" in dry.stderr
@@ -474,7 +475,7 @@ def test_remove_asks_unless_yes(hub, env):
     assert no.exit_code == 1 and snap.is_dir()
     yes = lingen("remove", "rm-test", "--yes")
     assert yes.exit_code == 0, yes.stderr
-    assert f"freed {zoo.format_bytes(sum(len(d) for d in files.values()))}" in yes.stdout
+    assert f"freed {iofiles.format_bytes(sum(len(d) for d in files.values()))}" in yes.stdout
     assert not snap.exists()
     assert not [m for m in zoo.installed_models() if m["repo"] == repo]
     again = lingen("remove", "rm-test", "--yes")
@@ -485,18 +486,18 @@ def test_remove_asks_unless_yes(hub, env):
 def test_resolve_model_sources(hub, env, tmp_path, monkeypatch):
     ckpt = tmp_path / "my-ckpt"
     ckpt.mkdir()
-    with pytest.raises(CLIError, match="no config.json"):
+    with pytest.raises(LinGenError, match="no config.json"):
         zoo.resolve_model(str(ckpt))
     (ckpt / "config.json").write_text("{}")
     assert zoo.resolve_model(str(ckpt)) == ckpt.resolve()
-    with pytest.raises(CLIError, match="does not exist"):
+    with pytest.raises(LinGenError, match="does not exist"):
         zoo.resolve_model(str(tmp_path / "nope" / "x"))
-    with pytest.raises(CLIError, match="no published weights"):
+    with pytest.raises(LinGenError, match="no published weights"):
         zoo.resolve_model("lingen-4b")
 
     embedded = tmp_path / "weights" / "lingen-tiny"
-    monkeypatch.setattr(zoo, "bundled_dir", lambda entry: embedded)
-    with pytest.raises(CLIError, match="not installed"):
+    monkeypatch.setattr("lingen_model.hub.cache.bundled_dir", lambda entry: embedded)
+    with pytest.raises(LinGenError, match="not installed"):
         zoo.resolve_model(None)
     embedded.mkdir(parents=True)
     (embedded / "config.json").write_text("{}")
@@ -504,7 +505,7 @@ def test_resolve_model_sources(hub, env, tmp_path, monkeypatch):
 
     files = checkpoint_files(seed=20)
     repo, commit = publish(hub, files)
-    with pytest.raises(CLIError, match=rf"run `lingen download {repo}`.*--no-download"):
+    with pytest.raises(LinGenError, match=rf"run `lingen download {repo}`.*--no-download"):
         zoo.resolve_model(repo, allow_download=False)
     assert resolve_requests(hub, repo) == []
     path = zoo.resolve_model(repo)  # downloaded on first use

@@ -3,12 +3,12 @@
     python recipes/lingen-tiny/average.py OUT SNAPSHOT [SNAPSHOT ...]
 
 Each SNAPSHOT is an export directory (config.json + safetensors) of the same training run, for
-example copies of the export taken at every save. See ``lingen_model.checkpoint.average_checkpoints``.
+example copies of the export taken at every save. See ``lingen_model.generation.checkpoint.average_checkpoints``.
 """
 import argparse
 import sys
 
-from lingen_model.checkpoint import CheckpointError, average_checkpoints, read_config
+from lingen_model.generation.checkpoint import CheckpointError, average_checkpoints, read_config
 
 
 def main() -> int:

@@ -16,7 +16,7 @@ import argparse
 import torch
 
 from lingen_cli.options import frames_for_length
-from lingen_model.pipeline import LinGenPipeline
+from lingen_model.generation.pipeline import LinGenPipeline
 
 
 def centroids(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

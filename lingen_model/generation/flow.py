@@ -1,4 +1,4 @@
-"""Rectified-flow matching: training loss, timestep sampling and ODE samplers (DESIGN.md §6).
+"""Rectified-flow matching: training loss, timestep sampling and ODE samplers (docs/design.md §7).
 
 Convention (rectified flow, Liu et al. 2022 "Flow Straight and Fast"; as used by SD3,
 Esser et al. 2024 "Scaling Rectified Flow Transformers", arXiv 2403.03206)::

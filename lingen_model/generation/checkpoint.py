@@ -90,9 +90,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
         CheckpointError: see :func:`read_config`, plus missing/truncated/corrupt or
             mismatching safetensors files, and config values the models reject.
     """
-    from lingen_model.config import DenoiserConfig
-    from lingen_model.denoiser import Denoiser
-    from lingen_model.vae import CausalVideoVAE, VAEConfig
+    from lingen_model.models.config import DenoiserConfig
+    from lingen_model.models.denoiser import Denoiser
+    from lingen_model.models.vae import CausalVideoVAE, VAEConfig
 
     path = Path(path)
     cfg = read_config(path)
@@ -116,7 +116,7 @@ def save_checkpoint(path: str | Path, denoiser, vae, text_encoder: dict, native:
     """Write a checkpoint directory atomically (temp dir + rename; an old one is replaced).
 
     Args:
-        denoiser: a :class:`~lingen_model.denoiser.Denoiser`; vae: a ``CausalVideoVAE``.
+        denoiser: a :class:`~lingen_model.models.denoiser.Denoiser`; vae: a ``CausalVideoVAE``.
         text_encoder: the text-encoder spec (see ``text_encoder.build_text_encoder``).
         native: ``{"fps", "height", "width"}`` the model was trained at (frames/s, pixels).
         sampling: default sampler settings (``steps``, ``cfg_scale``, ...).

@@ -1,7 +1,7 @@
 """Causal 3D-convolution video autoencoder (VAE) with chunked, cached encode/decode.
 
 Compresses a video ``B×3×T×H×W`` (T = 1 + 4k frames, values in [-1, 1]) into latents
-``B×C×(1+k)×H/8×W/8`` and back (DESIGN.md §4).
+``B×C×(1+k)×H/8×W/8`` and back (docs/design.md §5).
 
 Method. The layout follows the causal video VAEs of CogVideoX (Yang et al. 2024,
 arXiv 2408.06072, §2.1 "3D causal VAE") and Wan 2.1 (arXiv 2503.20314, "Wan-VAE"):

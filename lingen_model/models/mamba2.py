@@ -2,7 +2,7 @@
 
 Follows mamba_ssm's ``Mamba2`` layer (Dao & Gu 2024) — in_proj → causal depthwise conv →
 SiLU → SSD scan (+D skip) → gated RMSNorm → out_proj — made bidirectional as in LinGen
-(arXiv 2412.09856, §3.2) with the decisions of DESIGN.md §3:
+(arXiv 2412.09856, §3.2) with the decisions of docs/design.md §4:
 
 * in_proj and out_proj are shared by the two directions;
 * each direction has its own causal conv, ``dt_bias``, ``A_log`` and ``D``;
@@ -20,8 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lingen_model.layers import GatedRMSNorm
-from lingen_model.ssd import ssd_scan
+from lingen_model.models.layers import GatedRMSNorm
+from lingen_model.models.ssd import ssd_scan
 
 
 def reorder_for_backward(seq: torch.Tensor, num_prefix: int) -> torch.Tensor:

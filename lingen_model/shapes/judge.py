@@ -1,8 +1,8 @@
-"""The shapes-world judge: score a clip against its prompt (DESIGN.md §7).
+"""The shapes-world judge: score a clip against its prompt (docs/design.md §9).
 
 Our analogues of VBench's *color*, *object class*, *dynamic degree*, *subject
 consistency* and *temporal flickering* (Huang et al., "VBench", CVPR 2024), made
-measurable because the world (:mod:`lingen_model.world`) is known:
+measurable because the world (:mod:`lingen_model.shapes.world`) is known:
 
 1. **Working frames.** Each frame is box-averaged by the integer factor
    ``f = max(1, min(H, W) // WORK_SIZE)`` (so 64, 128 and 256 px clips are all judged

@@ -1,4 +1,4 @@
-"""The procedural "shapes world": captioned clips of simple moving objects (DESIGN.md §7).
+"""The procedural "shapes world": captioned clips of simple moving objects (docs/design.md §9).
 
 No dataset hub is reachable here, so the embedded default model trains on this world:
 one or two objects (circle, square, triangle) in named colours on a plain or subtly
@@ -7,7 +7,7 @@ orbiting. Every clip is drawn from a seed, so the world is deterministic per see
 infinite, and it renders at any size, frame rate and length. The caption is generated
 from the same parameters with varied phrasing and synonyms, so that a model learns the
 words rather than one template; :func:`parse_prompt` reads those words back (the judge in
-:mod:`lingen_model.judge` uses it).
+:mod:`lingen_model.shapes.judge` uses it).
 
 Conventions (shared with the judge):
 

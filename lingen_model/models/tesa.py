@@ -13,10 +13,9 @@ Window id of a token at coordinate c along an axis: ``(c + shift) // window``;
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from lingen_model.layers import SelfAttention, heads, merge_heads
+from lingen_model.models.layers import SelfAttention, heads, merge_heads
 
 
 def window_geometry(grid: tuple[int, int, int], window: tuple[int, int, int], shifted: bool):

@@ -41,10 +41,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import shutil
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -52,8 +48,9 @@ from typing import Any, Callable
 import torch
 import yaml
 
-from lingen_model.data import DataConfig, batches
-from lingen_model.distributed import init_distributed
+from lingen_model.io.files import atomic_path, atomic_write_json
+from lingen_model.training.data import DataConfig, batches
+from lingen_model.training.distributed import init_distributed
 
 TOP_KEYS = {"stage", "run_dir", "steps", "batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip", "ema_decay",
             "seed", "log_every", "save_every_steps", "save_every_minutes", "num_threads", "data", "vae", "kl_weight",
@@ -126,21 +123,12 @@ def load_train_config(path: str | Path, overrides: dict | None = None) -> dict[s
 def _save_tensors(tensors: dict[str, torch.Tensor], file: Path) -> None:
     from safetensors.torch import save_file
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", dir=file.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
-        os.replace(tmp, file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(file) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
 
 
 def _save_json(obj: Any, file: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", dir=file.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, default=str)
-    os.replace(tmp, file)
+    atomic_write_json(file, obj)
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -201,7 +189,7 @@ def load_vae(path: str | Path, device="cpu"):
     """The VAE of a VAE-stage run dir (``vae_config.json`` + ``vae_ema.safetensors``) or of a checkpoint dir."""
     from safetensors.torch import load_file
 
-    from lingen_model.vae import CausalVideoVAE, VAEConfig
+    from lingen_model.models.vae import CausalVideoVAE, VAEConfig
 
     path = Path(path)
     if (path / "vae_config.json").is_file():
@@ -235,13 +223,13 @@ class Trainer:
         self.stage = cfg["stage"]
         torch.manual_seed(cfg["seed"])
         if self.stage == "vae":
-            from lingen_model.vae import CausalVideoVAE, VAEConfig
+            from lingen_model.models.vae import CausalVideoVAE, VAEConfig
 
             self.model = CausalVideoVAE(VAEConfig(**cfg["vae"])).to(self.device)
         else:
-            from lingen_model.config import get_config
-            from lingen_model.denoiser import Denoiser
-            from lingen_model.text_encoder import build_text_encoder
+            from lingen_model.models.config import get_config
+            from lingen_model.models.denoiser import Denoiser
+            from lingen_model.models.text_encoder import build_text_encoder
 
             self.vae = load_vae(cfg["vae_checkpoint"], self.device)
             self.text_encoder = build_text_encoder(cfg["text_encoder"], device=self.device)
@@ -313,7 +301,7 @@ class Trainer:
     @torch.no_grad()
     def _vae_config_with_latent_stats(self) -> dict:
         """The VAE config with ``shift_factor``/``scaling_factor`` set so EMA latents have mean 0, std 1."""
-        from lingen_model.vae import CausalVideoVAE, VAEConfig
+        from lingen_model.models.vae import CausalVideoVAE, VAEConfig
 
         vcfg = VAEConfig(**self.cfg["vae"]).to_dict()
         vae = CausalVideoVAE(VAEConfig.from_dict(vcfg))
@@ -328,8 +316,8 @@ class Trainer:
 
     def export(self, spec: dict) -> Path:
         """Write a pipeline checkpoint (EMA denoiser + VAE + text-encoder spec) to ``spec['dir']``."""
-        from lingen_model.checkpoint import save_checkpoint
-        from lingen_model.denoiser import Denoiser
+        from lingen_model.generation.checkpoint import save_checkpoint
+        from lingen_model.models.denoiser import Denoiser
 
         ema_model = Denoiser(self.model.config)
         ema_model.load_state_dict({k: v.to(ema_model.state_dict()[k].dtype) for k, v in self.ema.shadow.items()})
@@ -343,11 +331,16 @@ class Trainer:
     # -- steps ---------------------------------------------------------------
     def _loss(self, video: torch.Tensor, captions: list[str], gen: torch.Generator) -> tuple[torch.Tensor, dict]:
         if self.stage == "vae":
-            from lingen_model.vae import vae_loss
+            from lingen_model.models.vae import vae_loss
 
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 return vae_loss(self.model, video, kl_weight=self.cfg["kl_weight"], generator=gen)
-        from lingen_model.flow import drop_captions, flow_matching_loss, mix_high_noise_times, sample_timesteps_logit_normal
+        from lingen_model.generation.flow import (
+            drop_captions,
+            flow_matching_loss,
+            mix_high_noise_times,
+            sample_timesteps_logit_normal,
+        )
 
         lam = self.cfg["contrast_weight"]
         with torch.no_grad():

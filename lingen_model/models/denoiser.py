@@ -1,7 +1,7 @@
 """The LinGen denoiser (MATE mixer) and its DiT twin (full self-attention mixer).
 
 Sections: mixers · block · denoiser · builder. Architecture: LinGen (Wang et al.,
-arXiv 2412.09856) §3 with the decisions of DESIGN.md §3 — a DiT block (adaLN-single
+arXiv 2412.09856) §3 with the decisions of docs/design.md §4 — a DiT block (adaLN-single
 timestep conditioning from PixArt-α §2.3, masked cross-attention to text, SwiGLU FFN,
 RMSNorm, QK-norm) whose self-attention is replaced by MATE = MA-branch + TE-branch.
 
@@ -16,11 +16,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from lingen_model.config import DenoiserConfig, get_config
-from lingen_model.layers import CrossAttention, RMSNorm, SelfAttention, SwiGLU, modulate, sincos_3d, timestep_embedding
-from lingen_model.mamba2 import BiMamba2
-from lingen_model.scan_order import review_tokens, rms_permutation, scan_order
-from lingen_model.tesa import TESA
+from lingen_model.models.config import DenoiserConfig, get_config
+from lingen_model.models.layers import (
+    CrossAttention,
+    RMSNorm,
+    SelfAttention,
+    SwiGLU,
+    modulate,
+    sincos_3d,
+    timestep_embedding,
+)
+from lingen_model.models.mamba2 import BiMamba2
+from lingen_model.models.scan_order import review_tokens, rms_permutation, scan_order
+from lingen_model.models.tesa import TESA
 
 Grid = tuple[int, int, int]
 

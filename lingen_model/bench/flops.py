@@ -1,8 +1,8 @@
 """Analytic FLOP model of one denoiser forward: LinGen (MATE mixer) and its DiT twin.
 
 Counts the FLOPs of the matrix products of one forward pass at batch ``B``, written from
-the architecture of LinGen (Wang et al., arXiv 2412.09856, §3; DESIGN.md §3) as this
-package implements it (``lingen_model.denoiser``). Needs only the config, never the
+the architecture of LinGen (Wang et al., arXiv 2412.09856, §3; docs/design.md §4) as this
+package implements it (``lingen_model.models.denoiser``). Needs only the config, never the
 weights, so paper-scale sizes (``4b``) cost nothing to count.
 
 Convention (the one of ``torch.utils.flop_counter.FlopCounterMode``, so the two can be
@@ -62,7 +62,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from lingen_model.config import DenoiserConfig
+from lingen_model.models.config import DenoiserConfig
 
 Grid = tuple[int, int, int]
 

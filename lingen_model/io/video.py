@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lingen_cli.common import atomic_path
+from lingen_model.io.files import atomic_path
 
 
 def ffmpeg_exe() -> str:

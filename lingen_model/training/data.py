@@ -80,7 +80,7 @@ def _to_tensor(frames: np.ndarray) -> torch.Tensor:
 def shapes_batches(cfg: DataConfig, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, list[str]]]:
     """Endless batches from the shapes world; clip ``i`` of the stream uses world seed ``seed·10⁹ + i``
     (disjoint streams for different ``seed`` values, e.g. one per DDP rank)."""
-    from lingen_model.world import make_clip
+    from lingen_model.shapes.world import make_clip
 
     rng = random.Random(seed)
     i = 0
@@ -118,7 +118,7 @@ def list_folder(path: str | Path) -> list[tuple[Path, str]]:
 
 def _load_clip(path: Path, cfg: DataConfig, frames: int, rng: random.Random) -> torch.Tensor:
     """A random ``frames``-long window of an mp4, resampled to cfg.fps and resized/cropped to H×W."""
-    from lingen_cli.video import read_mp4  # imageio-ffmpeg reader
+    from lingen_model.io.video import read_mp4  # imageio-ffmpeg reader
 
     video, fps = read_mp4(path)
     step = max(1, round(fps / cfg.fps))

@@ -1,4 +1,4 @@
-"""Text encoders: prompts -> per-token embeddings and a padding mask (DESIGN.md §5).
+"""Text encoders: prompts -> per-token embeddings and a padding mask (docs/design.md §6).
 
 Every backend implements one interface::
 
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -43,6 +42,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from lingen_model.io.files import UNSAFE_SUFFIXES, sha256_file
 
 __all__ = [
     "DEFAULT_MAX_LENGTH",
@@ -79,7 +80,6 @@ MINILM_SHA256: dict[str, str] = {
 }
 """sha256 (hex) of every file of the bundled MiniLM model that loading reads."""
 
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _SAFETENSORS_NAMES = ("model.safetensors", "model.safetensors.index.json")
 
 
@@ -90,17 +90,6 @@ class ChecksumMismatchError(ValueError):
 # --------------------------------------------------------------------------- file checks
 
 
-def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    """Return the sha256 hex digest of a file, read in ``chunk_bytes``-byte chunks.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_bytes), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_sha256(directory: str | Path, expected: Mapping[str, str]) -> None:
@@ -127,7 +116,7 @@ def _require_safetensors(directory: Path) -> None:
     """Refuse a checkpoint directory that only holds pickle weights (arbitrary code on load)."""
     if any((directory / name).is_file() for name in _SAFETENSORS_NAMES):
         return
-    pickles = sorted(p.name for p in directory.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+    pickles = sorted(p.name for p in directory.iterdir() if p.name.lower().endswith(UNSAFE_SUFFIXES))
     if pickles:
         raise ValueError(
             f"refusing pickle-only weights in {directory} ({', '.join(pickles)}); "

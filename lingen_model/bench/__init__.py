@@ -1,0 +1,2 @@
+"""Cost of the denoiser: the analytic FLOP model (:mod:`.flops`), one benchmark cell measured in a worker
+process (:mod:`.measure`), and fits, crossovers and tables of the results (:mod:`.report`)."""

@@ -1,0 +1,358 @@
+"""LinGenPipeline: the whole data path of ``lingen generate`` in one place.
+
+    prompt ─► text encoder ─► context B×L×D, mask B×L                      (encode_prompt)
+    seed ─► noise z₁ ~ N(0, I), B×C×T'×H'×W', T' = 1 + (frames−1)/4, H' = H/8   (prepare_latents)
+    z₁ ─► rectified-flow sampler (Euler/Heun, time shift, CFG with "") ─► z₀   (denoise)
+    z₀ ─► VAE decode in temporal chunks ─► uint8 T×H×W×3                     (decode)
+
+    frames ─► H.264 mp4 + JSON sidecar                                         (lingen_model.io.video)
+
+A :class:`GenerationRequest` says what to make (``None`` = the checkpoint's default);
+:meth:`LinGenPipeline.resolve` fills and checks it once against the checkpoint (a
+:class:`ResolvedRequest`), and :meth:`LinGenPipeline.generate` returns a :class:`GenerationOutput`
+(frames, the resolved request, per-phase timings).
+
+(docs/design.md §2; LinGen arXiv 2412.09856 §3; rectified flow as in SD3, Esser et al. 2024.)
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from lingen_model.errors import InputError
+from lingen_model.generation.checkpoint import CheckpointError, load_checkpoint
+from lingen_model.generation.flow import sample, shift_for_tokens
+from lingen_model.geometry import (
+    DEFAULT_LENGTH_S,
+    frames_for_length,
+    frames_for_seconds,
+    latent_frames,
+    latent_grid,
+    parse_resolution,
+)
+from lingen_model.models.text_encoder import build_text_encoder
+
+EMBEDDED_MODEL = "lingen-tiny"
+#: progress(phase, done, total) with phase in {"encode", "denoise", "decode"}
+Progress = Callable[[str, int, int], Any]
+
+
+#: Sampler defaults when a checkpoint's config.json has no ``sampling`` entry.
+DEFAULT_STEPS, DEFAULT_CFG_SCALE = 20, 5.0
+METHODS = ("euler", "heun")
+#: Highest frame rate accepted (frames/s).
+MAX_FPS = 240.0
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationRequest:
+    """What to generate. ``None`` fields take the checkpoint's defaults when resolved.
+
+    Fields: ``prompt``; ``negative_prompt`` (the CFG unconditional text, "" by default);
+    ``num_frames`` (1 + 4k) or ``length`` (``"4s"``, ``"97f"``, ``"1m"``; at ``fps``; default 4 s);
+    ``height``/``width`` in pixels or ``resolution`` (``"512"``, ``"512x288"``, ``"768p"``; default
+    native); ``fps`` (frames/s; default native); ``steps``; ``cfg_scale``; ``seed`` (≥ 0);
+    ``shift`` (time shift; None = from the checkpoint or the token count); ``method`` (euler, heun).
+    """
+
+    prompt: str
+    negative_prompt: str = ""
+    num_frames: int | None = None
+    length: str | None = None
+    height: int | None = None
+    width: int | None = None
+    resolution: str | None = None
+    fps: float | None = None
+    steps: int | None = None
+    cfg_scale: float | None = None
+    seed: int = 0
+    shift: float | None = None
+    method: str = "euler"
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedRequest:
+    """A request with every setting decided and checked (see :meth:`LinGenPipeline.resolve`).
+    ``notes``: how a request was adjusted (a length rounded to 1 + 4k frames), one line each."""
+
+    prompt: str
+    negative_prompt: str
+    num_frames: int
+    height: int
+    width: int
+    fps: float
+    steps: int
+    cfg_scale: float
+    seed: int
+    shift: float | None
+    method: str
+    notes: tuple[str, ...] = ()
+
+    @property
+    def seconds(self) -> float:
+        """Time the clip spans: (frames − 1) / fps seconds."""
+        return (self.num_frames - 1) / self.fps
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-able dict (notes left out)."""
+        d = dataclasses.asdict(self)
+        d.pop("notes")
+        return d
+
+
+@dataclasses.dataclass
+class GenerationOutput:
+    """What :meth:`LinGenPipeline.generate` returns: ``frames`` uint8 T×H×W×3, the ``request`` as
+    resolved, and ``timings`` (seconds per phase: ``encode_s``, ``denoise_s``, ``decode_s``)."""
+
+    frames: np.ndarray
+    request: ResolvedRequest
+    timings: dict[str, float]
+
+
+def _int_field(name: str, value: Any, lo: int, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        raise InputError(f"{name} must be in [{lo}, {hi if hi is not None else '∞'}), got {value}")
+    return int(value)
+
+
+def _float_field(name: str, value: Any, lo: float, hi: float, lo_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or v > hi or v < lo or (lo_open and v == lo):
+        raise InputError(f"{name} must be in {'(' if lo_open else '['}{lo:g}, {hi:g}], got {value!r}")
+    return v
+
+
+def embedded_model_path() -> Path:
+    """Directory of the checkpoint shipped inside the package (may be absent in a source tree)."""
+    return Path(__file__).resolve().parents[1] / "weights" / EMBEDDED_MODEL
+
+
+def _resolve(name_or_path: str | Path | None, allow_download: bool) -> Path:
+    if name_or_path is None or str(name_or_path) == EMBEDDED_MODEL:
+        path = embedded_model_path()
+        if not (path / "config.json").is_file():
+            raise CheckpointError(f"the embedded model {EMBEDDED_MODEL} is not installed in {path.parent}")
+        return path
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    from lingen_model.hub import (
+        resolve_model,  # registry names and ORG/REPO ids (huggingface_hub)
+    )
+
+    return Path(resolve_model(str(name_or_path), allow_download=allow_download))
+
+
+class LinGenPipeline:
+    """Text-to-video pipeline: ``frames = pipe(prompt, num_frames=33, height=128, width=128, seed=0)``.
+
+    Args:
+        denoiser: a ``Denoiser``; vae: a ``CausalVideoVAE``; text_encoder: a ``TextEncoder``.
+        config: the checkpoint's config.json dict (``native`` fps/height/width, ``sampling`` defaults).
+        device, dtype: where and in which dtype the denoiser runs (the VAE stays float32).
+        vae_chunk_frames: latent frames per VAE decode chunk (None = 4).
+        offload_text_encoder: move the text encoder to CPU after encoding.
+    """
+
+    def __init__(self, denoiser, vae, text_encoder, config: dict, device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32, vae_chunk_frames: int | None = None,
+                 offload_text_encoder: bool = False):
+        self.denoiser, self.vae, self.text_encoder, self.config = denoiser, vae, text_encoder, config
+        self.device, self.dtype = torch.device(device), dtype
+        self.vae_chunk_frames = vae_chunk_frames or 4
+        self.offload_text_encoder = offload_text_encoder
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path | None = None, device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None, allow_download: bool = True, **kwargs) -> "LinGenPipeline":
+        """Load a pipeline from a checkpoint directory, ``lingen-tiny`` (embedded; also the default
+        when ``name_or_path`` is None), a model-zoo name or an ``ORG/REPO[@REV]`` id.
+
+        Raises:
+            CheckpointError (a ValueError): missing, incomplete or corrupt checkpoint.
+        """
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = dtype or torch.float32
+        path = _resolve(name_or_path, allow_download)
+        denoiser, vae, cfg = load_checkpoint(path, device=device, dtype=dtype)
+        text_encoder = build_text_encoder(cfg["text_encoder"], device=device)
+        if text_encoder.dim != denoiser.config.text_dim:
+            raise CheckpointError(f"{path}: text encoder width {text_encoder.dim} != denoiser text_dim {denoiser.config.text_dim}")
+        pipe = cls(denoiser, vae, text_encoder, cfg, device=device, dtype=dtype, **kwargs)
+        pipe.path = path
+        return pipe
+
+    # ------------------------------------------------------------------ settings
+    @property
+    def native(self) -> dict:
+        """Native ``fps``, ``height``, ``width`` (frames/s, pixels) of the checkpoint."""
+        return self.config["native"]
+
+    @property
+    def spatial_stride(self) -> int:
+        """Pixels per token side: VAE spatial factor × patch size (height/width must divide by it)."""
+        return self.vae.spatial_factor * self.denoiser.config.patch_size
+
+    def check_size(self, num_frames: int, height: int, width: int) -> None:
+        """Check a clip size against this checkpoint's grid.
+
+        Raises:
+            InputError (a ValueError): unless frames = 1 + ft·k ≥ 1 and height/width are positive
+                multiples of :attr:`spatial_stride` pixels.
+        """
+        latent_frames(num_frames, self.vae.temporal_factor)
+        s = self.spatial_stride
+        if height < s or width < s or height % s or width % s:
+            raise InputError(f"height and width must be positive multiples of {s} pixels, got {width}x{height}")
+
+    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """(C, T', H', W') of the latent for a clip of ``num_frames`` × ``height`` × ``width`` pixels."""
+        t, h, w = latent_grid(num_frames, height, width, self.vae.spatial_factor, self.vae.temporal_factor)
+        return (self.vae.latent_channels, t, h, w)
+
+    # ------------------------------------------------------------------ phases
+    @torch.no_grad()
+    def encode_prompt(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """prompts (B) → (context B×L×D, mask B×L bool) on the pipeline device."""
+        self.text_encoder.to(self.device)
+        ctx, mask = self.text_encoder.encode(prompts)
+        if self.offload_text_encoder:
+            self.text_encoder.offload()
+        return ctx.to(self.device), mask.to(self.device)
+
+    def prepare_latents(self, num_frames: int, height: int, width: int, seed: int, batch: int = 1) -> torch.Tensor:
+        """Initial noise z₁ ~ N(0, I), B×C×T'×H'×W', drawn on the CPU from ``seed`` (same on every device)."""
+        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        noise = torch.randn((batch, *self.latent_shape(num_frames, height, width)), generator=gen)
+        return noise.to(self.device, self.dtype)
+
+    @torch.no_grad()
+    def denoise(self, noise, context, mask, uncond_context=None, uncond_mask=None, steps: int = 20,
+                cfg_scale: float = 1.0, shift: float | None = None, method: str = "euler",
+                progress: Progress | None = None) -> torch.Tensor:
+        """Integrate from t=1 (noise) to t=0 (latent). ``shift`` None: chosen from the token count."""
+        if shift is None:
+            shift = self.config.get("sampling", {}).get("shift") or shift_for_tokens(
+                int(np.prod(self.denoiser.token_grid(noise.shape))))
+
+        def velocity(z, t, ctx, m):
+            return self.denoiser(z, t.to(z.dtype), ctx, m)
+
+        return sample(velocity, noise, steps, shift=shift, cfg_scale=cfg_scale, context=context, context_mask=mask,
+                      uncond_context=uncond_context, uncond_mask=uncond_mask, method=method,
+                      progress=(lambda k, n: progress("denoise", k, n)) if progress else None)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, progress: Progress | None = None) -> np.ndarray:
+        """Latents B×C×T'×H'×W' → uint8 frames T×H×W×3 of the first sample (VAE decode in chunks)."""
+        frames = self.vae.decode_uint8(latents[:1].float(), chunk_frames=self.vae_chunk_frames,
+                                       progress=(lambda k, n: progress("decode", k, n)) if progress else None)
+        return frames[0].cpu().numpy()  # uint8 chunks: peak memory does not grow with the clip
+
+    # ------------------------------------------------------------------ all together
+    def resolve(self, request: GenerationRequest) -> ResolvedRequest:
+        """Fill a request's ``None`` fields from the checkpoint and check every value, once.
+
+        Defaults: native fps and size, 4 s at that fps (1 + 4k frames), the checkpoint's
+        ``sampling`` steps and CFG scale.
+
+        Raises:
+            TypeError: a field of the wrong type (e.g. ``num_frames=5.0``, ``seed=True``).
+            InputError (a ValueError): an empty prompt; a zero, negative or non-finite value; a
+                frame count that is not 1 + 4k; a size that is not a multiple of the stride; an
+                unknown method; both ``num_frames`` and ``length`` (or size and ``resolution``).
+        """
+        if not isinstance(request.prompt, str) or not request.prompt.strip():
+            raise InputError("prompt must be a non-empty string")
+        if not isinstance(request.negative_prompt, str):
+            raise TypeError(f"negative_prompt must be a string, got {type(request.negative_prompt).__name__}")
+        native, sampling = self.native, self.config.get("sampling", {})
+        fps = _float_field("fps", request.fps if request.fps is not None else native["fps"], 0.0, MAX_FPS, lo_open=True)
+        notes: list[str] = []
+        if request.num_frames is not None and request.length is not None:
+            raise InputError("give num_frames or length, not both")
+        if request.num_frames is not None:
+            num_frames = _int_field("num_frames", request.num_frames, 1)
+        elif request.length is not None:
+            num_frames, note = frames_for_length(request.length, fps, self.vae.temporal_factor)
+            notes += [note] if note else []
+        else:
+            num_frames = frames_for_seconds(DEFAULT_LENGTH_S, fps, self.vae.temporal_factor)
+        latent_frames(num_frames, self.vae.temporal_factor)  # 1 + 4k
+        if request.resolution is not None:
+            if request.height is not None or request.width is not None:
+                raise InputError("give height/width or resolution, not both")
+            width, height = parse_resolution(request.resolution, (native["width"], native["height"]), self.spatial_stride)
+        else:
+            height = _int_field("height", request.height if request.height is not None else native["height"], 1)
+            width = _int_field("width", request.width if request.width is not None else native["width"], 1)
+        self.check_size(num_frames, height, width)
+        steps = _int_field("steps", request.steps if request.steps is not None else sampling.get("steps", DEFAULT_STEPS), 1, 1000)
+        cfg = request.cfg_scale if request.cfg_scale is not None else sampling.get("cfg_scale", DEFAULT_CFG_SCALE)
+        cfg_scale = _float_field("cfg_scale", cfg, 0.0, 50.0)
+        seed = _int_field("seed", request.seed, 0, 2**63 - 1)
+        shift = None if request.shift is None else _float_field("shift", request.shift, 0.0, 1000.0, lo_open=True)
+        if request.method not in METHODS:
+            raise InputError(f"unknown method {request.method!r}; use {' or '.join(METHODS)}")
+        return ResolvedRequest(prompt=request.prompt, negative_prompt=request.negative_prompt, num_frames=num_frames,
+                               height=height, width=width, fps=fps, steps=steps, cfg_scale=cfg_scale, seed=seed,
+                               shift=shift, method=request.method, notes=tuple(notes))
+
+    def generate(self, request: GenerationRequest | ResolvedRequest,
+                 progress: Progress | None = None) -> GenerationOutput:
+        """Generate one clip: resolve the request (unless already resolved), encode, denoise, decode.
+
+        Returns a :class:`GenerationOutput` (frames uint8 T×H×W×3, the resolved request, timings).
+
+        Raises:
+            TypeError, InputError: see :meth:`resolve`.
+        """
+        req = request if isinstance(request, ResolvedRequest) else self.resolve(request)
+        timings = {}
+        t0 = time.perf_counter()
+        if progress:
+            progress("encode", 0, 1)
+        use_cfg = req.cfg_scale != 1.0
+        ctx, mask = self.encode_prompt([req.prompt, req.negative_prompt] if use_cfg else [req.prompt])
+        if progress:
+            progress("encode", 1, 1)
+        timings["encode_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        noise = self.prepare_latents(req.num_frames, req.height, req.width, req.seed)
+        z0 = self.denoise(noise, ctx[:1], mask[:1], ctx[1:] if use_cfg else None, mask[1:] if use_cfg else None,
+                          steps=req.steps, cfg_scale=req.cfg_scale, shift=req.shift, method=req.method,
+                          progress=progress)
+        timings["denoise_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        frames = self.decode(z0, progress=progress)
+        timings["decode_s"] = time.perf_counter() - t0
+        return GenerationOutput(frames=frames, request=req, timings=timings)
+
+    def __call__(self, prompt: str, num_frames: int | None = None, height: int | None = None,
+                 width: int | None = None, fps: float | None = None, steps: int | None = None,
+                 cfg_scale: float | None = None, seed: int = 0, shift: float | None = None,
+                 method: str = "euler", negative_prompt: str = "", progress: Progress | None = None) -> np.ndarray:
+        """Generate one clip and return only its frames, uint8 ``T×H×W×3`` (T = num_frames, pixels H×W).
+
+        Shorthand for ``generate(GenerationRequest(...)).frames``; defaults come from the
+        checkpoint (native height/width, 4 s at native fps, its ``sampling`` steps / cfg_scale;
+        ``fps`` only sets the default frame count).
+
+        Raises:
+            TypeError, InputError (a ValueError): see :meth:`resolve`.
+        """
+        request = GenerationRequest(prompt=prompt, negative_prompt=negative_prompt, num_frames=num_frames,
+                                    height=height, width=width, fps=fps, steps=steps, cfg_scale=cfg_scale,
+                                    seed=seed, shift=shift, method=method)
+        return self.generate(request, progress=progress).frames
