@@ -16,30 +16,32 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import typer
 
 from lingen_cli.common import EXIT_BAD_INPUT, EXIT_FAILED, CLIError, err_console, fail
 from lingen_cli.options import DTYPES, resolve_seed, slugify
 from lingen_model.environment import versions
-from lingen_model.errors import LinGenError
+from lingen_model.errors import InputError, LinGenError
 from lingen_model.geometry import parse_length, parse_resolution
 from lingen_model.io.files import atomic_path
 from lingen_model.io.prompts import read_prompt_lines
+from lingen_model.schema import from_dict
 
 JOB_KEYS = {"prompt", "negative_prompt", "length", "res", "fps", "steps", "cfg", "seed", "out"}
 
 
 @dataclasses.dataclass
 class Job:
-    """One clip to render; ``None`` fields fall back to the command-line values / model defaults."""
+    """One clip to render; ``None`` fields fall back to the command-line values / model defaults.
+    A JSONL line of ``--prompts`` is loaded into this strictly (:func:`lingen_model.schema.from_dict`)."""
 
     index: int
     prompt: str
     negative_prompt: str = ""
-    length: Optional[str] = None
-    res: Optional[str] = None
+    length: Optional[Union[str, float]] = None
+    res: Optional[Union[str, int]] = None
     fps: Optional[float] = None
     steps: Optional[int] = None
     cfg: Optional[float] = None
@@ -63,15 +65,17 @@ def read_prompts_file(path: Path) -> list[Job]:
             try:
                 obj = json.loads(line)
                 if not isinstance(obj, dict):
-                    raise ValueError("not a JSON object")
+                    raise InputError(f"{path}:{lineno}: not a JSON object")
                 unknown = sorted(set(obj) - JOB_KEYS)
                 if unknown:
-                    raise ValueError(f"unknown key(s) {', '.join(unknown)}")
-                if not isinstance(obj.get("prompt"), str):
-                    raise ValueError("'prompt' (a string) is required")
-                jobs.append(Job(index=idx, **obj))
-            except (ValueError, TypeError) as e:
-                jobs.append(Job(index=idx, prompt=line[:60], error=f"{path}:{lineno}: {e}"))
+                    raise InputError(f"{path}:{lineno}: unknown key(s): {', '.join(unknown)}")
+                job = from_dict(Job, {**obj, "index": idx}, f"{path}:{lineno}")
+                job.length = None if job.length is None else str(job.length)
+                job.res = None if job.res is None else str(job.res)
+                jobs.append(job)
+            except ValueError as e:  # json.JSONDecodeError and InputError
+                msg = str(e) if isinstance(e, InputError) else f"{path}:{lineno}: {e}"
+                jobs.append(Job(index=idx, prompt=line[:60], error=msg))
         else:
             jobs.append(Job(index=idx, prompt=line))
     return jobs

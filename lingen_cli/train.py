@@ -18,7 +18,8 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain log lines instead of a progress bar."),
 ) -> None:
     """Train a stage; re-running the same command resumes from the run directory."""
-    from lingen_model.training.trainer import Trainer, load_train_config
+    from lingen_model.training.config import load_train_config
+    from lingen_model.training.trainer import Trainer
 
     try:
         cfg = load_train_config(config, {"steps": steps, "run_dir": run_dir, "batch_size": batch_size})

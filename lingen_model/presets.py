@@ -6,13 +6,15 @@ file and entry. ``pick_tier("auto")`` chooses from the detected device.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, fields
+import dataclasses
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from lingen_model.errors import InputError
+from lingen_model.schema import from_dict
 
 
 def presets_dir() -> Path:
@@ -24,21 +26,17 @@ def presets_dir() -> Path:
 
 @dataclass(frozen=True)
 class Tier:
-    """One hardware tier (see presets/tiers.yaml for the meaning of each field)."""
+    """One hardware tier (see presets/tiers.yaml for the meaning of each field). The tier's
+    ``name`` is its key in the file; every other field must be given there."""
 
-    name: str
-    device: str
-    min_memory_gb: float
-    dtype: str
+    device: str = field(metadata={"choices": ("cpu", "cuda")})
+    min_memory_gb: float = field(metadata={"ge": 0})
+    dtype: str = field(metadata={"choices": ("float32", "bfloat16", "float16")})
     text_encoder_offload: bool
-    vae_chunk_frames: int
-    max_params_m: float
-    max_length_s: float
-
-
-_TIER_TYPES = {"device": str, "min_memory_gb": (int, float), "dtype": str, "text_encoder_offload": bool,
-               "vae_chunk_frames": int, "max_params_m": (int, float), "max_length_s": (int, float)}
-_ALLOWED = {"device": ("cpu", "cuda"), "dtype": ("float32", "bfloat16", "float16")}
+    vae_chunk_frames: int = field(metadata={"ge": 0})
+    max_params_m: float = field(metadata={"ge": 0})
+    max_length_s: float = field(metadata={"ge": 0})
+    name: str = ""
 
 
 def _load_yaml(path: Path) -> Any:
@@ -57,23 +55,10 @@ def load_tiers(path: str | None = None) -> dict[str, Tier]:
         raise InputError(f"{p}: expected a mapping of tier names")
     tiers = {}
     for name, entry in data.items():
-        if not isinstance(entry, dict):
-            raise InputError(f"{p}: tier {name!r} must be a mapping")
-        unknown = sorted(set(entry) - set(_TIER_TYPES))
-        missing = sorted(set(_TIER_TYPES) - set(entry))
-        if unknown:
-            raise InputError(f"{p}: tier {name!r} has unknown key(s): {', '.join(unknown)}")
-        if missing:
-            raise InputError(f"{p}: tier {name!r} is missing key(s): {', '.join(missing)}")
-        for key, typ in _TIER_TYPES.items():
-            val = entry[key]
-            if not isinstance(val, typ) or (typ is not bool and isinstance(val, bool)):
-                raise InputError(f"{p}: tier {name!r}: {key} has a bad value {val!r}")
-            if key in _ALLOWED and val not in _ALLOWED[key]:
-                raise InputError(f"{p}: tier {name!r}: {key} must be one of {', '.join(_ALLOWED[key])}, got {val!r}")
-            if typ is not str and typ is not bool and val < 0:
-                raise InputError(f"{p}: tier {name!r}: {key} must be >= 0, got {val!r}")
-        tiers[str(name)] = Tier(name=str(name), **entry)
+        if isinstance(entry, dict) and "name" in entry:
+            raise InputError(f"{p}: tier {name!r}: unknown key(s) name (the tier's name is its key)")
+        tier = from_dict(Tier, entry, f"{p}: tier {name!r}")
+        tiers[str(name)] = dataclasses.replace(tier, name=str(name))
     return tiers
 
 

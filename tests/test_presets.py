@@ -27,7 +27,7 @@ def test_shipped_presets_load():
     ({**GOOD, "colour": 1}, "unknown key(s): colour"),
     ({k: v for k, v in GOOD.items() if k != "dtype"}, "missing key(s): dtype"),
     ({**GOOD, "dtype": "float8"}, "dtype must be one of"),
-    ({**GOOD, "vae_chunk_frames": "four"}, "vae_chunk_frames has a bad value"),
+    ({**GOOD, "vae_chunk_frames": "four"}, "vae_chunk_frames must be an integer"),
     ({**GOOD, "max_length_s": -1}, "max_length_s must be >= 0"),
 ])
 def test_bad_tier_entries_are_named(tmp_path, entry, needle):

@@ -85,7 +85,8 @@ def test_vae_stage_saves_and_resumes(vae_run):
 def test_resume_without_optimizer_moments_rewarms_the_lr(vae_run, tmp_path):
     import shutil
 
-    from lingen_model.training.trainer import _lr_at, load_train_config
+    from lingen_model.training.config import load_train_config
+    from lingen_model.training.trainer import _lr_at
 
     run, cfg = vae_run
     copy = tmp_path / "run"

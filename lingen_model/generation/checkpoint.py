@@ -24,12 +24,14 @@ from typing import Any
 
 import torch
 
+from lingen_model.errors import InputError
+
 REQUIRED_KEYS = ("denoiser", "vae", "text_encoder", "native")
 NATIVE_KEYS = ("fps", "height", "width")
 WEIGHT_FILES = {"denoiser": "denoiser.safetensors", "vae": "vae.safetensors"}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint directory is missing, incomplete or corrupt (one-line message)."""
 
 
@@ -97,8 +99,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
     path = Path(path)
     cfg = read_config(path)
     try:
-        denoiser = Denoiser(DenoiserConfig.from_dict(cfg["denoiser"]))
-        vae = CausalVideoVAE(VAEConfig.from_dict(cfg["vae"]))
+        denoiser = Denoiser(DenoiserConfig.from_dict(cfg["denoiser"], "denoiser"))
+        vae = CausalVideoVAE(VAEConfig.from_dict(cfg["vae"], "vae"))
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path / 'config.json'}: {e}") from None
     if denoiser.config.in_channels != vae.config.latent_channels:

@@ -7,8 +7,10 @@ with ``mixer="attention"`` (full 3D self-attention instead of MATE).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from lingen_model.schema import from_dict
 
 MIXERS = ("mate", "attention")
 
@@ -38,24 +40,24 @@ class DenoiserConfig:
         grad_checkpointing: recompute blocks in backward to save memory (training only).
     """
 
-    in_channels: int = 8
-    patch_size: int = 2
-    width: int = 192
-    depth: int = 8
-    num_heads: int = 3
-    ffn_dim: int = 512
-    text_dim: int = 384
-    mixer: str = "mate"
-    d_state: int = 64
-    expand: int = 2
-    headdim: int = 64
-    d_conv: int = 4
-    ngroups: int = 1
-    chunk_size: int = 64
-    review_size: int = 2
+    in_channels: int = field(default=8, metadata={'ge': 1, 'le': 1024})
+    patch_size: int = field(default=2, metadata={'ge': 1, 'le': 16})
+    width: int = field(default=192, metadata={'ge': 1, 'le': 16384})
+    depth: int = field(default=8, metadata={'ge': 1, 'le': 512})
+    num_heads: int = field(default=3, metadata={'ge': 1, 'le': 256})
+    ffn_dim: int = field(default=512, metadata={'ge': 1, 'le': 65536})
+    text_dim: int = field(default=384, metadata={'ge': 1, 'le': 16384})
+    mixer: str = field(default="mate", metadata={"choices": MIXERS})
+    d_state: int = field(default=64, metadata={'ge': 1, 'le': 1024})
+    expand: int = field(default=2, metadata={'ge': 1, 'le': 16})
+    headdim: int = field(default=64, metadata={'ge': 1, 'le': 1024})
+    d_conv: int = field(default=4, metadata={'ge': 1, 'le': 64})
+    ngroups: int = field(default=1, metadata={'ge': 1, 'le': 256})
+    chunk_size: int = field(default=64, metadata={'ge': 1, 'le': 4096})
+    review_size: int = field(default=2, metadata={'ge': 0, 'le': 64})
     window: tuple[int, int, int] = (4, 4, 4)
-    pos_max_period_t: float = 8.0
-    pos_max_period_hw: float = 10000.0
+    pos_max_period_t: float = field(default=8.0, metadata={'gt': 0})
+    pos_max_period_hw: float = field(default=10000.0, metadata={'gt': 0})
     qk_norm: bool = True
     grad_checkpointing: bool = False
 
@@ -92,13 +94,14 @@ class DenoiserConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DenoiserConfig":
-        """Build from a dict; raises ValueError naming unknown keys."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown denoiser config keys: {', '.join(unknown)}")
-        return cls(**d)
+    def from_dict(cls, d: dict[str, Any], where: str = "denoiser config") -> "DenoiserConfig":
+        """Build from a dict (missing keys take the defaults) with :func:`lingen_model.schema.from_dict`.
+
+        Raises:
+            InputError (a ValueError): an unknown key, a wrong type, or a value out of range,
+                named with ``where``.
+        """
+        return from_dict(cls, d, where)
 
 
 #: Registry of named sizes. ``tiny`` is the embedded CPU model; ``4b`` is paper scale

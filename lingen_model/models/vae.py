@@ -31,12 +31,14 @@ torch: spinning OpenMP threads otherwise slow these many small calls down severa
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lingen_model.schema import from_dict
 
 __all__ = ["VAEConfig", "CausalVideoVAE", "CausalCache", "CausalConv3d", "vae_loss"]
 
@@ -128,23 +130,15 @@ class VAEConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "VAEConfig":
-        """Inverse of :meth:`to_dict`.
+    def from_dict(cls, d: dict, where: str = "VAE config") -> "VAEConfig":
+        """Inverse of :meth:`to_dict`, with :func:`lingen_model.schema.from_dict`.
 
         Raises:
-            ValueError: naming unknown keys, or keys that are missing (every field must
-                be given, so a saved config never silently picks up changed defaults).
+            InputError (a ValueError): naming unknown keys, keys that are missing (every field
+                must be given, so a saved config never silently picks up changed defaults),
+                wrong types or bad values.
         """
-        if not isinstance(d, dict):
-            raise ValueError(f"VAEConfig.from_dict expects a dict, got {type(d).__name__}")
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        missing = sorted(names - set(d))
-        if unknown:
-            raise ValueError(f"VAEConfig.from_dict: unknown keys {unknown}; expected exactly {sorted(names)}")
-        if missing:
-            raise ValueError(f"VAEConfig.from_dict: missing keys {missing}")
-        return cls(**d)
+        return from_dict(cls, d, where, require_all=True)
 
 
 # --------------------------------------------------------------------------- cache

@@ -8,7 +8,7 @@ training (LinGen §4, as in most video diffusion recipes): with probability
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -32,14 +32,14 @@ class DataConfig:
         steps for convolutional models (the VAE) at the same pixel scale.
     """
 
-    source: str = "shapes"
+    source: str = field(default="shapes", metadata={"choices": ("shapes", "folder")})
     path: str | None = None
-    height: int = 128
-    width: int = 128
-    fps: float = 8.0
+    height: int = field(default=128, metadata={"ge": 8, "le": 8192})
+    width: int = field(default=128, metadata={"ge": 8, "le": 8192})
+    fps: float = field(default=8.0, metadata={"gt": 0, "le": 240})
     frames: int | list[int] = 17
     still_prob: float = 0.2
-    max_objects: int = 2
+    max_objects: int = field(default=2, metadata={"ge": 1, "le": 2})
     entry_prob: float = 0.0
     crop: int | None = None
 

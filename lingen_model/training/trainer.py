@@ -46,75 +46,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import yaml
 
 from lingen_model.io.files import atomic_path, atomic_write_json
-from lingen_model.training.data import DataConfig, batches
+from lingen_model.training.data import batches
 from lingen_model.training.distributed import init_distributed
 
-TOP_KEYS = {"stage", "run_dir", "steps", "batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip", "ema_decay",
-            "seed", "log_every", "save_every_steps", "save_every_minutes", "num_threads", "data", "vae", "kl_weight",
-            "vae_checkpoint", "denoiser", "text_encoder", "caption_dropout", "export",
-            "t_offset_max", "t_offset_prob", "t_logit_mean", "amp", "contrast_weight", "contrast_t_min",
-            "t_high_prob", "t_high_min"}
-DEFAULTS: dict[str, Any] = {"steps": 1000, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 100,
-                            "grad_clip": 1.0, "ema_decay": 0.999, "seed": 0, "log_every": 10, "save_every_steps": 200,
-                            "save_every_minutes": 10.0, "num_threads": None, "data": {}, "vae": {}, "kl_weight": 1e-6,
-                            "vae_checkpoint": None, "denoiser": {"size": "tiny", "mixer": "mate"},
-                            "text_encoder": {"backend": "minilm"}, "caption_dropout": 0.1, "export": None,
-                            "t_offset_max": 0, "t_offset_prob": 0.5, "t_logit_mean": 0.0,
-                            "amp": "auto", "contrast_weight": 0.0, "contrast_t_min": 0.5,
-                            "t_high_prob": 0.0, "t_high_min": 0.9}
-
-
-def load_train_config(path: str | Path, overrides: dict | None = None) -> dict[str, Any]:
-    """Read a training YAML, apply ``overrides`` (top-level keys) and check every key.
-
-    Raises ValueError naming the file and the offending key or value.
-    """
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ValueError(f"cannot read training config {path}: {str(e).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping")
-    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    unknown = sorted(set(raw) - TOP_KEYS)
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s): {', '.join(unknown)}")
-    for key in ("stage", "run_dir"):
-        if key not in raw:
-            raise ValueError(f"{path}: missing key '{key}'")
-    if raw["stage"] not in ("vae", "denoiser"):
-        raise ValueError(f"{path}: stage must be 'vae' or 'denoiser', got {raw['stage']!r}")
-    cfg = {**DEFAULTS, **raw}
-    if cfg["stage"] == "denoiser" and not cfg["vae_checkpoint"]:
-        raise ValueError(f"{path}: the denoiser stage needs 'vae_checkpoint'")
-    try:
-        cfg["data"] = DataConfig(**cfg["data"])
-    except TypeError as e:
-        raise ValueError(f"{path}: data: {e}") from None
-    for key in ("steps", "batch_size"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise ValueError(f"{path}: {key} must be a positive integer")
-    if isinstance(cfg["t_offset_max"], bool) or not isinstance(cfg["t_offset_max"], int) or cfg["t_offset_max"] < 0:
-        raise ValueError(f"{path}: t_offset_max must be a non-negative integer (latent frames)")
-    if not isinstance(cfg["t_offset_prob"], (int, float)) or not 0 <= cfg["t_offset_prob"] <= 1:
-        raise ValueError(f"{path}: t_offset_prob must be in [0, 1]")
-    m = cfg["t_logit_mean"]
-    if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or abs(m) > 5:
-        raise ValueError(f"{path}: t_logit_mean must be a number in [-5, 5]")
-    cfg["t_logit_mean"] = float(m)
-    for key, hi in (("contrast_weight", 0.5), ("contrast_t_min", 1.0), ("t_high_prob", 1.0), ("t_high_min", 0.99)):
-        v = cfg[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= hi:
-            raise ValueError(f"{path}: {key} must be a number in [0, {hi}]")
-        cfg[key] = float(v)
-    if cfg["amp"] not in ("auto", "bf16", "off"):
-        raise ValueError(f"{path}: amp must be 'auto', 'bf16' or 'off', got {cfg['amp']!r}")
-    cfg["run_dir"] = str(cfg["run_dir"])
-    return cfg
 
 
 # --------------------------------------------------------------------------- safetensors state

@@ -1,0 +1,101 @@
+"""The training YAML's schema: one dataclass, loaded strictly by :func:`lingen_model.schema.from_dict`
+(unknown key, wrong type or out-of-range value → one line naming the file and the key).
+
+Example (``recipes/lingen-tiny/denoiser.yaml``)::
+
+    stage: denoiser
+    run_dir: runs/lingen-tiny
+    vae_checkpoint: lingen_model/weights/lingen-tiny
+    steps: 3000
+    data: {source: shapes, height: 128, width: 128, fps: 8, frames: [33]}
+    export: {dir: ..., name: lingen-tiny, sampling: {steps: 20, cfg_scale: 5.0}}   # denoiser stage
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+from lingen_model.errors import InputError
+from lingen_model.schema import from_dict
+
+
+@dataclass
+class TrainConfig:
+    """Every key of a training YAML, with its default and range.
+
+    Units: ``lr`` per step; ``warmup_steps``, ``save_every_steps``, ``log_every`` in optimizer steps;
+    ``save_every_minutes`` in minutes; ``t_offset_max`` in latent frames; times ``t`` in [0, 1].
+    ``data`` is a :class:`~lingen_model.training.data.DataConfig`, ``vae`` a
+    :class:`~lingen_model.models.vae.VAEConfig` (VAE stage), ``denoiser`` ``{size, mixer}``,
+    ``text_encoder`` the backend spec, ``export`` ``{dir, name, sampling}`` (denoiser stage).
+    """
+
+    stage: Literal["vae", "denoiser"]
+    run_dir: str
+    steps: int = field(default=1000, metadata={"ge": 1})
+    batch_size: int = field(default=8, metadata={"ge": 1})
+    lr: float = field(default=1e-3, metadata={"gt": 0, "le": 1})
+    weight_decay: float = field(default=0.0, metadata={"ge": 0, "le": 1})
+    warmup_steps: int = field(default=100, metadata={"ge": 0})
+    grad_clip: float = field(default=1.0, metadata={"ge": 0})
+    ema_decay: float = field(default=0.999, metadata={"ge": 0, "le": 1})
+    seed: int = field(default=0, metadata={"ge": 0})
+    log_every: int = field(default=10, metadata={"ge": 1})
+    save_every_steps: int = field(default=200, metadata={"ge": 1})
+    save_every_minutes: float = field(default=10.0, metadata={"gt": 0})
+    num_threads: Optional[int] = field(default=None, metadata={"ge": 1})
+    data: dict[str, Any] = field(default_factory=dict)
+    vae: dict[str, Any] = field(default_factory=dict)
+    kl_weight: float = field(default=1e-6, metadata={"ge": 0})
+    vae_checkpoint: Optional[str] = None
+    denoiser: dict[str, Any] = field(default_factory=lambda: {"size": "tiny", "mixer": "mate"})
+    text_encoder: dict[str, Any] = field(default_factory=lambda: {"backend": "minilm"})
+    caption_dropout: float = field(default=0.1, metadata={"ge": 0, "le": 1})
+    export: Optional[dict[str, Any]] = None
+    t_offset_max: int = field(default=0, metadata={"ge": 0})
+    t_offset_prob: float = field(default=0.5, metadata={"ge": 0, "le": 1})
+    t_logit_mean: float = field(default=0.0, metadata={"ge": -5, "le": 5})
+    amp: Literal["auto", "bf16", "off"] = "auto"
+    contrast_weight: float = field(default=0.0, metadata={"ge": 0, "le": 0.5})
+    contrast_t_min: float = field(default=0.5, metadata={"ge": 0, "le": 1})
+    t_high_prob: float = field(default=0.0, metadata={"ge": 0, "le": 1})
+    t_high_min: float = field(default=0.9, metadata={"ge": 0, "le": 0.99})
+
+    def __post_init__(self) -> None:
+        if self.stage == "denoiser" and not self.vae_checkpoint:
+            raise ValueError("the denoiser stage needs 'vae_checkpoint'")
+
+
+#: Top-level keys of a training YAML.
+TOP_KEYS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
+
+
+def load_train_config(path: str | Path, overrides: dict | None = None) -> dict[str, Any]:
+    """Read a training YAML, apply ``overrides`` (top-level keys; None values ignored) and check
+    every key against :class:`TrainConfig` (and ``data`` against ``DataConfig``, ``vae`` against
+    ``VAEConfig``). Returns the config as a dict whose ``data`` is a ``DataConfig``.
+
+    Raises:
+        InputError (a ValueError): the file cannot be read, or a key is unknown, missing, of the
+            wrong type or out of range; the message names the file and the key.
+    """
+    from lingen_model.models.vae import VAEConfig
+    from lingen_model.training.data import DataConfig
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise InputError(f"cannot read training config {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: expected a mapping of keys")
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    cfg = dataclasses.asdict(from_dict(TrainConfig, raw, str(path)))
+    cfg["data"] = from_dict(DataConfig, cfg["data"], f"{path}: data")
+    if cfg["stage"] == "vae":
+        from_dict(VAEConfig, cfg["vae"], f"{path}: vae")  # checked here; the trainer builds it
+    return cfg
