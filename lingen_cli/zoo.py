@@ -1,12 +1,16 @@
 """``lingen download``, ``lingen remove`` and ``lingen models``: thin commands over :mod:`lingen_model.hub`."""
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import os
+import sys
 import json
 from pathlib import Path
 
 import typer
 
+from lingen_cli.progress import download_progress, rich_tqdm_class
 from lingen_cli.common import EXIT_FAILED, console, err_console, fail
 from lingen_model.errors import LinGenError, OperationError
 from lingen_model.hub import (
@@ -24,6 +28,10 @@ from lingen_model.io.files import format_bytes
 # ---------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------
+
+
+def _truthy_env(name: str) -> bool:
+    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
 def _local_entry_status(entry: ModelEntry) -> str:
@@ -72,8 +80,11 @@ def _cmd_download(
         if entry is not None and entry.source_kind in ("bundled", "package"):
             console.print(_local_entry_status(entry), highlight=False, soft_wrap=True)
             return
-        result = download(target, revision=revision, local_dir=local_dir, include=include, exclude=exclude, dry_run=dry_run,
-                          on_plan=None if dry_run else _announce_plan)
+        bars = not dry_run and sys.stderr.isatty() and not _truthy_env("HF_HUB_DISABLE_PROGRESS_BARS")
+        with (download_progress() if bars else contextlib.nullcontext()) as progress:
+            result = download(target, revision=revision, local_dir=local_dir, include=include, exclude=exclude,
+                              dry_run=dry_run, on_plan=None if dry_run else _announce_plan,
+                              tqdm_class=rich_tqdm_class(progress) if bars else None)
     except LinGenError as e:
         raise fail(str(e), e.exit_code) from None
     plan = result.plan

@@ -544,3 +544,24 @@ def test_generate_downloads_a_repo_checkpoint_then_runs_offline(hub, env, monkey
     assert second.exit_code == 0, second.output
     digest = lambda r: json.loads([l for l in r.stdout.splitlines() if l.startswith("{")][-1])["frames_sha256"]
     assert digest(first) == digest(second)
+
+
+def test_download_progress_draws_into_one_rich_display(hub, env, monkeypatch):
+    """huggingface_hub's bars go through our tqdm class into rich tasks: every byte is counted."""
+    import io
+
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress
+
+    from lingen_cli.progress import rich_tqdm_class
+
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    files = checkpoint_files(seed=21)
+    repo, _ = publish(hub, files)
+    progress = Progress(BarColumn(), DownloadColumn(), console=Console(file=io.StringIO(), force_terminal=True))
+    with progress:
+        result = zoo.download(repo, tqdm_class=rich_tqdm_class(progress))
+    assert result.path is not None and all((result.path / n).read_bytes() == d for n, d in files.items())
+    assert progress.tasks, "no progress task was drawn"
+    byte_tasks = [t for t in progress.tasks if t.total == sum(len(d) for d in files.values())]
+    assert byte_tasks and all(t.completed == t.total for t in byte_tasks), [(t.description, t.completed, t.total) for t in progress.tasks]

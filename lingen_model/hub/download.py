@@ -295,6 +295,7 @@ def download(
     registry: dict[str, ModelEntry] | None = None,
     max_workers: int = 8,
     on_plan: Callable[[DownloadPlan], Any] | None = None,
+    tqdm_class: type | None = None,
 ) -> DownloadResult:
     """Fetch a registry model or a Hub repo with :func:`huggingface_hub.snapshot_download`, then verify it.
 
@@ -308,8 +309,10 @@ def download(
         registry: registry to use (default: :func:`load_registry`).
         max_workers: parallel file downloads.
         on_plan: called with the :class:`DownloadPlan` after listing, before anything is fetched.
+        tqdm_class: progress-bar class handed to ``snapshot_download`` (a ``tqdm`` subclass; the
+            CLI passes one that draws into its rich display). None: huggingface_hub's own bars.
 
-    Progress bars are huggingface_hub's (tqdm on stderr; ``HF_HUB_DISABLE_PROGRESS_BARS=1``
+    Progress bars are huggingface_hub's unless ``tqdm_class`` is given (``HF_HUB_DISABLE_PROGRESS_BARS=1``
     hides them). A dropped connection is retried in-process by huggingface_hub with a
     ``Range`` request; files completed by an interrupted run are kept in the cache, so a
     re-run fetches only what is missing. Offline (``HF_HUB_OFFLINE=1``) the cached snapshot
@@ -363,6 +366,7 @@ def download(
             endpoint=hub_endpoint(),
             library_name="lingen",
             max_workers=max_workers,
+            tqdm_class=tqdm_class,
         )
     except (HfHubHTTPError, OfflineModeIsEnabled, LocalEntryNotFoundError, *_network_errors()) as e:
         raise _hub_error(spec, e) from None
