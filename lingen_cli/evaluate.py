@@ -37,7 +37,7 @@ def evaluate(
     from lingen_model.geometry import frames_for_length
     from lingen_model.io.prompts import read_prompt_lines
     from lingen_model.shapes.judge import CRITERIA, score_clip
-    from lingen_model.shapes.world import EVAL_PROMPTS, EVAL_PROMPTS_TWO
+    from lingen_model.shapes.prompts import EVAL_PROMPTS, EVAL_PROMPTS_TWO
 
     try:
         if prompts is not None:
@@ -59,7 +59,8 @@ def evaluate(
         if pipe is None:
             import numpy as np
 
-            from lingen_model.shapes.world import render, scene_from_prompt
+            from lingen_model.shapes.clips import scene_from_prompt
+            from lingen_model.shapes.render import render
 
             frames = render(scene_from_prompt(prompt, np.random.default_rng(seed_base + i)), num_frames, *size, fps)
         else:

@@ -20,7 +20,7 @@ _LAZY = {
     "build_text_encoder": "lingen_model.models.text_encoder",
     "sample": "lingen_model.generation.flow",
     "score_clip": "lingen_model.shapes.judge",
-    "make_clip": "lingen_model.shapes.world",
+    "make_clip": "lingen_model.shapes.clips",
 }
 
 __all__ = sorted(_LAZY)

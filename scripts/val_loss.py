@@ -34,7 +34,7 @@ def val_loss(path: str, frames: list[int], clips: int, seed_base: int = 5_000_00
     from lingen_model.training.data import _to_tensor
     from lingen_model.generation.flow import flow_matching_loss
     from lingen_model.generation.pipeline import LinGenPipeline
-    from lingen_model.shapes.world import make_clip
+    from lingen_model.shapes.clips import make_clip
 
     pipe = LinGenPipeline.from_pretrained(path, device="cpu")
     native = pipe.config["native"]

@@ -17,7 +17,7 @@ def _object_error(video: np.ndarray, rec: np.ndarray) -> np.ndarray:
 
 
 def test_shipped_vae_reconstructs_late_frames_as_well_as_early_ones():
-    from lingen_model.shapes.world import make_clip
+    from lingen_model.shapes.clips import make_clip
     from lingen_model.training.data import _to_tensor
     from lingen_model.training.trainer import load_vae
 

@@ -7,6 +7,10 @@ import pytest
 
 from lingen_model.shapes import judge as j
 from lingen_model.shapes import world as w
+from lingen_model.shapes import clips as shapes_clips
+from lingen_model.shapes import language as shapes_language
+from lingen_model.shapes import prompts as shapes_prompts
+from lingen_model.shapes import render as shapes_render
 
 CRIT = ("color", "shape", "motion")
 
@@ -41,7 +45,7 @@ def _pass_rates(results):
 def test_ground_truth_scores_high(size):
     results = []
     for seed in range(40):
-        frames, text, _ = w.make_clip(seed + 100 * size, 33, size, size, 8.0)  # 4 s at 8 fps
+        frames, text, _ = shapes_clips.make_clip(seed + 100 * size, 33, size, size, 8.0)  # 4 s at 8 fps
         results.append(j.score_clip(frames, text, 8.0))
     rates = _pass_rates(results)
     assert all(rates[c] >= 0.95 for c in CRIT), rates
@@ -52,11 +56,11 @@ def test_ground_truth_scores_high(size):
 def test_ground_truth_bounce_orbit_and_other_rates():
     results = []
     for seed in range(12):
-        frames, text, scene = w.make_clip(seed, 33, 96, 128, 8.0, motions=["bounce", "orbit"])
+        frames, text, scene = shapes_clips.make_clip(seed, 33, 96, 128, 8.0, motions=["bounce", "orbit"])
         results.append(j.score_clip(frames, text, 8.0))
     for seed in range(12):  # other frame rates and lengths, non-square
         fps = (4.0, 12.0, 24.0)[seed % 3]
-        frames, text, scene = w.make_clip(seed, int(3 * fps) + 1, 80, 112, fps)
+        frames, text, scene = shapes_clips.make_clip(seed, int(3 * fps) + 1, 80, 112, fps)
         results.append(j.score_clip(frames, text, fps))
     rates = _pass_rates(results)
     assert all(rates[c] >= 0.95 for c in CRIT), rates
@@ -64,8 +68,8 @@ def test_ground_truth_bounce_orbit_and_other_rates():
 
 def test_ground_truth_sixty_seconds():
     rng = np.random.default_rng(11)
-    for prompt, size in ((w.EVAL_PROMPTS[0], 128), (w.EVAL_PROMPTS_TWO[0], 64)):
-        frames = w.render(w.scene_from_prompt(prompt, rng), 481, size, size, 8.0)  # 60 s at 8 fps
+    for prompt, size in ((shapes_prompts.EVAL_PROMPTS[0], 128), (shapes_prompts.EVAL_PROMPTS_TWO[0], 64)):
+        frames = shapes_render.render(shapes_clips.scene_from_prompt(prompt, rng), 481, size, size, 8.0)  # 60 s at 8 fps
         s = j.score_clip(frames, prompt, 8.0)
         assert all(s[c] >= 0.9 for c in j.CRITERIA), s
 
@@ -73,8 +77,8 @@ def test_ground_truth_sixty_seconds():
 def test_eval_prompts_ground_truth_pass():
     rng = np.random.default_rng(12)
     results = []
-    for prompt in w.EVAL_PROMPTS + w.EVAL_PROMPTS_TWO:
-        frames = w.render(w.scene_from_prompt(prompt, rng), 33, 64, 64, 8.0)
+    for prompt in shapes_prompts.EVAL_PROMPTS + shapes_prompts.EVAL_PROMPTS_TWO:
+        frames = shapes_render.render(shapes_clips.scene_from_prompt(prompt, rng), 33, 64, 64, 8.0)
         results.append(j.score_clip(frames, prompt, 8.0))
     rates = _pass_rates(results)
     assert all(v >= 0.95 for v in rates.values()), rates
@@ -85,7 +89,7 @@ def test_washed_out_renders_still_pass():
     rng = np.random.default_rng(13)
     results = []
     for seed in range(24):
-        frames, text, _ = w.make_clip(seed + 5000, 17, 128, 128, 8.0)  # 2 s at 8 fps
+        frames, text, _ = shapes_clips.make_clip(seed + 5000, 17, 128, 128, 8.0)  # 2 s at 8 fps
         results.append(j.score_clip(_washed_out(frames, rng), text, 8.0))
     rates = _pass_rates(results)
     assert all(rates[c] >= 0.9 for c in CRIT + ("persistence",)), rates
@@ -97,7 +101,7 @@ def test_low_contrast_objects_found_on_every_background():
         for i, color in enumerate(w.COLORS):
             shape = w.SHAPES[i % 3]
             scene = w.SceneSpec([w.ObjectSpec(shape, color, "up", 0.25, 0.5, 0.5, speed=0.15)], bg)
-            frames = w.render(scene, 17, 64, 64, 8.0).astype(np.float32)
+            frames = shapes_render.render(scene, 17, 64, 64, 8.0).astype(np.float32)
             b = np.array(w.BACKGROUNDS[bg], np.float32)
             frames = _blur(np.clip(np.rint(b + 0.6 * (frames - b)), 0, 255).astype(np.uint8), 1.0)
             s = j.score_clip(frames, f"a {color} {shape} moving up", 8.0)
@@ -108,10 +112,10 @@ def test_same_verdict_at_64_128_256():
     rng = np.random.default_rng(14)
     for _ in range(4):
         scene = w.sample_scene(rng, max_objects=1)
-        text = w.caption(scene, rng)
+        text = shapes_language.caption(scene, rng)
         found = []
         for size in (64, 128, 256):
-            d = j.score_clip(w.render(scene, 17, size, size, 8.0), text, 8.0)["detected"]
+            d = j.score_clip(shapes_render.render(scene, 17, size, size, 8.0), text, 8.0)["detected"]
             found.append((d["color"], d["shape"], d["motion"]))
         o = scene.objects[0]
         assert found == [(o.color, o.shape, o.motion)] * 3
@@ -120,14 +124,14 @@ def test_same_verdict_at_64_128_256():
 def _single_scenes(rng, n):
     for _ in range(n):
         scene = w.sample_scene(rng, max_objects=1)
-        yield scene, scene.objects[0], w.caption(scene, rng)
+        yield scene, scene.objects[0], shapes_language.caption(scene, rng)
 
 
 def test_wrong_color_scores_low():
     rng = np.random.default_rng(15)
     for i, (scene, o, text) in enumerate(_single_scenes(rng, 21)):
         other = [c for c in w.COLORS if c != o.color][i % 7]
-        s = j.score_clip(w.render(replace(scene, objects=[replace(o, color=other)]), 17, 64, 64, 8.0), text, 8.0)
+        s = j.score_clip(shapes_render.render(replace(scene, objects=[replace(o, color=other)]), 17, 64, 64, 8.0), text, 8.0)
         assert s["color"] <= 0.1 and s["persistence"] <= 0.1, (text, other)
         assert s["detected"]["color"] == other
         # shape and motion are still judged, on the blob that is there
@@ -138,7 +142,7 @@ def test_wrong_shape_scores_low():
     rng = np.random.default_rng(16)
     for i, (scene, o, text) in enumerate(_single_scenes(rng, 20)):
         other = [s for s in w.SHAPES if s != o.shape][i % 2]
-        s = j.score_clip(w.render(replace(scene, objects=[replace(o, shape=other)]), 17, 64, 64, 8.0), text, 8.0)
+        s = j.score_clip(shapes_render.render(replace(scene, objects=[replace(o, shape=other)]), 17, 64, 64, 8.0), text, 8.0)
         assert s["shape"] <= 0.1 and s["color"] == 1.0, (text, other)
 
 
@@ -147,21 +151,21 @@ def test_wrong_direction_scores_low():
     for i, (scene, o, text) in enumerate(_single_scenes(rng, 20)):
         other = [m for m in w.BASIC_MOTIONS if m != o.motion][i % 4]
         o2 = replace(o, motion=other, speed=o.speed or 0.15)
-        s = j.score_clip(w.render(replace(scene, objects=[o2]), 33, 64, 64, 8.0), text, 8.0)
+        s = j.score_clip(shapes_render.render(replace(scene, objects=[o2]), 33, 64, 64, 8.0), text, 8.0)
         assert s["motion"] == 0.0 and s["detected"]["motion"] == other, (text, other)
 
 
 def test_two_object_prompt_scores_each_object():
     prompt = "a red circle moving left and a blue square moving right on a black background"
-    scene = w.scene_from_prompt(prompt, np.random.default_rng(18))
-    good = j.score_clip(w.render(scene, 33, 64, 64, 8.0), prompt, 8.0)
+    scene = shapes_clips.scene_from_prompt(prompt, np.random.default_rng(18))
+    good = j.score_clip(shapes_render.render(scene, 33, 64, 64, 8.0), prompt, 8.0)
     assert all(good[c] == 1.0 for c in CRIT)
     a, b = scene.objects
     swapped = replace(scene, objects=[replace(a, motion="right"), replace(b, motion="left")])
-    s = j.score_clip(w.render(swapped, 33, 64, 64, 8.0), prompt, 8.0)
+    s = j.score_clip(shapes_render.render(swapped, 33, 64, 64, 8.0), prompt, 8.0)
     assert s["motion"] == 0.0 and s["color"] == 1.0
     one_wrong = replace(scene, objects=[a, replace(b, color="green")])
-    s = j.score_clip(w.render(one_wrong, 33, 64, 64, 8.0), prompt, 8.0)
+    s = j.score_clip(shapes_render.render(one_wrong, 33, 64, 64, 8.0), prompt, 8.0)
     assert s["color"] == pytest.approx(0.5) and s["persistence"] == pytest.approx(0.5)
 
 
@@ -192,19 +196,19 @@ def test_flicker_matches_reference_mae():
 def test_result_is_json_serialisable():
     import json
 
-    frames, text, _ = w.make_clip(4, 9, 48, 48, 8.0)
+    frames, text, _ = shapes_clips.make_clip(4, 9, 48, 48, 8.0)
     for prompt in (text, "a red circle and a red square", "moving up"):
         json.dumps(j.score_clip(frames, prompt, 8.0), allow_nan=False)
 
 
 def test_single_frame_clip():
-    frames, text, scene = w.make_clip(3, 1, 64, 64, 8.0, still_prob=1.0)
+    frames, text, scene = shapes_clips.make_clip(3, 1, 64, 64, 8.0, still_prob=1.0)
     s = j.score_clip(frames, text, 8.0)
     assert s["flicker"] == 1.0 and s["color"] == 1.0 and s["motion"] == 1.0
 
 
 def test_bad_inputs():
-    frames = w.make_clip(0, 3, 32, 32, 8.0)[0]
+    frames = shapes_clips.make_clip(0, 3, 32, 32, 8.0)[0]
     for bad in (frames.astype(np.float32), frames[..., :2], frames[0], frames[:, :4]):
         with pytest.raises(ValueError):
             j.score_clip(bad, "a red circle", 8.0)
@@ -218,7 +222,7 @@ def test_bad_inputs():
 def test_score_batch_summary():
     clips, prompts = [], []
     for seed in range(5):
-        f, t, _ = w.make_clip(seed, 9, 48, 48, 8.0)
+        f, t, _ = shapes_clips.make_clip(seed, 9, 48, 48, 8.0)
         clips.append(f)
         prompts.append(t if seed % 2 else "a white triangle moving up")
     per, summary = j.score_batch(clips, prompts, 8.0)
@@ -336,7 +340,7 @@ def test_shape_classes_are_affine_invariant():
         u = inv[0, 0] * xx + inv[0, 1] * yy
         v = inv[1, 0] * xx + inv[1, 1] * yy
         for shape in w.SHAPES:
-            mask = w.signed_distance(shape, 30.0, u, v) < 0
+            mask = shapes_render.signed_distance(shape, 30.0, u, v) < 0
             assert _mask_invariants(mask) == shape
 
 
@@ -366,7 +370,7 @@ def test_blob_split_across_the_seam_is_one_object():
     """The world wraps; a blob crossing the frame edge keeps its true centroid and shape."""
     for x0, y0 in ((0.02, 0.5), (0.5, 0.97), (0.99, 0.01)):
         obj = w.ObjectSpec("square", "red", "still", 0.3, x0, y0)
-        frames = w.render(w.SceneSpec([obj], "black"), 1, 64, 64, 8.0)
+        frames = shapes_render.render(w.SceneSpec([obj], "black"), 1, 64, 64, 8.0)
         labels, _ = j.classify_pixels(frames)
         blobs = j._Blobs(labels, 1)
         red = list(w.COLORS).index("red")

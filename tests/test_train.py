@@ -178,7 +178,7 @@ def test_contrast_weight_subtracts_the_reversed_clip_term(vae_run, tmp_path):
 
 def test_folder_source_reads_captioned_mp4s(tmp_path):
     from lingen_model.io.video import write_mp4
-    from lingen_model.shapes.world import make_clip
+    from lingen_model.shapes.clips import make_clip
 
     for i in range(2):
         frames, caption, _ = make_clip(i, 12, 48, 64, 8)
@@ -226,7 +226,7 @@ def test_multi_length_batches():
         with pytest.raises(ValueError, match="data.entry_prob"):
             DataConfig(frames=[5, 9], entry_prob=bad)
     # the shapes stream hands entry_prob to the world: its clips are make_clip's with it
-    from lingen_model.shapes.world import make_clip
+    from lingen_model.shapes.clips import make_clip
 
     cfg = DataConfig(height=16, width=16, frames=5, still_prob=0.0, max_objects=1, entry_prob=1.0)
     video, caps = next(batches(cfg, 2, seed=4))

@@ -7,6 +7,10 @@ import numpy as np
 import pytest
 
 from lingen_model.shapes import world as w
+from lingen_model.shapes import clips as shapes_clips
+from lingen_model.shapes import language as shapes_language
+from lingen_model.shapes import prompts as shapes_prompts
+from lingen_model.shapes import render as shapes_render
 
 
 def _alpha(frames, scene):
@@ -63,7 +67,7 @@ def test_render_matches_supersampled_reference(seed):
     obj = scene.objects[0]
     H, W, fps = [(24, 40, 5.0), (40, 24, 3.0), (32, 32, 7.0)][seed % 3]
     times = [0.0, 1.3, 7.9]  # the last one has wrapped for most linear motions
-    frames = w.render(scene, int(8 * fps) + 1, H, W, fps)
+    frames = shapes_render.render(scene, int(8 * fps) + 1, H, W, fps)
     for t in times:
         k = int(round(t * fps))
         ref = _reference_coverage(obj, k / fps, H, W)
@@ -82,14 +86,14 @@ def test_equal_area_for_all_shapes():
     expected = math.pi / 4 * (0.4 * 96) ** 2
     for shape in w.SHAPES:
         scene = w.SceneSpec([replace(base, shape=shape)], "black")
-        area = _alpha(w.render(scene, 1, 96, 128, 8)[0], scene).sum()
+        area = _alpha(shapes_render.render(scene, 1, 96, 128, 8)[0], scene).sum()
         assert abs(area - expected) < 0.01 * expected
 
 
 @pytest.mark.parametrize("T,H,W,fps", [(1, 8, 8, 1.0), (5, 33, 17, 30.0), (12, 64, 96, 8.0), (3, 100, 60, 2.5)])
 def test_render_any_size(T, H, W, fps):
     scene = w.sample_scene(np.random.default_rng(T * H), max_objects=2)
-    frames = w.render(scene, T, H, W, fps)
+    frames = shapes_render.render(scene, T, H, W, fps)
     assert frames.shape == (T, H, W, 3) and frames.dtype == np.uint8
 
 
@@ -97,7 +101,7 @@ def test_render_bad_arguments():
     scene = w.sample_scene(np.random.default_rng(0))
     for args in [(0, 32, 32, 8), (4, 4, 32, 8), (4, 32, 32, 0), (4, 32, 32, -1.0), (2.5, 32, 32, 8)]:
         with pytest.raises(ValueError):
-            w.render(scene, *args)
+            shapes_render.render(scene, *args)
 
 
 def _centroid_x(frames, scene):
@@ -111,7 +115,7 @@ def _centroid_x(frames, scene):
 def test_speed_is_frame_widths_per_second(fps, H, W):
     obj = w.ObjectSpec("square", "white", "right", size=0.3, x0=0.2, y0=0.5, speed=0.2)
     scene = w.SceneSpec([obj], "black")
-    frames = w.render(scene, int(2 * fps) + 1, H, W, fps)
+    frames = shapes_render.render(scene, int(2 * fps) + 1, H, W, fps)
     x = _centroid_x(frames, scene)
     assert abs((x[-1] - x[0]) % 1.0 - 0.4) < 0.01  # 2 s at 0.2 frame widths per second
 
@@ -121,7 +125,7 @@ def test_long_clip_keeps_object_whole_on_torus():
     for motion in w.LINEAR_MOTIONS:
         scene = w.sample_scene(rng, max_objects=1, motions=[motion])
         scene.texture = False
-        area = _alpha(w.render(scene, 121, 32, 32, 2.0), scene).sum(axis=(1, 2))  # 60 s
+        area = _alpha(shapes_render.render(scene, 121, 32, 32, 2.0), scene).sum(axis=(1, 2))  # 60 s
         assert area.min() > 0.97 * area.max()
 
 
@@ -131,7 +135,7 @@ def test_bounce_and_orbit_stay_inside_frame():
         for _ in range(10):
             scene = w.sample_scene(rng, max_objects=1, motions=[motion])
             scene.texture = False
-            frames = w.render(scene, 80, 48, 48, 8.0)
+            frames = shapes_render.render(scene, 80, 48, 48, 8.0)
             a = _alpha(frames, scene)
             border = np.concatenate([a[:, 0], a[:, -1], a[:, :, 0], a[:, :, -1]], axis=1)
             assert border.max() < 0.05
@@ -150,30 +154,30 @@ def test_two_objects_never_overlap():
         masks = []
         for obj in scene.objects:
             single = w.SceneSpec([obj], "black")
-            masks.append(_alpha(w.render(single, 61, 32, 32, 1.0), single) > 0)  # 60 s
+            masks.append(_alpha(shapes_render.render(single, 61, 32, 32, 1.0), single) > 0)  # 60 s
         assert not (masks[0] & masks[1]).any()
     assert n_two > 20
 
 
 def test_make_clip_deterministic_per_seed():
-    a = w.make_clip(123, 9, 32, 48, 8.0)
-    b = w.make_clip(123, 9, 32, 48, 8.0)
-    c = w.make_clip(124, 9, 32, 48, 8.0)
+    a = shapes_clips.make_clip(123, 9, 32, 48, 8.0)
+    b = shapes_clips.make_clip(123, 9, 32, 48, 8.0)
+    c = shapes_clips.make_clip(124, 9, 32, 48, 8.0)
     assert np.array_equal(a[0], b[0]) and a[1] == b[1] and a[2] == b[2]
     assert not (np.array_equal(a[0], c[0]) and a[1] == c[1])
     # the same seed at another size shows the same scene
-    d = w.make_clip(123, 5, 64, 96, 4.0)
+    d = shapes_clips.make_clip(123, 5, 64, 96, 4.0)
     assert d[1] == a[1] and d[2] == a[2]
 
 
 def test_make_clip_still_prob_and_errors():
     for seed in range(10):
-        _, _, scene = w.make_clip(seed, 2, 16, 16, 8.0, still_prob=1.0)
+        _, _, scene = shapes_clips.make_clip(seed, 2, 16, 16, 8.0, still_prob=1.0)
         assert all(o.motion == "still" for o in scene.objects)
     with pytest.raises(ValueError):
-        w.make_clip(-1, 2, 16, 16, 8.0)
+        shapes_clips.make_clip(-1, 2, 16, 16, 8.0)
     with pytest.raises(ValueError):
-        w.make_clip(0, 2, 16, 16, 8.0, still_prob=1.5)
+        shapes_clips.make_clip(0, 2, 16, 16, 8.0, still_prob=1.5)
 
 
 def test_sample_scene_respects_arguments():
@@ -233,7 +237,7 @@ def test_entry_prob_starts_movers_near_the_edge_they_come_from(entry_prob, lo, h
 def test_entry_prob_zero_draws_the_same_scenes_and_bad_values_fail():
     for seed in range(20):
         assert w.sample_scene(np.random.default_rng(seed)) == w.sample_scene(np.random.default_rng(seed), entry_prob=0.0)
-    _, _, scene = w.make_clip(3, 5, 16, 16, 8.0, max_objects=1, motions=["right"], entry_prob=1.0)
+    _, _, scene = shapes_clips.make_clip(3, 5, 16, 16, 8.0, max_objects=1, motions=["right"], entry_prob=1.0)
     assert _trailing_fraction(scene.objects[0]) <= w.ENTRY_SPAN + 1e-9
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match="entry_prob"):
@@ -255,8 +259,8 @@ def test_spec_validation():
 
 def test_texture_is_subtle_and_static():
     obj = w.ObjectSpec("circle", "red", "still", 0.2, 0.2, 0.2)
-    plain = w.render(w.SceneSpec([obj], "gray"), 3, 48, 48, 8.0).astype(int)
-    tex = w.render(w.SceneSpec([obj], "gray", texture=True, texture_seed=9), 3, 48, 48, 8.0).astype(int)
+    plain = shapes_render.render(w.SceneSpec([obj], "gray"), 3, 48, 48, 8.0).astype(int)
+    tex = shapes_render.render(w.SceneSpec([obj], "gray", texture=True, texture_seed=9), 3, 48, 48, 8.0).astype(int)
     far = np.zeros((48, 48), dtype=bool)
     far[30:, 30:] = True  # away from the object
     diff = (tex - plain)[:, far]
@@ -272,8 +276,8 @@ def test_caption_parse_round_trip():
     rng = np.random.default_rng(7)
     for seed in range(400):
         scene = w.sample_scene(rng, motions=w.MOTIONS if seed % 2 else None)
-        text = w.caption(scene, rng)
-        target = w.parse_prompt(text)
+        text = shapes_language.caption(scene, rng)
+        target = shapes_language.parse_prompt(text)
         assert [(o.color, o.shape, o.motion) for o in target.objects] == _triples(scene), text
         assert target.background in (None, scene.background), text
         assert target.texture in (None, scene.texture), text
@@ -282,7 +286,7 @@ def test_caption_parse_round_trip():
 def test_captions_are_varied():
     rng = np.random.default_rng(8)
     scene = w.SceneSpec([w.ObjectSpec("circle", "red", "left", 0.25, 0.5, 0.5, speed=0.2)], "gray")
-    texts = {w.caption(scene, rng) for _ in range(200)}
+    texts = {shapes_language.caption(scene, rng) for _ in range(200)}
     assert len(texts) > 100
     words = " ".join(texts).lower()
     for word in ("ball", "disc", "drifting", "gray", "crimson", "leftward"):
@@ -309,7 +313,7 @@ def test_captions_are_varied():
     ("a red circle moving left on a white background", [("red", "circle", "left")], None),
 ])
 def test_parse_prompt_examples(text, objects, background):
-    target = w.parse_prompt(text)
+    target = shapes_language.parse_prompt(text)
     assert [(o.color, o.shape, o.motion) for o in target.objects] == objects
     assert target.background == background
 
@@ -317,16 +321,16 @@ def test_parse_prompt_examples(text, objects, background):
 @pytest.mark.parametrize("text", ["", "lorem ipsum dolor sit amet", "a gray background", "qwerty zxcv 123"])
 def test_parse_prompt_rejects_gibberish(text):
     with pytest.raises(ValueError):
-        w.parse_prompt(text)
+        shapes_language.parse_prompt(text)
     with pytest.raises(ValueError):
-        w.parse_prompt(None)
+        shapes_language.parse_prompt(None)
 
 
 def test_eval_prompts_cover_the_vocabulary():
-    assert len(w.EVAL_PROMPTS) >= 40 and len(set(w.EVAL_PROMPTS)) == len(w.EVAL_PROMPTS)
+    assert len(shapes_prompts.EVAL_PROMPTS) >= 40 and len(set(shapes_prompts.EVAL_PROMPTS)) == len(shapes_prompts.EVAL_PROMPTS)
     seen = {"color": set(), "shape": set(), "motion": set(), "background": set()}
-    for p in w.EVAL_PROMPTS:
-        t = w.parse_prompt(p)
+    for p in shapes_prompts.EVAL_PROMPTS:
+        t = shapes_language.parse_prompt(p)
         assert len(t.objects) == 1 and None not in (t.objects[0].color, t.objects[0].shape, t.objects[0].motion)
         seen["color"].add(t.objects[0].color)
         seen["shape"].add(t.objects[0].shape)
@@ -334,27 +338,27 @@ def test_eval_prompts_cover_the_vocabulary():
         seen["background"].add(t.background)
     assert seen == {"color": set(w.COLORS), "shape": set(w.SHAPES), "motion": set(w.BASIC_MOTIONS),
                     "background": set(w.BACKGROUNDS)}
-    assert len(w.EVAL_PROMPTS_TWO) >= 4
-    for p in w.EVAL_PROMPTS_TWO:
-        t = w.parse_prompt(p)
+    assert len(shapes_prompts.EVAL_PROMPTS_TWO) >= 4
+    for p in shapes_prompts.EVAL_PROMPTS_TWO:
+        t = shapes_language.parse_prompt(p)
         assert len(t.objects) == 2 and t.objects[0].color != t.objects[1].color
         assert all(None not in (o.color, o.shape, o.motion) for o in t.objects)
 
 
 def test_scene_from_prompt_keeps_named_attributes():
     rng = np.random.default_rng(9)
-    for p in w.EVAL_PROMPTS + w.EVAL_PROMPTS_TWO:
-        scene = w.scene_from_prompt(p, rng)
-        t = w.parse_prompt(p)
+    for p in shapes_prompts.EVAL_PROMPTS + shapes_prompts.EVAL_PROMPTS_TWO:
+        scene = shapes_clips.scene_from_prompt(p, rng)
+        t = shapes_language.parse_prompt(p)
         assert _triples(scene) == [(o.color, o.shape, o.motion) for o in t.objects]
         assert scene.background == t.background
-    scene = w.scene_from_prompt("a ball", rng)
+    scene = shapes_clips.scene_from_prompt("a ball", rng)
     assert scene.objects[0].shape == "circle" and scene.objects[0].color in w.COLORS
 
 
 def test_render_long_clip_is_fast():
     scene = w.sample_scene(np.random.default_rng(10), max_objects=2, multi_prob=1.0)
     start = time.perf_counter()
-    frames = w.render(scene, 481, 128, 128, 8.0)
+    frames = shapes_render.render(scene, 481, 128, 128, 8.0)
     assert frames.shape == (481, 128, 128, 3)
     assert time.perf_counter() - start < 10.0

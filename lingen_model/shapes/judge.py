@@ -66,7 +66,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from . import world
+from . import language, render, world
 
 WORK_SIZE = 64            # pixels: clips are box-averaged to about this short side
 FG_THRESHOLD = 20.0       # CIELAB ΔE*76 from the background colour for an object pixel
@@ -344,7 +344,7 @@ def _ideal_invariants() -> tuple[float, float]:
         n = 512
         ys, xs = np.mgrid[0:n, 0:n] + 0.5 - n / 2.0
         for shape, k in (("triangle", 3), ("square", 4)):
-            sd = world.signed_distance(shape, 0.6 * n, xs, ys)
+            sd = render.signed_distance(shape, 0.6 * n, xs, ys)
             _IDEAL[shape] = float(_moment_invariants(np.zeros(int((sd < 0).sum()), dtype=np.int64),
                                                      xs[sd < 0], ys[sd < 0], 1)[k - 3][0])
     return _IDEAL["triangle"], _IDEAL["square"]
@@ -617,7 +617,7 @@ def score_clip(frames: np.ndarray, prompt: str, fps: float) -> dict:
         ValueError: bad frames or fps, or a prompt naming nothing of the shapes world.
     """
     _check_clip(frames, fps)
-    target = world.parse_prompt(prompt)
+    target = language.parse_prompt(prompt)
     T, H, W, _ = frames.shape
     small, f = _downsample(frames)
     labels, bg = classify_pixels(small)

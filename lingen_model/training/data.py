@@ -80,7 +80,7 @@ def _to_tensor(frames: np.ndarray) -> torch.Tensor:
 def shapes_batches(cfg: DataConfig, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, list[str]]]:
     """Endless batches from the shapes world; clip ``i`` of the stream uses world seed ``seed·10⁹ + i``
     (disjoint streams for different ``seed`` values, e.g. one per DDP rank)."""
-    from lingen_model.shapes.world import make_clip
+    from lingen_model.shapes.clips import make_clip
 
     rng = random.Random(seed)
     i = 0

@@ -21,7 +21,8 @@ from lingen_cli.options import frames_for_length
 from lingen_model.training.data import _to_tensor
 from lingen_model.generation.flow import flow_matching_loss
 from lingen_model.generation.pipeline import LinGenPipeline
-from lingen_model.shapes.world import render, sample_scene
+from lingen_model.shapes.world import sample_scene
+from lingen_model.shapes.render import render
 
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 
