@@ -34,18 +34,9 @@ from lingen_model.environment import machine_facts
 from lingen_model.bench.pipeline_bench import run_pipeline_benchmark
 from lingen_model.bench.report import _fmt_slope, write_plot
 from lingen_model.errors import LinGenError
-from lingen_model.io.files import atomic_path
+from lingen_model.io.files import atomic_path, format_bytes
 
 # ----------------------------------------------------------------------------- output
-
-
-def _fmt_bytes(n: Optional[float]) -> str:
-    if n is None:
-        return "–"
-    for unit, scale in (("G", 2**30), ("M", 2**20), ("k", 2**10)):
-        if n >= scale:
-            return f"{n / scale:.3g}{unit}"
-    return f"{n:.0f}B"
 
 
 def _fmt_s(s: Optional[float]) -> str:
@@ -114,7 +105,7 @@ def render_table(report: dict):
             if r.get("status") == "ok":
                 row += [f"{_fmt_s(r['median_s'])}±{100 * r['spread']:.0f}%"] + ([_fmt_s(r["cpu_median_s"])] if on_cpu else [])
                 row += [f"{r['per_token_us']:.0f}",
-                        _fmt_bytes(r.get("peak_memory_bytes")), _fmt_s(r["first_call_s"]), _fmt_s(r["projected_run_s"])]
+                        format_bytes(r.get("peak_memory_bytes"), unknown="–"), _fmt_s(r["first_call_s"]), _fmt_s(r["projected_run_s"])]
             else:
                 row += [r.get("status", "?")] + [""] * (4 if on_cpu else 3) + [(r.get("message") or "")[:30]]
         if st["compare"] == "dit":

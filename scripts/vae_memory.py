@@ -70,12 +70,13 @@ def child(res: int, frames: int, chunk: int, threads: int, mode: str) -> dict:
     if threads > 0:
         torch.set_num_threads(threads)
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from lingen_model.geometry import latent_frames
     from lingen_model.models.vae import CausalVideoVAE
 
     torch.manual_seed(0)
     vae = CausalVideoVAE().eval()
     fs, ft = vae.spatial_factor, vae.temporal_factor
-    t_lat = CausalVideoVAE.latent_frames_for(frames, ft)
+    t_lat = latent_frames(frames, ft)
     z = torch.randn(1, vae.latent_channels, t_lat, res // fs, res // fs)
     with torch.no_grad():  # warm-up on one latent frame (allocator, oneDNN kernels)
         vae.decode(z[:, :, :1])

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lingen_model.geometry import latent_frames, pixel_frames
 from lingen_model.models.vae import CausalConv3d, CausalVideoVAE, VAEConfig, vae_loss
 
 TINY = dict(base_channels=8, channel_mult=(1, 2, 2, 2))
@@ -87,15 +88,15 @@ def test_latent_channels_configurable():
 
 def test_frame_helpers():
     for k in range(6):
-        assert CausalVideoVAE.latent_frames_for(1 + 4 * k) == 1 + k
-        assert CausalVideoVAE.num_frames_for_latents(1 + k) == 1 + 4 * k
-    assert CausalVideoVAE.latent_frames_for(481) == 121
+        assert latent_frames(1 + 4 * k) == 1 + k
+        assert pixel_frames(1 + k) == 1 + 4 * k
+    assert latent_frames(481) == 121
     for bad in (0, 2, 4, 480, -3):
         with pytest.raises(ValueError, match="1 \\+ 4"):
-            CausalVideoVAE.latent_frames_for(bad)
+            latent_frames(bad)
     for bad in (0, -1):
         with pytest.raises(ValueError):
-            CausalVideoVAE.num_frames_for_latents(bad)
+            pixel_frames(bad)
 
 
 # ------------------------------------------------------------------ bad input

@@ -21,8 +21,6 @@ from lingen_model.io.files import UNSAFE_SUFFIXES
 # ---------------------------------------------------------------------------------------
 
 KINDS = ("bundled", "pipeline", "text_encoder", "vae")
-#: Memory tiers, smallest first, as named in ``presets/tiers.yaml`` (read from there when present).
-MEMORY_TIERS = ("cpu", "8gb", "24gb", "80gb")
 REGISTRY_VERSION = 1
 MANIFEST_NAME = "installed.json"
 USER_REGISTRY_NAME = "models.yaml"
@@ -254,15 +252,10 @@ def packaged_registry_path() -> Path:
 
 
 def memory_tiers() -> tuple[str, ...]:
-    """Tier names of ``presets/tiers.yaml`` next to the packaged registry, else :data:`MEMORY_TIERS`."""
-    tiers_file = packaged_registry_path().parent / "tiers.yaml"
-    try:
-        doc = yaml.safe_load(tiers_file.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return MEMORY_TIERS
-    if isinstance(doc, dict) and doc and all(isinstance(k, str) for k in doc):
-        return tuple(doc)
-    return MEMORY_TIERS
+    """Tier names, smallest first, as ``presets/tiers.yaml`` defines them (:func:`lingen_model.presets.load_tiers`)."""
+    from lingen_model.presets import load_tiers
+
+    return tuple(load_tiers())
 
 
 def user_registry_path() -> Path:

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lingen_model.geometry import latent_frames, pixel_frames
 from lingen_model.schema import from_dict
 
 __all__ = ["VAEConfig", "CausalVideoVAE", "CausalCache", "CausalConv3d", "vae_loss"]
@@ -480,31 +481,6 @@ class CausalVideoVAE(nn.Module):
         self.encoder = VideoEncoder(self.config)
         self.decoder = VideoDecoder(self.config)
 
-    # ---------------------------------------------------------------- frame arithmetic
-    @staticmethod
-    def num_frames_for_latents(t_latent: int, temporal_factor: int = 4) -> int:
-        """Video frames decoded from ``t_latent`` latent frames: ``1 + ft·(t_latent - 1)``.
-
-        Raises:
-            ValueError: if ``t_latent < 1``.
-        """
-        if int(t_latent) != t_latent or t_latent < 1:
-            raise ValueError(f"latent frame count must be an integer >= 1, got {t_latent!r}")
-        return 1 + temporal_factor * (int(t_latent) - 1)
-
-    @staticmethod
-    def latent_frames_for(num_frames: int, temporal_factor: int = 4) -> int:
-        """Latent frames for a clip of ``num_frames = 1 + ft·k`` frames: ``1 + k``.
-
-        Raises:
-            ValueError: unless ``num_frames`` is ``1 + ft·k`` with ``k >= 0``.
-        """
-        if int(num_frames) != num_frames or num_frames < 1 or (num_frames - 1) % temporal_factor:
-            raise ValueError(
-                f"frame count must be 1 + {temporal_factor}·k (1, {1 + temporal_factor}, "
-                f"{1 + 2 * temporal_factor}, ...), got {num_frames!r}")
-        return 1 + (int(num_frames) - 1) // temporal_factor
-
     # ---------------------------------------------------------------- checks
     def _param(self) -> torch.Tensor:
         return self.encoder.conv_in.weight
@@ -555,7 +531,7 @@ class CausalVideoVAE(nn.Module):
         b, t, _, _ = self._check_video(video)
         p = self._param()
         video = video.to(device=p.device, dtype=p.dtype)
-        chunks = self._chunks(self.latent_frames_for(t, self.temporal_factor), chunk_frames)
+        chunks = self._chunks(latent_frames(t, self.temporal_factor), chunk_frames)
         cache = CausalCache()
         outs = []
         for i, (a, e) in enumerate(chunks):
@@ -634,7 +610,7 @@ class CausalVideoVAE(nn.Module):
         """
         b, t, h, w = self._check_latents(z)
         fs = self.spatial_factor
-        shape = (b, self.config.in_channels, self.num_frames_for_latents(t, self.temporal_factor), h * fs, w * fs)
+        shape = (b, self.config.in_channels, pixel_frames(t, self.temporal_factor), h * fs, w * fs)
         if out is not None and tuple(out.shape) != shape:
             raise ValueError(f"out must have shape {shape}, got {tuple(out.shape)}")
         pieces = []
@@ -713,7 +689,7 @@ class CausalVideoVAE(nn.Module):
         """
         b, t, h, w = self._check_latents(latents)
         fs = self.spatial_factor
-        out = torch.empty((b, self.num_frames_for_latents(t, self.temporal_factor), h * fs, w * fs,
+        out = torch.empty((b, pixel_frames(t, self.temporal_factor), h * fs, w * fs,
                            self.config.in_channels), dtype=torch.uint8, device=latents.device)
         for f0, y in self.iter_decode(latents, chunk_frames, progress):
             frames = ((y + 1.0) * 127.5).round_().to(torch.uint8)
@@ -742,7 +718,7 @@ class CausalVideoVAE(nn.Module):
         p = self._param()
         z = latents.to(device=p.device, dtype=p.dtype) / self.config.scaling_factor + self.config.shift_factor
         fs = self.spatial_factor
-        out = torch.empty((b, self.config.in_channels, self.num_frames_for_latents(t, self.temporal_factor),
+        out = torch.empty((b, self.config.in_channels, pixel_frames(t, self.temporal_factor),
                            h * fs, w * fs), dtype=p.dtype, device=p.device)
         self.decode_raw(z, chunk_frames, progress, out=out)
         return out.clamp_(-1.0, 1.0)
