@@ -161,7 +161,7 @@ def _render_job(job: Job, pipe, defaults: dict, tier, directory: Path, file: Opt
             "status": "ok", "prompt": prompt, "negative_prompt": req.negative_prompt, "path": str(out_path),
             "seed": req.seed, "num_frames": req.num_frames, "fps": req.fps, "length_s": round(req.seconds, 4),
             "width": req.width, "height": req.height, "steps": req.steps, "cfg_scale": req.cfg_scale,
-            "sampler": req.method, "model": model_label, "mixer": pipe.denoiser.config.mixer, "preset": tier.name,
+            "sampler": req.method, "model": model_label, "mixer": pipe.mixer, "preset": tier.name,
             "device": str(pipe.device), "dtype": str(pipe.dtype).replace("torch.", ""),
             "timings_s": {**{k: round(v, 3) for k, v in result.timings.items()}, "write_s": round(write_s, 3),
                           "total_s": round(time.perf_counter() - t_start, 3)},
@@ -299,7 +299,7 @@ def _load_pipeline(model, setup, no_download, quiet):
         except CheckpointError as e:
             raise CLIError(str(e)) from None
         progress.update("load", 1, 1)
-    n_params = sum(p.numel() for p in pipe.denoiser.parameters())
+    n_params = pipe.num_parameters
     if n_params > tier.max_params_m * 1e6:
         raise CLIError(f"model has {n_params / 1e6:.0f}M parameters; the {tier.name} preset allows {tier.max_params_m:g}M")
     label = model or "lingen-tiny"

@@ -200,6 +200,16 @@ class LinGenPipeline:
         return self.config["native"]
 
     @property
+    def mixer(self) -> str:
+        """The denoiser's token mixer: ``"mate"`` (LinGen) or ``"attention"`` (DiT twin)."""
+        return self.denoiser.config.mixer
+
+    @property
+    def num_parameters(self) -> int:
+        """Parameters of the denoiser (the part that sets the memory tier)."""
+        return sum(p.numel() for p in self.denoiser.parameters())
+
+    @property
     def spatial_stride(self) -> int:
         """Pixels per token side: VAE spatial factor × patch size (height/width must divide by it)."""
         return self.vae.spatial_factor * self.denoiser.config.patch_size
