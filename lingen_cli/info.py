@@ -18,7 +18,8 @@ def info(
     """Show the environment, installed models and presets."""
     from rich.table import Table
 
-    from lingen_cli.zoo import format_bytes, installed_models, resolve_model
+    from lingen_model.hub import installed_models, resolve_model
+    from lingen_model.io.files import format_bytes
     from lingen_model.presets import load_tiers
 
     try:

@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.base_tokens < 64 or args.repeats < 1:
         ap.error("--base-tokens must be >= 64 and --repeats >= 1")
 
-    from lingen_cli.benchmark import machine_info, run_worker
+    from lingen_model.bench.measure import run_worker
+    from lingen_model.environment import machine_facts as machine_info
     from lingen_model.models.config import get_config
     from lingen_model.bench.flops import denoiser_flops
 

@@ -17,7 +17,7 @@ import argparse
 import numpy as np
 import torch
 
-from lingen_cli.options import frames_for_length
+from lingen_model.geometry import frames_for_length
 from lingen_model.training.data import _to_tensor
 from lingen_model.generation.flow import flow_matching_loss
 from lingen_model.generation.pipeline import LinGenPipeline

@@ -15,7 +15,7 @@ import argparse
 
 import torch
 
-from lingen_cli.options import frames_for_length
+from lingen_model.geometry import frames_for_length
 from lingen_model.generation.pipeline import LinGenPipeline
 
 
