@@ -138,3 +138,155 @@ def convert_wan(wan_state: dict[str, torch.Tensor], dconf: dict[str, Any], seed:
     convert_state_dict(wan_state, model)
     model.zero_ma_out()
     return model.eval()
+
+
+# ----------------------------------------------------------------------------- directories
+
+WAN_NATIVE = {"fps": 16, "height": 480, "width": 832}
+"""Wan 2.1 T2V-1.3B's native clip format (frames/s, pixels)."""
+WAN_SAMPLING = {"steps": 50, "cfg_scale": 5.0, "shift": 5.0}
+"""Wan 2.1's sampling defaults (its shared config: 50 steps, guide scale 5, sample shift 5)."""
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _read_json(path):
+    import json
+
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise WanConvertError(f"{path} is missing or not valid JSON ({e.__class__.__name__})") from None
+    if not isinstance(d, dict):
+        raise WanConvertError(f"{path} must hold a JSON object")
+    return d
+
+
+def _load_safetensors_dir(folder, what: str) -> dict[str, torch.Tensor]:
+    """All tensors of the ``*.safetensors`` files of a diffusers model folder (sharded or not).
+
+    Raises:
+        WanConvertError: only pickle weights (.bin/.pt…: refused, they can run code), no
+            weights, or a corrupt file.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+        if pickles:
+            raise WanConvertError(f"refusing pickle-only {what} weights in {folder} ({', '.join(pickles)}); "
+                                  "safetensors only")
+        raise WanConvertError(f"no safetensors {what} weights in {folder}")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        try:
+            state.update(load_file(str(f)))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise WanConvertError(f"{f} is truncated or corrupt ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    return state
+
+
+def _notice(src, cfg: WanDenoiserConfig, seed: int) -> str:
+    from datetime import datetime, timezone
+
+    win = "whole grid" if cfg.window == (0, 0, 0) else "×".join(str(w) if w else "all" for w in cfg.window)
+    return (
+        "This directory holds a model derived from Wan 2.1 (Wan Team, Alibaba; https://github.com/Wan-Video/Wan2.1),\n"
+        "released under the Apache License 2.0 (see LICENSE). It was converted by `lingen convert`\n"
+        f"on {datetime.now(timezone.utc).date().isoformat()} from: {src}\n\n"
+        "Changes made to the original weights (Apache-2.0 §4(b)):\n"
+        "- transformer weights re-keyed and re-shaped for lingen's arch=\"wan\" denoiser (q/k/v fused, no values changed);\n"
+        f"- self-attention now runs inside TESA windows ({win} latent tokens"
+        f"{', shifted on odd layers' if cfg.shift_windows else ''}) instead of over the whole clip;\n"
+        + (f"- an MA-branch (bidirectional Mamba2, d_state {cfg.d_state}, review tokens {cfg.review_size}×{cfg.review_size}) "
+           f"was added to every block, randomly initialised (seed {seed}) with its output projection at zero;\n"
+           if cfg.mixer == "mate" else "")
+        + "- VAE weights copied unchanged; the UMT5 text encoder is referenced in place, not copied.\n"
+        "With a window covering the whole latent grid and the MA-branch at zero the model computes what Wan computes.\n"
+    )
+
+
+_APACHE_POINTER = (
+    "The Wan 2.1 weights are licensed under the Apache License, Version 2.0 (the \"License\");\n"
+    "you may not use these files except in compliance with the License. You may obtain a copy at\n"
+    "    http://www.apache.org/licenses/LICENSE-2.0\n"
+    "(the source directory carried no LICENSE file to copy).\n")
+
+
+def convert_wan_directory(src, out, *, seed: int = 0, dtype: torch.dtype = torch.float32, name: str | None = None,
+                          **options: Any):
+    """Convert a Wan 2.1 T2V pipeline in diffusers layout into a lingen checkpoint directory.
+
+    ``src`` holds ``transformer/`` (``WanTransformer3DModel`` config + safetensors, sharded
+    or not), ``vae/`` (``AutoencoderKLWan``), ``text_encoder/`` (UMT5) and ``tokenizer/``.
+    ``out`` receives ``config.json`` (denoiser arch ``wan``, VAE arch ``wan``, text encoder
+    ``umt5`` pointing at ``src``'s folders, native 832×480 at 16 fps, Wan's sampling defaults
+    and negative prompt), ``denoiser.safetensors``, ``vae.safetensors``, ``LICENSE`` (copied
+    from ``src`` when present) and ``NOTICE`` (what was changed). Written to a temporary
+    sibling and renamed, so a failure leaves nothing at ``out``.
+
+    Args:
+        options: :class:`WanDenoiserConfig` fields — ``window``, ``mixer``, ``review_size``,
+            ``d_state``, ``headdim``, ``expand``, ``shift_windows``, ``text_len``, ...
+        seed: RNG seed of the MA-branch initialisation. dtype: storage dtype of the denoiser
+            (float32 islands stay float32).
+
+    Returns:
+        The written path.
+
+    Raises:
+        WanConvertError: any problem with the input (one line).
+    """
+    from pathlib import Path
+
+    from lingen_model.checkpoint import save_checkpoint
+    from lingen_model.text_encoder import WAN_NEGATIVE_PROMPT
+
+    src, out = Path(src).expanduser(), Path(out).expanduser()
+    if not src.is_dir():
+        raise WanConvertError(f"no such directory: {src}")
+    tdir = src / "transformer" if (src / "transformer").is_dir() else src
+    if not (tdir / "config.json").is_file():
+        raise WanConvertError(f"{src} is not a Wan model in diffusers layout (no transformer/config.json)")
+    for sub in ("vae", "text_encoder", "tokenizer"):
+        if not (src / sub).is_dir():
+            raise WanConvertError(f"{src} lacks {sub}/ (expected the whole diffusers pipeline layout)")
+    dconf = _read_json(tdir / "config.json")
+    cfg = config_from_diffusers(dconf, **options)  # checks the config before reading gigabytes
+    vconf = _read_json(src / "vae" / "config.json")
+    if vconf.get("_class_name") != "AutoencoderKLWan":
+        raise WanConvertError(f"{src / 'vae'} is not an AutoencoderKLWan (_class_name={vconf.get('_class_name')!r})")
+    tconf = _read_json(src / "text_encoder" / "config.json")
+    if tconf.get("model_type") not in ("umt5", "t5", "mt5"):
+        raise WanConvertError(f"{src / 'text_encoder'} is not a T5-family encoder (model_type={tconf.get('model_type')!r})")
+    if int(tconf.get("d_model", -1)) != cfg.text_dim:
+        raise WanConvertError(f"text encoder width {tconf.get('d_model')} != transformer text_dim {cfg.text_dim}")
+    if not any((src / "text_encoder").glob("*.safetensors")):
+        _load_safetensors_dir(src / "text_encoder", "text encoder")  # raises: pickle-only or no weights
+    model = convert_wan(_load_safetensors_dir(tdir, "transformer"), dconf, seed=seed, **options)
+
+    from lingen_model.wan_vae import WanVAE, WanVAEConfig
+
+    try:
+        vae = WanVAE(WanVAEConfig(vconf))
+    except (ImportError, TypeError, ValueError) as e:
+        raise WanConvertError(f"{src / 'vae'}: {e}") from None
+    vstate = _load_safetensors_dir(src / "vae", "VAE")
+    result = vae.model.load_state_dict(vstate, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        bad = (result.missing_keys or result.unexpected_keys)[0]
+        raise WanConvertError(f"{src / 'vae'} weights do not match its config (e.g. {bad})")
+    if vae.latent_channels != cfg.in_channels:
+        raise WanConvertError(f"VAE z_dim {vae.latent_channels} != transformer in_channels {cfg.in_channels}")
+
+    licence = next((p for p in (src / n for n in ("LICENSE", "LICENSE.txt", "LICENSE.md")) if p.is_file()), None)
+    files = {"LICENSE": licence.read_text(errors="replace") if licence else _APACHE_POINTER,
+             "NOTICE": _notice(src.resolve(), cfg, seed)}
+    text_encoder = {"backend": "umt5", "path": str((src / "text_encoder").resolve()),
+                    "tokenizer_path": str((src / "tokenizer").resolve()), "dim": cfg.text_dim, "max_length": cfg.text_len}
+    extra = {"source": {"format": "diffusers", "path": str(src.resolve()), "transformer": dconf.get("_class_name"),
+                        "diffusers_version": dconf.get("_diffusers_version")}, "license": "Apache-2.0"}
+    return save_checkpoint(out, model.to(dtype), vae, text_encoder, WAN_NATIVE,
+                           {**WAN_SAMPLING, "negative_prompt": WAN_NEGATIVE_PROMPT},
+                           name=name or out.name, extra=extra, files=files)
