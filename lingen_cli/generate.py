@@ -177,7 +177,7 @@ def _render_job(job: Job, pipe, defaults: dict, tier, directory: Path, file: Opt
     t_start = time.perf_counter()
     with PhaseProgress(bars=bars, prefix=prefix) as progress:
         frames = pipe(prompt, num_frames=num_frames, height=height, width=width, fps=fps, steps=steps,
-                      cfg_scale=cfg, seed=seed, negative_prompt=job.negative_prompt or "", method=defaults["sampler"],
+                      cfg_scale=cfg, seed=seed, negative_prompt=job.negative_prompt or None, method=defaults["sampler"],
                       progress=progress.update)
         progress.update("write", 0, 1)
         t_write = time.perf_counter()

@@ -154,11 +154,12 @@ class LinGenPipeline:
     def __call__(self, prompt: str, num_frames: int | None = None, height: int | None = None,
                  width: int | None = None, fps: float | None = None, steps: int | None = None,
                  cfg_scale: float | None = None, seed: int = 0, shift: float | None = None,
-                 method: str = "euler", negative_prompt: str = "", progress: Progress | None = None) -> np.ndarray:
+                 method: str = "euler", negative_prompt: str | None = None, progress: Progress | None = None) -> np.ndarray:
         """Generate one clip. Returns uint8 ``T×H×W×3`` (T = num_frames, pixels H×W).
 
         Defaults come from the checkpoint: native height/width, 4 s at native fps, and its
-        ``sampling`` steps / cfg_scale. ``fps`` only sets the default frame count.
+        ``sampling`` steps / cfg_scale / negative_prompt (None → the checkpoint's, else "").
+        ``fps`` only sets the default frame count.
         Per-phase wall times (seconds) are left in ``self.timings``.
 
         Raises:
@@ -173,6 +174,8 @@ class LinGenPipeline:
             k = round(4.0 * fps / self.vae.temporal_factor)
             num_frames = 1 + self.vae.temporal_factor * max(k, 0)
         steps = steps or sampling.get("steps", 20)
+        if negative_prompt is None:
+            negative_prompt = sampling.get("negative_prompt", "")
         cfg_scale = sampling.get("cfg_scale", 5.0) if cfg_scale is None else cfg_scale
         self.check_size(num_frames, height, width)
         timings = {}
