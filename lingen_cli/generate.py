@@ -212,7 +212,7 @@ def generate(
     preset: str = typer.Option("auto", "--preset", help="Hardware tier (cpu, 8gb, 24gb, 80gb) or auto."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .mp4 file, or a directory (default: current directory)."),
     prompts: Optional[Path] = typer.Option(None, "--prompts", help="File with one prompt per line, or JSONL with per-line overrides."),
-    sampler: str = typer.Option("euler", "--sampler", help="ODE solver: euler or heun."),
+    sampler: str = typer.Option("euler", "--sampler", help="ODE solver: euler, heun or unipc (needs the wan extra)."),
     device: Optional[str] = typer.Option(None, "--device", help="Override the preset's device (cpu, cuda, cuda:1)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="Override the preset's dtype (float32, bfloat16, float16)."),
     no_download: bool = typer.Option(False, "--no-download", help="Never download; fail if the model is not cached."),
@@ -291,8 +291,8 @@ def _prepare(prompt, length, res, fps, seed, preset, out, prompts, sampler, devi
         raise CLIError(f"fps must be in (0, 240], got {fps:g}")
     if seed < -1:
         raise CLIError(f"seed must be -1 (random) or >= 0, got {seed}")
-    if sampler not in ("euler", "heun"):
-        raise CLIError(f"unknown sampler {sampler!r}; use euler or heun")
+    if sampler not in ("euler", "heun", "unipc"):
+        raise CLIError(f"unknown sampler {sampler!r}; use euler, heun or unipc")
     if dtype is not None and dtype not in DTYPES:
         raise CLIError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
     tier = pick_tier(preset)
