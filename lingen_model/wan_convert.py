@@ -284,7 +284,8 @@ def convert_wan_directory(src, out, *, seed: int = 0, dtype: torch.dtype = torch
     files = {"LICENSE": licence.read_text(errors="replace") if licence else _APACHE_POINTER,
              "NOTICE": _notice(src.resolve(), cfg, seed)}
     text_encoder = {"backend": "umt5", "path": str((src / "text_encoder").resolve()),
-                    "tokenizer_path": str((src / "tokenizer").resolve()), "dim": cfg.text_dim, "max_length": cfg.text_len}
+                    "tokenizer_path": str((src / "tokenizer").resolve()), "dim": cfg.text_dim, "max_length": cfg.text_len,
+                    "dtype": "bfloat16"}  # Wan runs UMT5-XXL in bf16 (11 GB; 23 GB in float32)
     extra = {"source": {"format": "diffusers", "path": str(src.resolve()), "transformer": dconf.get("_class_name"),
                         "diffusers_version": dconf.get("_diffusers_version")}, "license": "Apache-2.0"}
     return save_checkpoint(out, model.to(dtype), vae, text_encoder, WAN_NATIVE,

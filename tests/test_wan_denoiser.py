@@ -14,6 +14,15 @@ from lingen_model.wan_denoiser import WanDenoiser, WanDenoiserConfig  # noqa: E4
 MA = dict(d_state=8, headdim=4, chunk_size=16, review_size=1)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one thread is faster and immune to a loaded machine's contention."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def tiny_wan(seed: int, heads=2, head_dim=12, layers=2, ffn=40, text_dim=20, in_ch=4, out_ch=None):
     """A diffusers Wan transformer with every parameter random (norm weights and tables too)."""
     torch.manual_seed(seed)
