@@ -9,7 +9,6 @@ diffusers = pytest.importorskip("diffusers")
 
 from lingen_model.rope import apply_rope, rope_3d, rope_axis_dims  # noqa: E402
 from lingen_model.wan_convert import WanConvertError, convert_wan, key_map  # noqa: E402
-from lingen_model.wan_denoiser import WanDenoiser, WanDenoiserConfig  # noqa: E402
 
 MA = dict(d_state=8, headdim=4, chunk_size=16, review_size=1)
 
