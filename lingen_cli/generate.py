@@ -133,7 +133,7 @@ def _render_job(job: Job, pipe, defaults: dict, tier, directory: Path, file: Opt
     seed = (base_seed + job.index) % 2**31 if seed_opt == -1 else resolve_seed(seed_opt)
     pick = lambda key, default: getattr(job, key) if getattr(job, key) is not None else default  # noqa: E731
     req = pipe.resolve(GenerationRequest(
-        prompt=prompt, negative_prompt=job.negative_prompt or "", length=pick("length", defaults["length"]),
+        prompt=prompt, negative_prompt=job.negative_prompt or None, length=pick("length", defaults["length"]),
         resolution=pick("res", defaults["res"]), fps=pick("fps", defaults["fps"]), steps=pick("steps", defaults["steps"]),
         cfg_scale=pick("cfg", defaults["cfg"]), seed=seed, method=defaults["sampler"]))
     if req.seconds > tier.max_length_s + 1e-9:
@@ -186,7 +186,7 @@ def generate(
     preset: str = typer.Option("auto", "--preset", help="Hardware tier (cpu, 8gb, 24gb, 80gb) or auto."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .mp4 file, or a directory (default: current directory)."),
     prompts: Optional[Path] = typer.Option(None, "--prompts", help="File with one prompt per line, or JSONL with per-line overrides."),
-    sampler: str = typer.Option("euler", "--sampler", help="ODE solver: euler or heun."),
+    sampler: str = typer.Option("euler", "--sampler", help="ODE solver: euler, heun or unipc (needs the wan extra)."),
     device: Optional[str] = typer.Option(None, "--device", help="Override the preset's device (cpu, cuda, cuda:1)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="Override the preset's dtype (float32, bfloat16, float16)."),
     no_download: bool = typer.Option(False, "--no-download", help="Never download; fail if the model is not cached."),
@@ -265,8 +265,10 @@ def _prepare(prompt, length, res, fps, seed, preset, out, prompts, sampler, devi
         raise CLIError(f"fps must be in (0, 240], got {fps:g}")
     if seed < -1:
         raise CLIError(f"seed must be -1 (random) or >= 0, got {seed}")
-    if sampler not in ("euler", "heun"):
-        raise CLIError(f"unknown sampler {sampler!r}; use euler or heun")
+    from lingen_model.generation.flow import METHODS
+
+    if sampler not in METHODS:
+        raise CLIError(f"unknown sampler {sampler!r}; use {', '.join(METHODS)}")
     if dtype is not None and dtype not in DTYPES:
         raise CLIError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
     tier = pick_tier(preset)

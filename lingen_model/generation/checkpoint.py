@@ -99,13 +99,23 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
     path = Path(path)
     cfg = read_config(path)
     try:
-        denoiser = Denoiser(DenoiserConfig.from_dict(cfg["denoiser"], "denoiser"))
-        vae = CausalVideoVAE(VAEConfig.from_dict(cfg["vae"], "vae"))
-    except (TypeError, ValueError) as e:
+        if isinstance(cfg["denoiser"], dict) and cfg["denoiser"].get("arch") == "wan":  # Wan-converted (lingen convert)
+            from lingen_model.wan.denoiser import WanDenoiser, WanDenoiserConfig
+
+            denoiser = WanDenoiser(WanDenoiserConfig.from_dict(cfg["denoiser"]))
+        else:
+            denoiser = Denoiser(DenoiserConfig.from_dict(cfg["denoiser"], "denoiser"))
+        if isinstance(cfg["vae"], dict) and cfg["vae"].get("arch") == "wan":
+            from lingen_model.wan.vae import WanVAE, WanVAEConfig
+
+            vae = WanVAE(WanVAEConfig.from_dict(cfg["vae"]))
+        else:
+            vae = CausalVideoVAE(VAEConfig.from_dict(cfg["vae"], "vae"))
+    except (TypeError, ValueError, ImportError) as e:
         raise CheckpointError(f"{path / 'config.json'}: {e}") from None
-    if denoiser.config.in_channels != vae.config.latent_channels:
+    if denoiser.config.in_channels != vae.latent_channels:
         raise CheckpointError(
-            f"{path / 'config.json'}: denoiser in_channels {denoiser.config.in_channels} != VAE latent_channels {vae.config.latent_channels}")
+            f"{path / 'config.json'}: denoiser in_channels {denoiser.config.in_channels} != VAE latent_channels {vae.latent_channels}")
     _load_weights(denoiser, path / WEIGHT_FILES["denoiser"], "denoiser")
     _load_weights(vae, path / WEIGHT_FILES["vae"], "VAE")
     denoiser.to(device=device, dtype=dtype).eval()
@@ -114,7 +124,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
 
 
 def save_checkpoint(path: str | Path, denoiser, vae, text_encoder: dict, native: dict,
-                    sampling: dict | None = None, name: str | None = None, extra: dict | None = None) -> Path:
+                    sampling: dict | None = None, name: str | None = None, extra: dict | None = None,
+                    files: dict[str, str] | None = None) -> Path:
     """Write a checkpoint directory atomically (temp dir + rename; an old one is replaced).
 
     Args:
@@ -122,6 +133,7 @@ def save_checkpoint(path: str | Path, denoiser, vae, text_encoder: dict, native:
         text_encoder: the text-encoder spec (see ``text_encoder.build_text_encoder``).
         native: ``{"fps", "height", "width"}`` the model was trained at (frames/s, pixels).
         sampling: default sampler settings (``steps``, ``cfg_scale``, ...).
+        files: extra text files to write beside the weights, ``{name: text}`` (e.g. LICENSE, NOTICE).
     Returns the final path.
     """
     from safetensors.torch import save_file
@@ -140,6 +152,8 @@ def save_checkpoint(path: str | Path, denoiser, vae, text_encoder: dict, native:
         save_file({k: v.detach().contiguous().cpu() for k, v in denoiser.state_dict().items()}, str(tmp / WEIGHT_FILES["denoiser"]))
         save_file({k: v.detach().contiguous().cpu() for k, v in vae.state_dict().items()}, str(tmp / WEIGHT_FILES["vae"]))
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        for fname, text in (files or {}).items():
+            (tmp / Path(fname).name).write_text(text)
         umask = os.umask(0)
         os.umask(umask)
         for f in tmp.iterdir():  # mkdtemp/safetensors give 0700/0600: use the usual permissions

@@ -40,7 +40,7 @@ __all__ = [
 VelocityFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 """``velocity_fn(z B×…, t B, context B×L×D, mask B×L bool) -> v`` (same shape as ``z``)."""
 
-METHODS = ("euler", "heun")
+METHODS = ("euler", "heun", "unipc")
 
 
 # --------------------------------------------------------------------------- schedule
@@ -222,7 +222,8 @@ def sample(
         context, context_mask: conditional tokens B×L×D and mask B×L (None = all real).
         uncond_context, uncond_mask: unconditional tokens (the encoded ``""``), batch B or
             1 (broadcast), any length; required when ``cfg_scale != 1``.
-        method: ``"euler"`` or ``"heun"``.
+        method: ``"euler"``, ``"heun"`` or ``"unipc"`` (UniPC-2 through diffusers, Wan's
+            sampler; see :mod:`lingen_model.generation.unipc`).
         progress: called as ``progress(step, steps)`` after each step (step = 1..steps).
 
     Returns:
@@ -282,6 +283,10 @@ def sample(
             raise ValueError(f"velocity_fn must return a tensor of shape {tuple(z.shape)}")
         return v
 
+    if method == "unipc":  # multistep solver of diffusers (Wan's sampler); needs the wan extra
+        from lingen_model.generation.unipc import unipc_loop
+
+        return unipc_loop(velocity, noise, steps, shift, progress)
     times = sampling_timesteps(steps, shift).tolist()
     z = noise
     with torch.no_grad():

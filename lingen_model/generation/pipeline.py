@@ -27,7 +27,7 @@ import torch
 
 from lingen_model.errors import InputError
 from lingen_model.generation.checkpoint import CheckpointError, load_checkpoint
-from lingen_model.generation.flow import sample, shift_for_tokens
+from lingen_model.generation.flow import METHODS, sample, shift_for_tokens
 from lingen_model.geometry import (
     DEFAULT_LENGTH_S,
     frames_for_length,
@@ -45,7 +45,6 @@ Progress = Callable[[str, int, int], Any]
 
 #: Sampler defaults when a checkpoint's config.json has no ``sampling`` entry.
 DEFAULT_STEPS, DEFAULT_CFG_SCALE = 20, 5.0
-METHODS = ("euler", "heun")
 #: Highest frame rate accepted (frames/s).
 MAX_FPS = 240.0
 
@@ -54,7 +53,8 @@ MAX_FPS = 240.0
 class GenerationRequest:
     """What to generate. ``None`` fields take the checkpoint's defaults when resolved.
 
-    Fields: ``prompt``; ``negative_prompt`` (the CFG unconditional text, "" by default);
+    Fields: ``prompt``; ``negative_prompt`` (the CFG unconditional text; None = the checkpoint's
+    ``sampling.negative_prompt``, else "");
     ``num_frames`` (1 + 4k) or ``length`` (``"4s"``, ``"97f"``, ``"1m"``; at ``fps``; default 4 s);
     ``height``/``width`` in pixels or ``resolution`` (``"512"``, ``"512x288"``, ``"768p"``; default
     native); ``fps`` (frames/s; default native); ``steps``; ``cfg_scale``; ``seed`` (≥ 0);
@@ -62,7 +62,7 @@ class GenerationRequest:
     """
 
     prompt: str
-    negative_prompt: str = ""
+    negative_prompt: str | None = None
     num_frames: int | None = None
     length: str | None = None
     height: int | None = None
@@ -285,9 +285,10 @@ class LinGenPipeline:
         """
         if not isinstance(request.prompt, str) or not request.prompt.strip():
             raise InputError("prompt must be a non-empty string")
-        if not isinstance(request.negative_prompt, str):
-            raise TypeError(f"negative_prompt must be a string, got {type(request.negative_prompt).__name__}")
         native, sampling = self.native, self.config.get("sampling", {})
+        negative_prompt = request.negative_prompt if request.negative_prompt is not None else sampling.get("negative_prompt", "")
+        if not isinstance(negative_prompt, str):
+            raise TypeError(f"negative_prompt must be a string, got {type(negative_prompt).__name__}")
         fps = _float_field("fps", request.fps if request.fps is not None else native["fps"], 0.0, MAX_FPS, lo_open=True)
         notes: list[str] = []
         if request.num_frames is not None and request.length is not None:
@@ -315,7 +316,7 @@ class LinGenPipeline:
         shift = None if request.shift is None else _float_field("shift", request.shift, 0.0, 1000.0, lo_open=True)
         if request.method not in METHODS:
             raise InputError(f"unknown method {request.method!r}; use {' or '.join(METHODS)}")
-        return ResolvedRequest(prompt=request.prompt, negative_prompt=request.negative_prompt, num_frames=num_frames,
+        return ResolvedRequest(prompt=request.prompt, negative_prompt=negative_prompt, num_frames=num_frames,
                                height=height, width=width, fps=fps, steps=steps, cfg_scale=cfg_scale, seed=seed,
                                shift=shift, method=request.method, notes=tuple(notes))
 
@@ -352,7 +353,7 @@ class LinGenPipeline:
     def __call__(self, prompt: str, num_frames: int | None = None, height: int | None = None,
                  width: int | None = None, fps: float | None = None, steps: int | None = None,
                  cfg_scale: float | None = None, seed: int = 0, shift: float | None = None,
-                 method: str = "euler", negative_prompt: str = "", progress: Progress | None = None) -> np.ndarray:
+                 method: str = "euler", negative_prompt: str | None = None, progress: Progress | None = None) -> np.ndarray:
         """Generate one clip and return only its frames, uint8 ``T×H×W×3`` (T = num_frames, pixels H×W).
 
         Shorthand for ``generate(GenerationRequest(...)).frames``; defaults come from the

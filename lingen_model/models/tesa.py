@@ -51,7 +51,12 @@ class TESA(SelfAttention):
         super().__init__(dim, num_heads, qk_norm)
         self.window = tuple(window)
 
-    def forward(self, x: torch.Tensor, grid: tuple[int, int, int], shifted: bool = False) -> torch.Tensor:  # type: ignore[override]
+    def project(self, x: torch.Tensor, rope=None) -> torch.Tensor:
+        """Per-token q|k|v B×N×3D, computed before padding and windowing (subclasses add
+        per-token steps here, e.g. Wan's QK-norm and RoPE; ``rope`` is passed through)."""
+        return self.qkv(x)
+
+    def forward(self, x: torch.Tensor, grid: tuple[int, int, int], shifted: bool = False, rope=None) -> torch.Tensor:  # type: ignore[override]
         b, n, d = x.shape
         t, h, w = grid
         if n != t * h * w:
@@ -60,7 +65,7 @@ class TESA(SelfAttention):
         (wt, _, ft, bt), (wh, _, fh, bh), (ww, _, fw, bw) = geo
         pads = (0, 0, fw, bw, fh, bh, ft, bt)
         # project before padding (padding tokens need no projection), then pad q, k, v together
-        qkv = F.pad(self.qkv(x).view(b, t, h, w, 3 * d), pads)
+        qkv = F.pad(self.project(x, rope).view(b, t, h, w, 3 * d), pads)
         valid = F.pad(x.new_ones(1, t, h, w, 1, dtype=torch.bool), pads)
         T, H, W = t + ft + bt, h + fh + bh, w + fw + bw
         nt, nh, nw = T // wt, H // wh, W // ww

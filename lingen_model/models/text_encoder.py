@@ -54,6 +54,8 @@ __all__ = [
     "TextEncoder",
     "MiniLMEncoder",
     "T5Encoder",
+    "UMT5Encoder",
+    "WAN_NEGATIVE_PROMPT",
     "build_text_encoder",
     "clear_text_encoder_cache",
     "minilm_model_dir",
@@ -225,6 +227,7 @@ class TextEncoder(abc.ABC):
     max_length: int
     model: torch.nn.Module
     tokenizer: Any
+    padding: str = "longest"  # tokenizer padding: "longest" (L = longest prompt) or "max_length" (L = max_length)
 
     def _setup(
         self,
@@ -306,7 +309,7 @@ class TextEncoder(abc.ABC):
         prompts = _check_prompts(prompts)
         batch = self.tokenizer(
             prompts,
-            padding="longest",
+            padding=self.padding,
             truncation=True,
             max_length=self.max_length,
             return_tensors="pt",
@@ -447,16 +450,17 @@ class T5Encoder(TextEncoder):
         dtype: torch.dtype | None = None,
     ) -> None:
         self.path: Path | None = None
+        self.tokenizer_path = Path(tokenizer) if isinstance(tokenizer, (str, Path)) else None
         if isinstance(model_or_path, (str, Path)):
-            from transformers import T5EncoderModel
-
             directory = Path(model_or_path)
             if not directory.is_dir():
                 raise FileNotFoundError(f"expected a T5 checkpoint directory at {directory}")
             _require_safetensors(directory)
-            model = _load_pretrained(T5EncoderModel, directory)
+            model = _load_pretrained(_t5_encoder_class(directory), directory)
             if tokenizer is None:
                 tokenizer = _load_tokenizer(directory)
+            elif isinstance(tokenizer, (str, Path)):
+                tokenizer = _load_tokenizer(Path(tokenizer))
             self.path = directory
         elif isinstance(model_or_path, torch.nn.Module):
             model = model_or_path
@@ -479,10 +483,76 @@ class T5Encoder(TextEncoder):
         return out
 
 
+def _t5_encoder_class(directory: Path) -> Any:
+    """The ``transformers`` encoder class for the ``model_type`` of ``directory/config.json``.
+
+    UMT5 (Chung et al. 2023; Wan's text encoder) has per-layer relative-position biases
+    that T5 shares from layer 0, so loading a UMT5 checkpoint into ``T5EncoderModel``
+    reports no missing weight yet computes something else.
+
+    Raises:
+        ValueError: no readable config.json, or a model_type other than t5/umt5/mt5.
+    """
+    try:
+        model_type = json.loads((directory / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{directory / 'config.json'} is missing or unreadable ({e.__class__.__name__})") from None
+    import transformers
+
+    classes = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel"}
+    if model_type not in classes:
+        raise ValueError(f"{directory}: model_type {model_type!r} is not a T5 family encoder ({', '.join(classes)})")
+    return getattr(transformers, classes[model_type])
+
+
+WAN_NEGATIVE_PROMPT = (
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，"
+    "丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，"
+    "静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走")
+"""Wan 2.1's default negative prompt (``sample_neg_prompt`` of its shared config), used as the
+unconditional input of CFG by Wan-converted checkpoints."""
+
+
+class UMT5Encoder(T5Encoder):
+    """Wan 2.1's text encoder: a UMT5 encoder with 512 slots, zero padded (Wan Team, arXiv 2503.20314).
+
+    Like :class:`T5Encoder` (the class follows ``model_type``), but every batch is padded to
+    ``max_length`` (default 512) slots — the cross-attention of a Wan denoiser reads all of
+    them without a mask, so their number changes the output — and pad slots are zero
+    (as Wan's pipeline does). ``path``: the encoder directory; ``tokenizer``: a tokenizer
+    directory (diffusers layouts keep it in a sibling ``tokenizer/``) or object.
+
+    Raises: as :class:`T5Encoder`.
+    """
+
+    padding = "max_length"
+
+    def __init__(self, model_or_path, tokenizer: Any = None, *, max_length: int = 512,
+                 device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> None:
+        super().__init__(model_or_path, tokenizer, max_length=max_length, device=device, dtype=dtype)
+
+    def encode(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
+        """As :meth:`TextEncoder.encode`, after Wan's whitespace clean-up; L = ``max_length``."""
+        import html
+        import re
+
+        prompts = [re.sub(r"\s+", " ", html.unescape(html.unescape(p))).strip() if isinstance(p, str) else p
+                   for p in _check_prompts(prompts)]
+        return super().encode(prompts)
+
+    def spec(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"backend": "umt5", "max_length": self.max_length}
+        if self.path is not None:
+            out["path"] = str(self.path)
+        if self.tokenizer_path is not None:
+            out["tokenizer_path"] = str(self.tokenizer_path)
+        return out
+
+
 # --------------------------------------------------------------------------- factory
 
-_BACKENDS = ("minilm", "t5")
-_SPEC_KEYS = {"backend", "path", "max_length", "dtype", "dim"}
+_BACKENDS = ("minilm", "t5", "umt5")
+_SPEC_KEYS = {"backend", "path", "tokenizer_path", "max_length", "dtype", "dim"}
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _CACHE: dict[tuple[str, str], TextEncoder] = {}
 _CACHE_LOCK = threading.Lock()
@@ -538,8 +608,11 @@ def build_text_encoder(
             encoder: TextEncoder = MiniLMEncoder(spec.get("path"), **kwargs)
         else:
             if not spec.get("path"):
-                raise ValueError('t5 text encoder spec needs "path" (a local checkpoint directory)')
-            encoder = T5Encoder(spec["path"], **kwargs)
+                raise ValueError(f'{backend} text encoder spec needs "path" (a local checkpoint directory)')
+            if backend == "umt5":
+                kwargs["max_length"] = spec.get("max_length", 512)
+            cls = UMT5Encoder if backend == "umt5" else T5Encoder
+            encoder = cls(spec["path"], spec.get("tokenizer_path"), **kwargs)
         if "dim" in spec and int(spec["dim"]) != encoder.dim:
             raise ValueError(
                 f"text encoder width mismatch: checkpoint expects dim={spec['dim']}, "
