@@ -78,7 +78,7 @@ def test_scan_triton_vs_torch_fwd_bwd(dtype, strict_fp32):
     gy = torch.randn(b, l, h, p, generator=gen).to(dt_)
 
     def run(backend, device, cast):
-        t = {k: cast(v).to(device).requires_grad_() for k, v in leaves.items()}
+        t = {k: cast(v).to(device).detach().clone().requires_grad_() for k, v in leaves.items()}
         dt = F.softplus(t["dt_raw"] + t["dt_bias"])
         A = -torch.exp(t["A_log"])
         if backend == "reference":
