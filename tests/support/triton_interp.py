@@ -88,12 +88,15 @@ def ensure_interp_packages(timeout_s: float = 600.0) -> tuple[str | None, str]:
     try:
         pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(tmp)]
         plain = [r for r in reqs if not r.startswith("mamba-ssm")]
+        if "mamba_ssm" in missing:  # its setup.py imports torch, so it builds without isolation, with:
+            plain += [m for m in ("setuptools", "wheel", "packaging") if importlib.util.find_spec(m) is None]
         steps = []
         if plain:
             steps.append((pip + plain, os.environ.copy()))
         if "mamba_ssm" in missing:
             env = dict(os.environ, MAMBA_FORCE_BUILD="TRUE", MAMBA_SKIP_CUDA_BUILD="TRUE",
-                       CAUSAL_CONV1D_SKIP_CUDA_BUILD="TRUE")
+                       CAUSAL_CONV1D_SKIP_CUDA_BUILD="TRUE",
+                       PYTHONPATH=os.pathsep.join(p for p in (str(tmp), os.environ.get("PYTHONPATH", "")) if p))
             steps.append((pip + ["--no-deps", "--no-build-isolation", PINNED["mamba_ssm"]], env))
         for cmd, env in steps:
             try:
