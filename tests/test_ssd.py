@@ -68,6 +68,7 @@ def test_backend_selection(monkeypatch):
             select_backend("cpu")
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not ssd.triton_available(), reason="needs CUDA and mamba-ssm")
 def test_triton_matches_reference():
     x, dt, A, B, C, D = (t.float().cuda() for t in random_scan_inputs(2, 300, 4, 64, 1, 64, 9))

@@ -18,6 +18,12 @@ Backends, same signature as mamba_ssm's ``mamba_chunk_scan_combined``:
 :func:`ssd_reference` is the step-by-step recurrence, the ground truth in tests.
 The backend is chosen by :func:`select_backend`; ``LINGEN_SCAN_BACKEND`` =
 ``auto`` (default) | ``torch`` | ``triton`` forces one.
+
+Under Triton's interpreter (``TRITON_INTERPRET=1``, Triton's debugging mode that runs
+kernels on CPU tensors) the ``triton`` backend also accepts CPU tensors when asked for
+explicitly (``backend="triton"`` or ``LINGEN_SCAN_BACKEND=triton``); ``auto`` still never
+picks it off CUDA. This exists for the CPU parity test of the Triton path
+(tests/test_triton_interpreter.py), which also supplies the shims mamba-ssm needs there.
 """
 from __future__ import annotations
 
@@ -157,6 +163,11 @@ def _triton_kernel():
     return mamba_chunk_scan_combined
 
 
+def triton_interpreter() -> bool:
+    """True when Triton's interpreter is on (``TRITON_INTERPRET=1``): Triton kernels then run on CPU tensors."""
+    return os.environ.get("TRITON_INTERPRET", "").strip() == "1"
+
+
 def triton_available() -> bool:
     """True when mamba_ssm's Triton SSD kernel imports and a CUDA device is present."""
     return torch.cuda.is_available() and _triton_kernel() is not None
@@ -178,6 +189,8 @@ def select_backend(device: torch.device | str | None = None) -> str:
         return "torch"
     usable = dev.type == "cuda" and triton_available()
     if forced == "triton":
+        if triton_interpreter() and _triton_kernel() is not None:
+            return "triton"  # interpreted kernels run on any device (tests only)
         if not usable:
             raise RuntimeError("LINGEN_SCAN_BACKEND=triton needs a CUDA device and mamba-ssm (pip install 'lingen[cuda]')")
         return "triton"
@@ -194,7 +207,7 @@ def ssd_scan(x, dt, A, B, C, chunk_size=64, D=None, backend: str | None = None):
     backend = backend or select_backend(x.device)
     if backend == "triton":
         kernel = _triton_kernel()
-        if kernel is None or not x.is_cuda:
+        if kernel is None or not (x.is_cuda or triton_interpreter()):
             raise RuntimeError("triton scan backend needs CUDA tensors and mamba-ssm")
         return kernel(x, dt, A, B, C, chunk_size, D=D)
     if backend != "torch":
