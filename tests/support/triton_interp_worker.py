@@ -36,7 +36,7 @@ def _counted(*args, **kwargs):
 
 ssd_combined.mamba_chunk_scan_combined = _counted  # lingen_model.models.ssd imports it lazily, after this
 
-from lingen_model import ssd  # noqa: E402
+from lingen_model.models import ssd  # noqa: E402
 from lingen_model.models.denoiser import build_denoiser  # noqa: E402
 from lingen_model.models.mamba2 import BiMamba2  # noqa: E402
 
