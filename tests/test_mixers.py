@@ -1,5 +1,7 @@
 """MATE pieces against plain references: bidirectional Mamba2, RMS orders, review tokens, TESA."""
 import itertools
+import os
+import zlib
 
 import pytest
 import torch
@@ -14,7 +16,9 @@ from lingen_model.tesa import TESA, window_ids
 
 
 def fresh_seed():
-    return int(torch.randint(0, 2**31 - 1, ()).item())
+    """A seed fixed per test id (crc32 of pytest's node id, parameters included): each parametrised
+    case gets its own inputs, and a failure reruns with the very same ones."""
+    return zlib.crc32(os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0].encode())
 
 
 # ---------------------------------------------------------------- bidirectional Mamba2
