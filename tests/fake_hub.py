@@ -5,7 +5,8 @@ It answers the four requests that ``huggingface_hub`` 2.x makes for a model down
 
 - ``GET  /api/models/{repo}/revision/{rev}``            → ``{"id", "sha", "siblings"}``
   (``GET /api/models/{repo}`` — no revision given — answers for ``main``)
-- ``GET  /api/models/{repo}/tree/{rev}?recursive=true`` → ``[{"type", "path", "size", "oid"}, ...]``
+- ``GET  /api/models/{repo}/tree/{rev}?recursive=true`` → ``[{"type", "path", "size", "oid"}, ...]``;
+  LFS files (weights) also carry ``"lfs": {"oid": sha256, "size", "pointerSize"}``, as on the Hub
 - ``HEAD /{repo}/resolve/{rev}/{file}``                 → ``ETag``, ``X-Repo-Commit``, ``Content-Length``
 - ``GET  /{repo}/resolve/{rev}/{file}``                 → the bytes (``Range: bytes=N-`` → 206)
 
@@ -19,6 +20,8 @@ Faults for the tests, armed per (repo, file):
 - :meth:`FakeHub.cut_next_get` — the next GET sends the headers (full ``Content-Length``)
   and the first ``n`` bytes of the body, then closes the socket: a connection cut mid-file.
 - :meth:`FakeHub.fail_gets` — the next ``k`` GETs answer ``500``.
+- :meth:`FakeHub.add_repo` with ``lfs_sha256={path: hex}`` — the listing announces that LFS
+  sha256 instead of the content's (a corrupted upload or a tampered mirror).
 
 Every request is logged in :attr:`FakeHub.requests` for assertions.
 """
@@ -55,6 +58,14 @@ class FakeRepo:
     files: dict[str, bytes]
     sha: str
     refs: dict[str, str] = field(default_factory=dict)
+    lfs_sha256: dict[str, str] = field(default_factory=dict)  # announced LFS sha256 overrides
+
+    def lfs_info(self, path: str) -> dict | None:
+        """The tree listing's ``lfs`` object of an LFS file (None for a plain git file)."""
+        if not path.endswith(LFS_SUFFIXES):
+            return None
+        data = self.files[path]
+        return {"oid": self.lfs_sha256.get(path, sha256_hex(data)), "size": len(data), "pointerSize": 134}
 
     def etag(self, path: str) -> str:
         """The Hub's ETag: sha256 of the content for LFS files, the git blob id otherwise."""
@@ -88,10 +99,14 @@ class FakeHub:
         self._thread: threading.Thread | None = None
 
     # -- set-up -------------------------------------------------------------------------
-    def add_repo(self, repo_id: str, files: dict[str, bytes], refs: tuple[str, ...] = ("main",)) -> str:
-        """Publish ``files`` (path → bytes) as ``repo_id`` at a fresh random commit; return its 40-hex sha."""
+    def add_repo(self, repo_id: str, files: dict[str, bytes], refs: tuple[str, ...] = ("main",),
+                 lfs_sha256: dict[str, str] | None = None) -> str:
+        """Publish ``files`` (path → bytes) as ``repo_id`` at a fresh random commit; return its 40-hex sha.
+
+        ``lfs_sha256`` (path → 64 hex) replaces the LFS sha256 the tree listing announces for those files.
+        """
         sha = secrets.token_hex(20)
-        self.repos[repo_id] = FakeRepo(repo_id, dict(files), sha, {r: sha for r in refs})
+        self.repos[repo_id] = FakeRepo(repo_id, dict(files), sha, {r: sha for r in refs}, dict(lfs_sha256 or {}))
         return sha
 
     def cut_next_get(self, repo_id: str, path: str, after_bytes: int) -> None:
@@ -215,10 +230,14 @@ class _Handler(BaseHTTPRequestHandler):
             if m["op"] in ("revision", None):
                 self._json({"id": repo.repo_id, "sha": repo.sha, "siblings": [{"rfilename": p} for p in repo.files]})
             else:
-                self._json([
-                    {"type": "file", "path": p, "size": len(data), "oid": git_blob_oid(data)}
-                    for p, data in repo.files.items()
-                ])
+                listing = []
+                for p, data in repo.files.items():
+                    item = {"type": "file", "path": p, "size": len(data), "oid": git_blob_oid(data)}
+                    lfs = repo.lfs_info(p)
+                    if lfs is not None:
+                        item["lfs"] = lfs
+                    listing.append(item)
+                self._json(listing)
             return
         m = _RESOLVE.match(path)
         if m:

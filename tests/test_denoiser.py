@@ -1,6 +1,4 @@
-"""The denoiser end to end: shapes, receptive field, twins, gradients, overfitting, bad input."""
-import time
-
+"""The denoiser end to end (receptive field: test_mate_wiring.py): shapes, twins, gradients, overfitting, bad input."""
 import pytest
 import torch
 
@@ -43,21 +41,6 @@ def test_zero_init_output_and_config_fields():
     x, t, ctx, mask = inputs()
     assert torch.count_nonzero(m(x, t, ctx, mask)) == 0  # final layer is zero-initialised
     assert (m.config.in_channels, m.config.text_dim, m.config.patch_size) == (4, 24, 2)
-
-
-def test_mate_receptive_field_is_global_and_bidirectional():
-    torch.manual_seed(0)
-    m = randomize(build_denoiser("tiny", **SMALL)).eval()
-    x, t, ctx, mask = inputs(b=1, t=9, h=8, w=8)
-    base = m(x, t, ctx, mask)
-    x_last = x.clone()
-    x_last[:, :, -1] += torch.randn_like(x_last[:, :, -1])
-    x_first = x.clone()
-    x_first[:, :, 0] += torch.randn_like(x_first[:, :, 0])
-    assert (m(x_last, t, ctx, mask)[:, :, 0] - base[:, :, 0]).abs().max() > 1e-6  # last frame → first
-    assert (m(x_first, t, ctx, mask)[:, :, -1] - base[:, :, -1]).abs().max() > 1e-6  # first frame → last
-    # text conditioning reaches the output
-    assert (m(x, t, ctx + 1.0, mask) - base).abs().max() > 1e-6
 
 
 def test_t_offset_shifts_the_temporal_positions():
@@ -125,7 +108,6 @@ def test_tiny_model_overfits_one_clip(mixer):
     t = torch.tensor([0.6])
     zt, target = (1 - t) * x0 + t * noise, noise - x0
     opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
-    start = time.time()
     first = None
     for _ in range(300):
         loss = (m(zt, t, ctx, mask) - target).pow(2).mean()
@@ -136,7 +118,6 @@ def test_tiny_model_overfits_one_clip(mixer):
         if loss.item() < first / 20:
             break
     assert loss.item() < first / 10, (first, loss.item())
-    assert time.time() - start < 60
 
 
 def test_bad_inputs_raise_value_error():

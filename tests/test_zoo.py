@@ -381,6 +381,28 @@ def test_sha256_mismatch_deletes_the_file_and_fails(hub, env, monkeypatch):
         zoo.resolve_model("bad-hash")
 
 
+def test_unpinned_repo_is_verified_against_the_hub_lfs_sha256(hub, env):
+    """A bare repo id has no registry pins: its weights are checked against the sha256 that the Hub's
+    listing gives for LFS files, so a file whose bytes do not match it is deleted and the download fails."""
+    files = checkpoint_files(seed=17)
+    good, good_commit = publish(hub, files)
+    res = lingen("download", good)
+    assert res.exit_code == 0, res.stderr
+    for name in ("denoiser.safetensors", "vae.safetensors"):
+        assert f"{name}  sha256 ok (Hub LFS)" in res.stdout
+    assert "config.json  size ok" in res.stdout  # not an LFS file: no sha256 from the Hub
+
+    bad = f"org{uuid.uuid4().hex[:6]}/model-{uuid.uuid4().hex[:8]}"
+    commit = hub.add_repo(bad, files, lfs_sha256={"denoiser.safetensors": sha256_hex(b"something else")})
+    res = lingen("download", bad)
+    assert res.exit_code == 1
+    assert "sha256 mismatch for denoiser.safetensors" in res.stderr and "from hub-lfs" in res.stderr
+    snap = snapshot(env, bad, commit)
+    assert not (snap / "denoiser.safetensors").exists() and (snap / "vae.safetensors").is_file()
+    with pytest.raises(LinGenError):
+        zoo.resolve_model(bad, allow_download=False)
+
+
 def test_unknown_repo_and_revision_are_clear_errors(hub, env):
     res = lingen("download", "nobody/nothing-here")
     assert res.exit_code == 2

@@ -75,14 +75,22 @@ def _load_weights(module: torch.nn.Module, file: Path, what: str) -> None:
         state = load_file(str(file))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{file} is truncated or corrupt ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-    result = module.load_state_dict(state, strict=False)
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    reshaped = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
     problems = []
-    if result.missing_keys:
-        problems.append(f"missing {len(result.missing_keys)} tensor(s) e.g. {result.missing_keys[0]}")
-    if result.unexpected_keys:
-        problems.append(f"unexpected {len(result.unexpected_keys)} tensor(s) e.g. {result.unexpected_keys[0]}")
+    if missing:
+        problems.append(f"missing {len(missing)} tensor(s) e.g. {missing[0]}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} tensor(s) e.g. {unexpected[0]}")
+    if reshaped:  # load_state_dict would raise a RuntimeError for these, whatever ``strict`` says
+        k = reshaped[0]
+        problems.append(f"{len(reshaped)} tensor(s) of another shape e.g. {k} {tuple(state[k].shape)} in the file, "
+                        f"{tuple(expected[k].shape)} for the config")
     if problems:
         raise CheckpointError(f"{file} does not match its config: {'; '.join(problems)}")
+    module.load_state_dict(state)
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):

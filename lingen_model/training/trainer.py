@@ -322,13 +322,15 @@ class Trainer:
     def train(self) -> dict:
         """Run until ``steps``; saves every ``save_every_steps`` / ``save_every_minutes`` and at the end."""
         cfg = self.cfg
-        data = batches(cfg["data"], cfg["batch_size"], seed=cfg["seed"] * 1000 + self.rank * 7919 + self.step)
-        gen = torch.Generator().manual_seed(cfg["seed"] * 1000 + self.rank + 17 * self.step)
+        data_seed = cfg["seed"] * 1000 + self.rank * 7919
         last_save, t_log, n_log, clips = time.time(), time.time(), 0, 0
         self.model.train()
         while self.step < cfg["steps"]:
             t0 = time.time()
-            video, captions = next(data)
+            # each step's batch and random draws depend on (seed, rank, step) only, so a resumed run
+            # takes the very steps the uninterrupted run would have taken
+            video, captions = next(batches(cfg["data"], cfg["batch_size"], seed=data_seed + self.step))
+            gen = torch.Generator().manual_seed(cfg["seed"] * 1000 + self.rank + 17 * self.step)
             video = video.to(self.device)
             lr = _lr_at(self.step, cfg)
             if self._rewarm_from is not None:

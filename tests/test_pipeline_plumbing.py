@@ -1,0 +1,148 @@
+"""What reaches the sampler: LinGenPipeline's defaults (from the checkpoint's config.json) and every
+option of ``lingen generate`` and of a JSONL batch line, seen by a spy on the sampler the pipeline
+calls (``lingen_model.generation.flow.sample``, imported into ``lingen_model.generation.pipeline``). The spy calls the real
+sampler, so the videos are the real ones."""
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from ckpt_utils import make_tiny_checkpoint
+from lingen_cli.app import app
+from lingen_model.generation import pipeline as pipeline_mod
+from lingen_model.generation.pipeline import LinGenPipeline
+
+runner = CliRunner()
+
+# make_tiny_checkpoint: native 8 fps, 64×64 pixels, sampling {"steps": 2, "cfg_scale": 3.0};
+# VAE ×8 spatial, ×4 temporal, 4 latent channels; denoiser patch 2.
+NATIVE_FPS, NATIVE_SIZE, CKPT_STEPS, CKPT_CFG = 8, 64, 2, 3.0
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Records every call of the sampler and of the text encoder's ``encode`` (prompt lists)."""
+    calls = {"sample": [], "encode": []}
+    real_sample = pipeline_mod.sample
+
+    def sample_spy(velocity_fn, noise, steps, **kw):
+        calls["sample"].append({"noise_shape": tuple(noise.shape), "steps": steps, **kw})
+        return real_sample(velocity_fn, noise, steps, **kw)
+
+    real_encode = LinGenPipeline.encode_prompt
+
+    def encode_spy(self, prompts):
+        calls["encode"].append(list(prompts))
+        return real_encode(self, prompts)
+
+    monkeypatch.setattr(pipeline_mod, "sample", sample_spy)
+    monkeypatch.setattr(LinGenPipeline, "encode_prompt", encode_spy)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def pipe(ckpt):
+    return LinGenPipeline.from_pretrained(ckpt, device="cpu")
+
+
+def test_pipeline_defaults_are_the_checkpoints(pipe, spy):
+    frames = pipe("a red circle", seed=0)
+    # 4 s at the native 8 fps: 1 + 4·8 = 33 frames (1 + 4k, k = 8), native 64×64
+    assert frames.shape == (33, NATIVE_SIZE, NATIVE_SIZE, 3)
+    (call,) = spy["sample"]
+    assert call["noise_shape"] == (1, 4, 9, 8, 8)  # 1 + 32/4 latent frames of 64/8 pixels
+    assert call["steps"] == CKPT_STEPS and call["cfg_scale"] == CKPT_CFG and call["method"] == "euler"
+    # no shift in the checkpoint: from the token count, 9·4·4 = 144 < 256 tokens → the base shift 1.0
+    assert call["shift"] == 1.0
+    assert spy["encode"] == [["a red circle", ""]]  # the default negative prompt is ""
+    assert call["uncond_context"] is not None and call["uncond_context"].shape[0] == 1
+
+
+@pytest.mark.parametrize("fps,frames", [(6, 25), (5, 21), (2, 9), (0.5, 1)])
+def test_default_length_is_four_seconds_at_the_given_fps(pipe, spy, fps, frames):
+    out = pipe("a blue square", fps=fps, steps=1, cfg_scale=1.0, height=16, width=16, seed=0)
+    assert out.shape[0] == frames
+    assert spy["sample"][0]["noise_shape"][2] == 1 + (frames - 1) // 4
+
+
+def test_explicit_settings_reach_the_sampler(pipe, spy):
+    pipe("a green triangle", num_frames=5, height=32, width=48, steps=3, cfg_scale=7.5, shift=1.7, method="heun",
+         negative_prompt="blurry", seed=1)
+    (call,) = spy["sample"]
+    assert (call["steps"], call["cfg_scale"], call["shift"], call["method"]) == (3, 7.5, 1.7, "heun")
+    assert call["noise_shape"] == (1, 4, 2, 4, 6)
+    assert spy["encode"] == [["a green triangle", "blurry"]]
+
+
+def test_cfg_one_encodes_no_negative_prompt(pipe, spy):
+    pipe("a green triangle", num_frames=1, height=16, width=16, steps=1, cfg_scale=1.0, negative_prompt="x", seed=1)
+    (call,) = spy["sample"]
+    assert call["cfg_scale"] == 1.0 and call["uncond_context"] is None
+    assert spy["encode"] == [["a green triangle"]]
+
+
+def test_checkpoint_shift_is_used(ckpt, tmp_path, spy):
+    import shutil
+
+    other = tmp_path / "shifted"
+    shutil.copytree(ckpt, other)
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["sampling"] = {"steps": 1, "cfg_scale": 2.0, "shift": 2.5}
+    (other / "config.json").write_text(json.dumps(cfg))
+    p = LinGenPipeline.from_pretrained(other, device="cpu")
+    p("a red circle", num_frames=1, height=16, width=16, seed=0)
+    p("a red circle", num_frames=1, height=16, width=16, seed=0, shift=4.0)
+    assert [(c["steps"], c["cfg_scale"], c["shift"]) for c in spy["sample"]] == [(1, 2.0, 2.5), (1, 2.0, 4.0)]
+
+
+# ---------------------------------------------------------------- lingen generate → pipeline → sampler
+
+
+def _generate(*args):
+    r = runner.invoke(app, ["generate", *map(str, args)])
+    assert r.exit_code == 0, r.output
+    return [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+
+
+def test_cli_defaults_reach_the_sampler(ckpt, tmp_path, spy):
+    (rec,) = _generate("a red circle", "--model", ckpt, "--out", tmp_path, "--seed", 3, "--json")
+    (call,) = spy["sample"]
+    assert call["noise_shape"] == (1, 4, 9, 8, 8)  # --length 4s at 8 fps → 33 frames
+    assert (call["steps"], call["cfg_scale"], call["method"]) == (CKPT_STEPS, CKPT_CFG, "euler")
+    assert spy["encode"] == [["a red circle", ""]]
+    assert (rec["num_frames"], rec["steps"], rec["cfg_scale"], rec["sampler"]) == (33, 2, 3.0, "euler")
+
+
+def test_cli_options_reach_the_sampler(ckpt, tmp_path, spy):
+    (rec,) = _generate("a red circle", "--model", ckpt, "--out", tmp_path, "--seed", 3, "--json", "--cfg", 6.5,
+                       "--steps", 3, "--sampler", "heun", "--length", "1s", "--fps", 4, "--res", "32x48")
+    (call,) = spy["sample"]
+    assert (call["steps"], call["cfg_scale"], call["method"]) == (3, 6.5, "heun")
+    assert call["noise_shape"] == (1, 4, 2, 6, 4)  # 1 s at 4 fps = 5 frames; 32 wide × 48 high
+    assert (rec["num_frames"], rec["width"], rec["height"], rec["steps"], rec["cfg_scale"], rec["sampler"]) == \
+        (5, 32, 48, 3, 6.5, "heun")
+    _generate("a red circle", "--model", ckpt, "--out", tmp_path, "--seed", 3, "--json", "--cfg", 1, "--length", "1f")
+    assert spy["sample"][1]["cfg_scale"] == 1.0 and spy["sample"][1]["uncond_context"] is None
+
+
+def test_jsonl_lines_override_the_command_line(ckpt, tmp_path, spy):
+    pf = tmp_path / "p.jsonl"
+    pf.write_text("\n".join([
+        json.dumps({"prompt": "a red square", "cfg": 1.5, "steps": 1, "negative_prompt": "ugly", "length": "5f",
+                    "seed": 4}),
+        json.dumps({"prompt": "a blue circle", "length": "9f", "fps": 4, "res": "16"}),
+        "a white triangle",
+    ]) + "\n")
+    recs = _generate("--prompts", pf, "--model", ckpt, "--out", tmp_path / "o", "--seed", 9, "--json",
+                     "--cfg", 4, "--steps", 3, "--sampler", "heun", "--length", "1f")
+    got = [(c["steps"], c["cfg_scale"], c["method"], c["noise_shape"]) for c in spy["sample"]]
+    assert got == [(1, 1.5, "heun", (1, 4, 2, 8, 8)),     # its own cfg, steps, length; CLI sampler
+                   (3, 4.0, "heun", (1, 4, 3, 2, 2)),     # CLI cfg/steps; its length 9f, res 16
+                   (3, 4.0, "heun", (1, 4, 1, 8, 8))]     # all from the command line (1 frame)
+    assert spy["encode"] == [["a red square", "ugly"], ["a blue circle", ""], ["a white triangle", ""]]
+    assert [r["seed"] for r in recs] == [4, 9, 9]  # a line's seed, else the command line's
