@@ -54,3 +54,25 @@ def test_download_convert_generate_mp4(hub, env, tmp_path):  # noqa: F811
     reader = imageio_ffmpeg.read_frames(str(mp4s[0]))
     meta = next(reader)
     assert tuple(meta["size"]) == (32, 24) and sum(1 for _ in reader) == 9
+
+
+def test_pipeline_integrates_wan_models_in_float32():
+    """A bf16 Wan-converted denoiser gets float32 latents and timesteps (Wan's pipeline does the same)."""
+    import torch
+
+    from lingen_model.generation.pipeline import LinGenPipeline
+    from lingen_model.wan.denoiser import WanDenoiser, WanDenoiserConfig
+
+    class FakeVAE:
+        latent_channels, temporal_factor, spatial_factor = 4, 4, 4
+
+    cfg = WanDenoiserConfig(in_channels=4, out_channels=4, width=24, depth=1, num_heads=2, ffn_dim=8, text_dim=8,
+                            text_len=4, mixer="attention")
+    pipe = LinGenPipeline(WanDenoiser(cfg).to(torch.bfloat16), FakeVAE(), None, {"native": {}}, dtype=torch.bfloat16)
+    seen = []
+    pipe.denoiser.register_forward_pre_hook(lambda m, args: seen.append((args[0].dtype, args[1].dtype)))
+    noise = pipe.prepare_latents(5, 16, 16, seed=0)
+    assert noise.dtype == torch.float32
+    ctx, mask = torch.randn(1, 4, 8), torch.ones(1, 4, dtype=torch.bool)
+    z = pipe.denoise(noise, ctx, mask, steps=2, shift=5.0)
+    assert z.dtype == torch.float32 and seen == [(torch.float32, torch.float32)] * 2

@@ -170,6 +170,9 @@ class LinGenPipeline:
                  offload_text_encoder: bool = False):
         self.denoiser, self.vae, self.text_encoder, self.config = denoiser, vae, text_encoder, config
         self.device, self.dtype = torch.device(device), dtype
+        # Wan-converted models integrate the flow ODE in float32 (as Wan's pipeline does), so the
+        # timestep the model sees is not rounded to the low-precision dtype either.
+        self.state_dtype = torch.float32 if getattr(denoiser.config, "arch", None) == "wan" else dtype
         self.vae_chunk_frames = vae_chunk_frames or 4
         self.offload_text_encoder = offload_text_encoder
 
@@ -242,10 +245,11 @@ class LinGenPipeline:
         return ctx.to(self.device), mask.to(self.device)
 
     def prepare_latents(self, num_frames: int, height: int, width: int, seed: int, batch: int = 1) -> torch.Tensor:
-        """Initial noise z₁ ~ N(0, I), B×C×T'×H'×W', drawn on the CPU from ``seed`` (same on every device)."""
+        """Initial noise z₁ ~ N(0, I), B×C×T'×H'×W', drawn on the CPU from ``seed`` (same on every device);
+        in the model dtype, or float32 for Wan-converted models."""
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         noise = torch.randn((batch, *self.latent_shape(num_frames, height, width)), generator=gen)
-        return noise.to(self.device, self.dtype)
+        return noise.to(self.device, self.state_dtype)
 
     @torch.no_grad()
     def denoise(self, noise, context, mask, uncond_context=None, uncond_mask=None, steps: int = 20,
