@@ -1,4 +1,4 @@
-"""Training: a VAE stage and a denoiser stage, resumable, single process or DDP under torchrun.
+"""Training: a VAE stage and a denoiser stage, resumable, single process or FSDP2 under torchrun.
 
 Config (YAML, every key checked)::
 
@@ -30,11 +30,23 @@ Config (YAML, every key checked)::
                                       #   with t ≥ contrast_t_min: the caption's motion words must explain
                                       #   the direction of time (0 = off)
     export: {dir: ..., name: lingen-tiny, sampling: {steps: 20, cfg_scale: 5.0}}   # denoiser stage
+    activation_checkpointing: false   # recompute each block in backward (denoiser blocks; VAE blocks)
+    dp_replicate: 1                   # torchrun: ranks per replica group (1 = shard over all ranks, FSDP;
+                                      #   R > 1 = HSDP: shard within groups of world/R ranks, replicate across)
 
 Method: rectified flow with logit-normal timesteps (SD3, Esser et al. 2024 §3–5), 10 %
 caption dropout, AdamW, EMA of the weights, bf16 autocast (on CUDA by default; on a CPU with ``amp: bf16``,
 where it wraps the denoiser only: VAE latents, flow targets and the loss stay float32), hybrid image/video
 batches (LinGen §4). Files in ``run_dir`` are safetensors + JSON only, written atomically.
+
+Under torchrun (``WORLD_SIZE`` > 1) the model is sharded with FSDP2 (``lingen_model.parallel``):
+each rank draws its rows of one global batch of ``batch_size × world`` clips and the same
+random numbers (timesteps, noise, caption dropout) that one process would draw for that
+batch, so N ranks train like one process with an N× batch. The resumable state is a
+distributed checkpoint (``lingen_model.dist_checkpoint``) in ``run_dir/checkpoints/step-N``
+plus ``train_state.json`` (step, history, data position, optimizer hyper-parameters); it
+resumes on any number of ranks. Run dirs of the older single-file layout
+(``denoiser.safetensors`` + ``denoiser_ema.safetensors`` [+ ``optimizer.safetensors``]) still resume.
 """
 from __future__ import annotations
 
@@ -53,13 +65,14 @@ import torch
 import yaml
 
 from lingen_model.data import DataConfig, batches
+from lingen_model.data_stream import ShardedBatches
 from lingen_model.distributed import init_distributed
 
 TOP_KEYS = {"stage", "run_dir", "steps", "batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip", "ema_decay",
             "seed", "log_every", "save_every_steps", "save_every_minutes", "num_threads", "data", "vae", "kl_weight",
             "vae_checkpoint", "denoiser", "text_encoder", "caption_dropout", "export",
             "t_offset_max", "t_offset_prob", "t_logit_mean", "amp", "contrast_weight", "contrast_t_min",
-            "t_high_prob", "t_high_min"}
+            "t_high_prob", "t_high_min", "activation_checkpointing", "dp_replicate"}
 DEFAULTS: dict[str, Any] = {"steps": 1000, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 100,
                             "grad_clip": 1.0, "ema_decay": 0.999, "seed": 0, "log_every": 10, "save_every_steps": 200,
                             "save_every_minutes": 10.0, "num_threads": None, "data": {}, "vae": {}, "kl_weight": 1e-6,
@@ -67,7 +80,8 @@ DEFAULTS: dict[str, Any] = {"steps": 1000, "batch_size": 8, "lr": 1e-3, "weight_
                             "text_encoder": {"backend": "minilm"}, "caption_dropout": 0.1, "export": None,
                             "t_offset_max": 0, "t_offset_prob": 0.5, "t_logit_mean": 0.0,
                             "amp": "auto", "contrast_weight": 0.0, "contrast_t_min": 0.5,
-                            "t_high_prob": 0.0, "t_high_min": 0.9}
+                            "t_high_prob": 0.0, "t_high_min": 0.9, "activation_checkpointing": False,
+                            "dp_replicate": 1}
 
 
 def load_train_config(path: str | Path, overrides: dict | None = None) -> dict[str, Any]:
@@ -114,6 +128,10 @@ def load_train_config(path: str | Path, overrides: dict | None = None) -> dict[s
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= hi:
             raise ValueError(f"{path}: {key} must be a number in [0, {hi}]")
         cfg[key] = float(v)
+    if not isinstance(cfg["activation_checkpointing"], bool):
+        raise ValueError(f"{path}: activation_checkpointing must be true or false")
+    if isinstance(cfg["dp_replicate"], bool) or not isinstance(cfg["dp_replicate"], int) or cfg["dp_replicate"] < 1:
+        raise ValueError(f"{path}: dp_replicate must be a positive integer")
     if cfg["amp"] not in ("auto", "bf16", "off"):
         raise ValueError(f"{path}: amp must be 'auto', 'bf16' or 'off', got {cfg['amp']!r}")
     cfg["run_dir"] = str(cfg["run_dir"])
@@ -169,7 +187,10 @@ def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.
 
 
 class EMA:
-    """Exponential moving average of parameters (and copies of buffers): ``e ← d·e + (1−d)·p``."""
+    """Exponential moving average of parameters (and copies of buffers): ``e ← d·e + (1−d)·p``.
+
+    Under FSDP2 the shadow tensors are DTensors sharded like the parameters and each rank
+    updates its own shards (no communication)."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
@@ -177,12 +198,15 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module, step: int) -> None:
+        from lingen_model.parallel import local
+
         d = min(self.decay, (1 + step) / (10 + step))  # warm-up of the decay
         for k, v in model.state_dict().items():
+            shadow, v = local(self.shadow[k]), local(v.detach())
             if v.dtype.is_floating_point:
-                self.shadow[k].mul_(d).add_(v.detach().float(), alpha=1 - d)
+                shadow.mul_(d).add_(v.float(), alpha=1 - d)
             else:
-                self.shadow[k].copy_(v)
+                shadow.copy_(v)
 
 
 # --------------------------------------------------------------------------- trainer
@@ -218,10 +242,17 @@ def load_vae(path: str | Path, device="cpu"):
 
 
 class Trainer:
-    """Runs one stage from a config dict (see the module docstring). ``log(str)`` receives progress lines."""
+    """Runs one stage from a config dict (see the module docstring). ``log(str)`` receives progress lines.
+
+    Under torchrun every rank builds the same model from the same seed, then shards it with
+    FSDP2 (``lingen_model.parallel.apply_fsdp``); :meth:`save`, :meth:`export` and :meth:`train`
+    are collective. Raises ValueError for a run dir of another stage or an unreadable checkpoint.
+    """
 
     def __init__(self, cfg: dict, log: Callable[[str], None] | None = None,
                  on_step: Callable[[int, dict], None] | None = None):
+        from lingen_model.parallel import apply_activation_checkpointing, apply_fsdp, device_mesh, mixed_precision_policy
+
         self.cfg = cfg
         self.rank, self.world = init_distributed()
         self.log = log if (log and self.rank == 0) else (lambda s: None)
@@ -237,7 +268,7 @@ class Trainer:
         if self.stage == "vae":
             from lingen_model.vae import CausalVideoVAE, VAEConfig
 
-            self.model = CausalVideoVAE(VAEConfig(**cfg["vae"])).to(self.device)
+            self.model = CausalVideoVAE(VAEConfig(**cfg["vae"]))
         else:
             from lingen_model.config import get_config
             from lingen_model.denoiser import Denoiser
@@ -249,7 +280,13 @@ class Trainer:
             dcfg = get_config(spec.get("size", "tiny"), spec.get("mixer", "mate"), **spec.get("overrides", {}))
             if dcfg.in_channels != self.vae.latent_channels or dcfg.text_dim != self.text_encoder.dim:
                 dcfg = dataclasses.replace(dcfg, in_channels=self.vae.latent_channels, text_dim=self.text_encoder.dim)
-            self.model = Denoiser(dcfg).to(self.device)
+            self.model = Denoiser(dcfg)
+        if cfg["activation_checkpointing"]:
+            apply_activation_checkpointing(self.model)
+        if self.world > 1:  # same seed on every rank, so every rank holds the same weights before sharding
+            self.mesh = device_mesh(self.world, self.device, cfg["dp_replicate"])
+            apply_fsdp(self.model, self.mesh, mixed_precision_policy(self.device, self.amp))
+        self.model.to(self.device)
         self.ema = EMA(self.model, cfg["ema_decay"])
         decay, no_decay = [], []
         for n, p in self.model.named_parameters():
@@ -259,21 +296,31 @@ class Trainer:
         self.step, self.elapsed = 0, 0.0
         self.history: list[dict] = []
         self._rewarm_from: int | None = None  # set when resuming without optimizer moments
+        self._exported_step: int | None = None
+        # every rank draws the same random numbers (for the whole global batch) and its own rows of the data
+        self.gen = torch.Generator().manual_seed(cfg["seed"] * 1000)
+        self.data = ShardedBatches(cfg["data"], cfg["batch_size"], cfg["seed"] * 1000, self.rank, self.world)
         self._resume()
-        if self.world > 1:  # every rank starts from rank 0's weights
-            import torch.distributed as dist
-
-            for t in self.model.state_dict().values():
-                dist.broadcast(t, src=0)
-            self.ema = EMA(self.model, cfg["ema_decay"]) if self.step == 0 else self.ema
 
     # -- files ---------------------------------------------------------------
     @property
     def _prefix(self) -> str:
         return "vae" if self.stage == "vae" else "denoiser"
 
+    def _rng_state(self) -> dict[str, torch.Tensor]:
+        state = {"generator": self.gen.get_state(), "torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _set_rng_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state:
+            torch.cuda.set_rng_state(state["cuda"], self.device)
+
     def _resume(self) -> None:
-        from safetensors.torch import load_file
+        from lingen_model.dist_checkpoint import load_training_checkpoint
 
         state_file = self.run_dir / "train_state.json"
         if not state_file.is_file():
@@ -281,43 +328,78 @@ class Trainer:
         state = json.loads(state_file.read_text())
         if state.get("stage") != self.stage:
             raise ValueError(f"{self.run_dir} holds a {state.get('stage')} run, not {self.stage}")
-        self.model.load_state_dict(load_file(str(self.run_dir / f"{self._prefix}.safetensors")))
-        ema = load_file(str(self.run_dir / f"{self._prefix}_ema.safetensors"))
-        self.ema.shadow = {k: v.float() for k, v in ema.items()}
-        optim_file = self.run_dir / "optimizer.safetensors"
         self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
+        self.history = state.get("history", [])
+        if "checkpoint" in state:  # distributed checkpoint (any world size)
+            rng = load_training_checkpoint(self.run_dir / state["checkpoint"], self.model, self.opt, self.ema.shadow,
+                                           state["optimizer"]["param_groups"], self._rng_state())
+            self._set_rng_state(rng)
+            self._rewarm_from = state.get("rewarm_from")
+            self.data = ShardedBatches(self.cfg["data"], self.cfg["batch_size"], int(state["data"]["seed"]),
+                                       self.rank, self.world)
+            self.data.load_state_dict(state["data"])
+            where = f"{state['checkpoint']}, written by {state.get('world_size', 1)} rank(s)"
+        else:
+            self._resume_single_file(state)
+            where = "single-file state"
+        self.log(f"resumed {self.run_dir} at step {self.step} ({self.elapsed / 60:.1f} min trained; {where})")
+
+    def _resume_single_file(self, state: dict) -> None:
+        """The run-dir layout before distributed checkpoints (``recipes/lingen-tiny/state``): full
+        weights, EMA and optimizer moments (optional) in safetensors keyed by parameter index."""
+        from safetensors.torch import load_file
+
+        from lingen_model.dist_checkpoint import load_full_state
+
+        weights = load_file(str(self.run_dir / f"{self._prefix}.safetensors"))
+        ema = {k: v.float() for k, v in load_file(str(self.run_dir / f"{self._prefix}_ema.safetensors")).items()}
+        optim_file = self.run_dir / "optimizer.safetensors"
+        optim_state = None
         if optim_file.is_file():
-            load_optimizer_tensors(self.opt, load_file(str(optim_file)), state["optimizer"])
+            optim_state = _named_optimizer_state(self.model, self.opt, load_file(str(optim_file)), state["optimizer"])
         else:  # fresh Adam moments: ramp the learning rate up again over warmup_steps
             self._rewarm_from = self.step
-        self.history = state.get("history", [])
-        self.log(f"resumed {self.run_dir} at step {self.step} ({self.elapsed / 60:.1f} min trained)")
+        load_full_state(self.model, self.opt, self.ema.shadow, weights, ema, optim_state)
+        # the random streams the single-file trainer started on resume (its rank 0)
+        self.gen.manual_seed(self.cfg["seed"] * 1000 + 17 * self.step)
+        self.data = ShardedBatches(self.cfg["data"], self.cfg["batch_size"], self.cfg["seed"] * 1000 + self.step,
+                                   self.rank, self.world)
 
     def save(self) -> None:
-        """Write weights, EMA, optimizer and JSON state into the run dir (rank 0; atomic per file)."""
-        if self.rank != 0:
-            return
-        _save_tensors(self.model.state_dict(), self.run_dir / f"{self._prefix}.safetensors")
-        _save_tensors(self.ema.shadow, self.run_dir / f"{self._prefix}_ema.safetensors")
-        tensors, meta = optimizer_tensors(self.opt)
-        _save_tensors(tensors, self.run_dir / "optimizer.safetensors")
+        """Write the distributed checkpoint ``checkpoints/step-N`` (every rank its shards), then
+        (rank 0) ``train_state.json`` pointing at it, and drop older checkpoints. The VAE stage also
+        writes its EMA weights and ``vae_config.json`` (what the denoiser stage loads); the denoiser
+        stage exports when the config has ``export``. Collective under torchrun."""
+        from lingen_model.dist_checkpoint import save_training_checkpoint
+        from lingen_model.parallel import full_tensors
+
+        rel = f"checkpoints/step-{self.step:08d}"
+        groups = save_training_checkpoint(self.run_dir / rel, self.model, self.opt, self.ema.shadow, self._rng_state())
         if self.stage == "vae":
-            _save_json(self._vae_config_with_latent_stats(), self.run_dir / "vae_config.json")
-        cfg_json = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in self.cfg.items()}
-        _save_json({"stage": self.stage, "step": self.step, "elapsed_s": self.elapsed, "optimizer": meta,
-                    "config": cfg_json, "world_size": self.world, "device": str(self.device),
-                    "history": self.history[-2000:]}, self.run_dir / "train_state.json")
+            ema = full_tensors(self.ema.shadow, keep=self.rank == 0)
+            if self.rank == 0:
+                _save_tensors(ema, self.run_dir / f"{self._prefix}_ema.safetensors")
+                _save_json(self._vae_config_with_latent_stats(ema), self.run_dir / "vae_config.json")
+        if self.rank == 0:
+            cfg_json = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in self.cfg.items()}
+            _save_json({"stage": self.stage, "step": self.step, "elapsed_s": self.elapsed, "checkpoint": rel,
+                        "optimizer": {"param_groups": groups}, "data": self.data.state_dict(),
+                        "rewarm_from": self._rewarm_from, "config": cfg_json, "world_size": self.world,
+                        "device": str(self.device), "history": self.history[-2000:]}, self.run_dir / "train_state.json")
+            for old in (self.run_dir / "checkpoints").iterdir():
+                if old.name != Path(rel).name:
+                    shutil.rmtree(old, ignore_errors=True)
         if self.stage == "denoiser" and self.cfg.get("export"):
             self.export(self.cfg["export"])
 
     @torch.no_grad()
-    def _vae_config_with_latent_stats(self) -> dict:
+    def _vae_config_with_latent_stats(self, ema: dict[str, torch.Tensor]) -> dict:
         """The VAE config with ``shift_factor``/``scaling_factor`` set so EMA latents have mean 0, std 1."""
         from lingen_model.vae import CausalVideoVAE, VAEConfig
 
         vcfg = VAEConfig(**self.cfg["vae"]).to_dict()
         vae = CausalVideoVAE(VAEConfig.from_dict(vcfg))
-        vae.load_state_dict({k: v.to(vae.state_dict()[k].dtype) for k, v in self.ema.shadow.items()})
+        vae.load_state_dict({k: v.to(vae.state_dict()[k].dtype) for k, v in ema.items()})
         vae.eval()
         data_cfg = dataclasses.replace(self.cfg["data"], still_prob=0.0, crop=None)
         video, _ = next(batches(data_cfg, 8, seed=10_000 + self.cfg["seed"]))
@@ -326,13 +408,21 @@ class Trainer:
         vcfg["scaling_factor"] = float(1.0 / (mean.std() + 1e-6))
         return vcfg
 
-    def export(self, spec: dict) -> Path:
-        """Write a pipeline checkpoint (EMA denoiser + VAE + text-encoder spec) to ``spec['dir']``."""
+    def export(self, spec: dict) -> Path | None:
+        """Write a pipeline checkpoint (EMA denoiser + VAE + text-encoder spec) to ``spec['dir']``:
+        the safetensors directory ``lingen generate`` loads. Collective under torchrun (the EMA
+        weights are gathered to full tensors on rank 0, which writes); returns the directory on
+        rank 0, None on the others."""
         from lingen_model.checkpoint import save_checkpoint
         from lingen_model.denoiser import Denoiser
+        from lingen_model.parallel import full_tensors
 
+        ema = full_tensors(self.ema.shadow, keep=self.rank == 0)
+        self._exported_step = self.step
+        if self.rank != 0:
+            return None
         ema_model = Denoiser(self.model.config)
-        ema_model.load_state_dict({k: v.to(ema_model.state_dict()[k].dtype) for k, v in self.ema.shadow.items()})
+        ema_model.load_state_dict({k: v.to(ema_model.state_dict()[k].dtype) for k, v in ema.items()})
         data = self.cfg["data"]
         native = {"fps": data.fps, "height": data.height, "width": data.width}
         extra = {"training": {"steps": self.step, "elapsed_s": round(self.elapsed, 1), "run_dir": str(self.run_dir),
@@ -342,17 +432,25 @@ class Trainer:
 
     # -- steps ---------------------------------------------------------------
     def _loss(self, video: torch.Tensor, captions: list[str], gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        """Loss of this rank's rows ``first … first + b − 1`` of a global batch of ``b × world``
+        clips; every random number is drawn for the whole global batch (the same on every rank)."""
+        b = video.shape[0]
+        total, first = b * self.world, b * self.rank
+        rows = slice(first, first + b)
         if self.stage == "vae":
             from lingen_model.vae import vae_loss
 
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                return vae_loss(self.model, video, kl_weight=self.cfg["kl_weight"], generator=gen)
+                return vae_loss(self.model, video, kl_weight=self.cfg["kl_weight"], generator=gen,
+                                batch_rows=(first, total))
         from lingen_model.flow import drop_captions, flow_matching_loss, mix_high_noise_times, sample_timesteps_logit_normal
 
         lam = self.cfg["contrast_weight"]
         with torch.no_grad():
             latents = self.vae.encode(video)
-            kept = drop_captions(captions, self.cfg["caption_dropout"], gen)
+            everyone = [""] * total
+            everyone[rows] = captions
+            kept = drop_captions(everyone, self.cfg["caption_dropout"], gen)[rows]
             ctx, mask = self.text_encoder.encode(kept)
             # ΔFM negative: the clip played backwards (a mover's opposite direction; a still clip is its own)
             negative = self.vae.encode(video.flip(2)) if lam > 0 else None
@@ -364,60 +462,59 @@ class Trainer:
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 return self.model(z, t, c, m, t_offset=offset).float()
 
-        t = sample_timesteps_logit_normal(latents.shape[0], gen, mean=self.cfg["t_logit_mean"], device=latents.device)
-        t = mix_high_noise_times(t, self.cfg["t_high_prob"], self.cfg["t_high_min"], gen)
+        t_all = sample_timesteps_logit_normal(total, gen, mean=self.cfg["t_logit_mean"], device=gen.device)
+        t_all = mix_high_noise_times(t_all, self.cfg["t_high_prob"], self.cfg["t_high_min"], gen)
+        noise = torch.randn((total, *latents.shape[1:]), generator=gen, device=gen.device, dtype=latents.dtype)
+        t, noise = t_all[rows].to(latents.device), noise[rows].to(latents.device)
         weight = None
         if negative is not None:  # only captioned samples at high noise, where the layout is decided
             captioned = torch.tensor([bool(c) for c in kept], device=t.device)
             weight = lam * (captioned & (t >= self.cfg["contrast_t_min"])).float()
-        loss = flow_matching_loss(model_fn, latents, ctx, mask, t=t, generator=gen, negative=negative, negative_weight=weight)
-        return loss, {"t_offset": offset, "t": [round(x, 4) for x in t.tolist()]}
-
-    def _average_gradients(self) -> None:
-        """Data parallelism (the DDP algorithm): all-reduce the gradients of all ranks and average them,
-        through one flat buffer. Used for both stages (the VAE loss does not go through ``forward``,
-        so torch's DDP wrapper hooks would not fire there)."""
-        if self.world == 1:
-            return
-        import torch.distributed as dist
-
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        flat /= self.world
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
-            offset += g.numel()
+        loss = flow_matching_loss(model_fn, latents, ctx, mask, t=t, noise=noise, negative=negative,
+                                  negative_weight=weight)
+        return loss, {"t_offset": offset, "t": [round(x, 4) for x in t_all.tolist()]}
 
     def train(self) -> dict:
-        """Run until ``steps``; saves every ``save_every_steps`` / ``save_every_minutes`` and at the end."""
+        """Run until ``steps``; saves every ``save_every_steps`` / ``save_every_minutes`` and at the end.
+
+        Logged losses and gradient norms are those of the global batch (mean over ranks)."""
         cfg = self.cfg
-        data = batches(cfg["data"], cfg["batch_size"], seed=cfg["seed"] * 1000 + self.rank * 7919 + self.step)
-        gen = torch.Generator().manual_seed(cfg["seed"] * 1000 + self.rank + 17 * self.step)
+        dist = None
+        if self.world > 1:
+            import torch.distributed as dist
         last_save, t_log, n_log, clips = time.time(), time.time(), 0, 0
         self.model.train()
         while self.step < cfg["steps"]:
             t0 = time.time()
-            video, captions = next(data)
+            video, captions = next(self.data)
             video = video.to(self.device)
             lr = _lr_at(self.step, cfg)
             if self._rewarm_from is not None:
                 lr *= min(1.0, (self.step - self._rewarm_from + 1) / max(1, cfg["warmup_steps"]))
             for g in self.opt.param_groups:
                 g["lr"] = lr
-            loss, stats = self._loss(video, captions, gen)  # bf16 autocast (``amp``) is applied inside
+            loss, stats = self._loss(video, captions, self.gen)  # bf16 autocast (``amp``) is applied inside
             self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self._average_gradients()
+            loss.backward()  # under FSDP2 the gradients are reduce-scattered (averaged over ranks) here
             gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg["grad_clip"])
+            if hasattr(gnorm, "full_tensor"):
+                gnorm = gnorm.full_tensor()
             self.opt.step()
             self.ema.update(self.model, self.step)
             self.step += 1
             self.elapsed += time.time() - t0
             clips += video.shape[0] * self.world
             n_log += 1
-            rec = {"step": self.step, "loss": float(loss.detach()), "grad_norm": float(gnorm), "lr": self.opt.param_groups[0]["lr"],
+            due = (self.step % cfg["save_every_steps"] == 0 or time.time() - last_save > 60 * cfg["save_every_minutes"]
+                   or self.step == cfg["steps"])
+            loss_value = float(loss.detach())
+            if dist is not None:  # global-batch loss; rank 0's clock decides time-based saves for all
+                packed = torch.tensor([loss_value, float(due and self.rank == 0)], dtype=torch.float64,
+                                      device=self.device)
+                dist.all_reduce(packed)
+                loss_value = float(packed[0]) / self.world
+                due = (self.step % cfg["save_every_steps"] == 0 or self.step == cfg["steps"] or float(packed[1]) > 0)
+            rec = {"step": self.step, "loss": loss_value, "grad_norm": float(gnorm), "lr": self.opt.param_groups[0]["lr"],
                    "frames": int(video.shape[2]), **{k: stats[k] for k in ("t_offset", "t") if k in stats}}
             self.history.append(rec)
             if self.on_step:
@@ -428,13 +525,27 @@ class Trainer:
                 self.log(f"step {self.step}/{cfg['steps']} loss {sum(recent) / len(recent):.4f} "
                          f"lr {rec['lr']:.2e} {n_log / dt:.2f} steps/s {clips / dt:.1f} clips/s")
                 t_log, n_log, clips = time.time(), 0, 0
-            if (self.step % cfg["save_every_steps"] == 0 or time.time() - last_save > 60 * cfg["save_every_minutes"]
-                    or self.step == cfg["steps"]):
+            if due:
                 self.save()
                 last_save = time.time()
                 self.log(f"saved {self.run_dir} at step {self.step}")
-        if self.world > 1:
-            import torch.distributed as dist
-
+        if self.stage == "denoiser" and cfg.get("export") and self._exported_step != self.step:
+            self.export(cfg["export"])  # e.g. ``lingen train --export`` on a finished run
+        if dist is not None:
             dist.barrier()
         return {"step": self.step, "elapsed_s": self.elapsed, "last_loss": self.history[-1]["loss"] if self.history else None}
+
+
+def _named_optimizer_state(model: torch.nn.Module, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                           meta: dict) -> dict:
+    """A single-file optimizer state (``optimizer_tensors``: keyed by parameter index) keyed by
+    parameter name instead, the full-state-dict form of ``torch.distributed.checkpoint.state_dict``.
+    Indices follow the optimizer's param groups, built in the same order by every trainer."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    order = [names[id(p)] for g in opt.param_groups for p in g["params"]]
+    state: dict[str, dict] = {}
+    for key, v in [*tensors.items(), *meta["scalars"].items()]:
+        pid, k = key.split(".", 1)
+        state.setdefault(order[int(pid)], {})[k] = v
+    groups = [{**g, "params": [order[i] for i in g["params"]]} for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
