@@ -1,0 +1,38 @@
+"""Test helper run under torchrun: several training runs in one process group (one launch).
+
+``python -m torch.distributed.run --nproc-per-node N tests/fsdp_runs.py PLAN.json``; the plan is
+a list of ``{"config": yaml path, "overrides": {...}, "copy": [src, dst] (optional, done by rank 0
+before the run), "dump": path (optional)}``. With ``dump`` every rank writes the run's final
+weights, gathered to full tensors, to ``<dump>.rank<R>.safetensors`` (to compare the ranks).
+"""
+import json
+import shutil
+import sys
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import save_file
+
+from lingen_model.distributed import finish_distributed, init_distributed
+from lingen_model.parallel import full_tensors
+from lingen_model.train import Trainer, load_train_config
+
+
+def main(plan_file: str) -> None:
+    rank, world = init_distributed()
+    for run in json.load(open(plan_file)):
+        if "copy" in run and rank == 0:
+            shutil.copytree(*run["copy"])
+        dist.barrier()
+        trainer = Trainer(load_train_config(run["config"], run.get("overrides", {})))
+        trainer.train()
+        if "dump" in run:
+            weights = full_tensors(trainer.model.state_dict(), keep=True)
+            save_file({k: v.contiguous() for k, v in weights.items()}, f"{run['dump']}.rank{rank}.safetensors")
+        dist.barrier()
+    finish_distributed()
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main(sys.argv[1])

@@ -1,0 +1,305 @@
+"""FSDP2 training and distributed checkpoints on CPU/gloo: 2 ranks train like 1 rank with the same
+global batch, resume from a DCP checkpoint equals the uninterrupted run, checkpoints reshard
+2 → 1 and 1 → 2, single-file run dirs (recipes/lingen-tiny/state) still resume.
+
+All 2-rank runs share one torchrun launch (``tests/fsdp_runs.py``), made once per module.
+"""
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+from lingen_cli.app import app
+from lingen_model.data import DataConfig, batches
+from lingen_model.data_stream import ShardedBatches
+from lingen_model.train import Trainer, load_train_config
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_VAE = {"latent_channels": 4, "base_channels": 8, "channel_mult": [1, 1, 2, 2]}
+TINY_DENOISER = {"size": "tiny", "mixer": "mate", "overrides": {"width": 32, "depth": 2, "num_heads": 2, "headdim": 16,
+                                                                "d_state": 8, "ffn_dim": 64, "chunk_size": 16,
+                                                                "window": [2, 2, 2]}}
+DATA = {"source": "shapes", "height": 32, "width": 32, "fps": 8, "frames": [5, 9], "still_prob": 0.3}
+GLOBAL_BATCH = 4
+# 2 ranks vs 1 rank, float32: the gradients are the same sums taken in another order (two half-batch
+# means reduce-scattered and halved, vs one mean): ~1e-7 relative. Losses and gradient norms then agree
+# to float32 rounding (measured over 4 steps: <= 1e-7 relative), so RTOL 1e-5 leaves 100x headroom.
+# AdamW divides each gradient entry by sqrt(v) + 1e-8, which turns rounding differences of near-zero
+# entries into update differences of up to ~lr: weights agree to 4.4e-6 absolute after 4 steps at
+# lr 3e-3 (W_ATOL 2e-5 = 0.7 % of one step's largest update). A missing gradient average doubles the
+# gradient norm; a rank training on the wrong rows or noise moves losses by ~1e-2.
+RTOL, ATOL, W_ATOL = 1e-5, 1e-7, 2e-5
+
+
+def _yaml(path: Path, **cfg) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _history(run: Path) -> list[dict]:
+    return json.loads((run / "train_state.json").read_text())["history"]
+
+
+def _trained_weights(run: Path, cfg_file: Path | None = None) -> dict[str, torch.Tensor]:
+    """A run dir's final raw weights, read back through a single-process model (DCP resharding)."""
+    state = json.loads((run / "train_state.json").read_text())
+    cfg = load_train_config(cfg_file or run / "cfg.yaml", {"run_dir": str(run), "steps": state["step"]})
+    return {k: v.clone() for k, v in Trainer(cfg).model.state_dict().items()}
+
+
+def _close(a: list[dict], b: list[dict], keys=("loss", "grad_norm")) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x["step"] == y["step"] and x["frames"] == y["frames"] and x["lr"] == y["lr"]
+        for k in keys:
+            assert x[k] == pytest.approx(y[k], rel=RTOL, abs=ATOL), (k, x, y)
+
+
+def _weights_close(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=RTOL, atol=W_ATOL, msg=k)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """1-rank runs in-process, then every 2-rank run in one torchrun launch."""
+    d = tmp_path_factory.mktemp("fsdp")
+    print("runs in", d)
+    common = {"log_every": 1, "save_every_steps": 100, "lr": 3e-3, "warmup_steps": 2, "seed": 3}
+
+    def cfg(name, **kw):
+        (d / name).mkdir(exist_ok=True)
+        return _yaml(d / name / "cfg.yaml", run_dir=str(d / name), **kw)
+
+    vae_kw = dict(stage="vae", steps=3, data={**DATA, "frames": 5}, vae=TINY_VAE, **common)
+    v1 = cfg("v1", batch_size=GLOBAL_BATCH, **vae_kw)
+    Trainer(load_train_config(v1)).train()
+    den_kw = dict(stage="denoiser", vae_checkpoint=str(d / "v1"), data=DATA, denoiser=TINY_DENOISER,
+                  caption_dropout=0.3, t_offset_max=4, t_high_prob=0.3, **common)
+    # the reference: 1 rank, global batch, 4 steps uninterrupted, exported at the end
+    r1 = cfg("r1", batch_size=GLOBAL_BATCH, steps=4, export={"dir": str(d / "r1-export"), "name": "r1"}, **den_kw)
+    Trainer(load_train_config(r1)).train()
+    # 1 rank, 2 steps: resumed on 2 ranks below (1 -> 2)
+    Trainer(load_train_config(cfg("r1half", batch_size=GLOBAL_BATCH, steps=2, **den_kw))).train()
+
+    half = GLOBAL_BATCH // 2
+    cfg("v2", batch_size=half, **vae_kw)
+    cfg("u2", batch_size=half, steps=4, export={"dir": str(d / "u2-export"), "name": "u2"}, **den_kw)
+    cfg("t2", batch_size=half, steps=4, **den_kw)
+    cfg("r12", batch_size=half, steps=4, **den_kw)
+    cfg("h2", batch_size=half, steps=4, dp_replicate=2, **den_kw)
+    plan = [
+        {"config": str(d / "v2" / "cfg.yaml"), "dump": str(d / "v2" / "full")},
+        {"config": str(d / "u2" / "cfg.yaml"), "dump": str(d / "u2" / "full")},
+        {"config": str(d / "t2" / "cfg.yaml"), "overrides": {"steps": 2}},
+        {"copy": [str(d / "t2"), str(d / "t21")], "config": str(d / "t2" / "cfg.yaml"),
+         "overrides": {"activation_checkpointing": True}},
+        {"copy": [str(d / "r1half"), str(d / "r12" / "run")], "config": str(d / "r12" / "cfg.yaml"),
+         "overrides": {"run_dir": str(d / "r12" / "run")}},
+        {"config": str(d / "h2" / "cfg.yaml")},
+    ]
+    (d / "plan.json").write_text(json.dumps(plan))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(ROOT / "tests" / "fsdp_runs.py"), str(d / "plan.json")],
+                          capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    # 2 -> 1: the 2-rank checkpoint at step 2, continued on one rank with the same global batch
+    _yaml(d / "t21" / "cfg.yaml", **{**yaml.safe_load((d / "t2" / "cfg.yaml").read_text()),
+                                     "run_dir": str(d / "t21"), "batch_size": GLOBAL_BATCH})
+    Trainer(load_train_config(d / "t21" / "cfg.yaml")).train()
+    return d
+
+
+def test_two_ranks_train_like_one_rank_with_the_global_batch(runs):
+    """Denoiser stage, FSDP2 on 2 ranks (batch 2 each) vs 1 process (batch 4): the same losses,
+    gradient norms, timesteps and weights; both ranks gather the same full weights."""
+    ref, two = _history(runs / "r1"), _history(runs / "u2")
+    _close(two, ref)
+    assert [h["t"] for h in two] == [h["t"] for h in ref]  # the same draws for the global batch
+    assert len({h["frames"] for h in ref}) > 1  # multi-length batches were exercised
+    assert json.loads((runs / "u2" / "train_state.json").read_text())["world_size"] == 2
+    r0, r1 = (load_file(str(runs / "u2" / f"full.rank{r}.safetensors")) for r in (0, 1))
+    assert r0.keys() == r1.keys() and all(torch.equal(r0[k], r1[k]) for k in r0)
+    _weights_close(r0, _trained_weights(runs / "r1"))
+    # the final export: the EMA weights, gathered on rank 0, as `lingen generate` loads them
+    _weights_close(load_file(str(runs / "u2-export" / "denoiser.safetensors")),
+                   load_file(str(runs / "r1-export" / "denoiser.safetensors")))
+
+
+def test_two_ranks_train_the_vae_like_one_rank(runs):
+    ref, two = _history(runs / "v1"), _history(runs / "v2")
+    _close(two, ref)
+    r0, r1 = (load_file(str(runs / "v2" / f"full.rank{r}.safetensors")) for r in (0, 1))
+    assert all(torch.equal(r0[k], r1[k]) for k in r0)
+    ref_w = {k: v.clone() for k, v in Trainer(load_train_config(runs / "v1" / "cfg.yaml")).model.state_dict().items()}
+    _weights_close(r0, ref_w)
+    _weights_close(load_file(str(runs / "v2" / "vae_ema.safetensors")), load_file(str(runs / "v1" / "vae_ema.safetensors")))
+
+
+def test_resume_on_two_ranks_equals_the_uninterrupted_run(runs):
+    """2 steps, DCP checkpoint, 2 more steps (with activation checkpointing) on 2 ranks: bit for bit
+    the uninterrupted 2-rank run (same world size, same summation order; recomputation is exact)."""
+    resumed, straight = _history(runs / "t2"), _history(runs / "u2")
+    assert [h["loss"] for h in resumed] == [h["loss"] for h in straight]
+    assert [h["grad_norm"] for h in resumed] == [h["grad_norm"] for h in straight]
+    a, b = _trained_weights(runs / "t2"), _trained_weights(runs / "u2")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("run", ["t21", "r12/run"], ids=["2->1", "1->2"])
+def test_checkpoints_reshard_across_world_sizes(runs, run):
+    """A 2-rank checkpoint continued on 1 rank, and a 1-rank checkpoint continued on 2 ranks, train
+    like the uninterrupted 1-rank run: weights, Adam moments, EMA, RNG and data position carried over."""
+    hist = _history(runs / run)
+    assert [h["step"] for h in hist] == [1, 2, 3, 4]
+    _close(hist, _history(runs / "r1"))
+    w = _trained_weights(runs / run, runs / run.split("/")[0] / "cfg.yaml")
+    _weights_close(w, _trained_weights(runs / "r1"))
+
+
+def test_hsdp_replicate_axis_trains_like_one_rank(runs):
+    """dp_replicate 2 on 2 ranks: a (2, 1) mesh, replicas all-reduce instead of reduce-scatter."""
+    _close(_history(runs / "h2"), _history(runs / "r1"))
+
+
+def test_one_rank_resume_equals_uninterrupted_and_keeps_every_state(runs, tmp_path):
+    """One process: 2 steps + resume to 4 is bit for bit the 4-step run; the checkpoint holds the
+    Adam moments (a trainer that skipped them would re-warm nothing but diverge here)."""
+    base = yaml.safe_load((runs / "r1" / "cfg.yaml").read_text())
+    base.pop("export")
+    cfg = _yaml(tmp_path / "c.yaml", **{**base, "run_dir": str(tmp_path / "run"), "steps": 2})
+    Trainer(load_train_config(cfg)).train()
+    state = json.loads((tmp_path / "run" / "train_state.json").read_text())
+    assert state["checkpoint"] == "checkpoints/step-00000002" and state["data"]["index"] == 2 * GLOBAL_BATCH
+    Trainer(load_train_config(cfg, {"steps": 4})).train()
+    assert _history(tmp_path / "run") == _history(runs / "r1")
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step-00000004"]  # older ones dropped
+
+
+def test_activation_checkpointing_changes_nothing_on_one_rank(runs, tmp_path):
+    base = yaml.safe_load((runs / "r1" / "cfg.yaml").read_text())
+    base.pop("export")
+    cfg = _yaml(tmp_path / "c.yaml", **{**base, "run_dir": str(tmp_path / "run"), "steps": 2,
+                                        "activation_checkpointing": True})
+    trainer = Trainer(load_train_config(cfg))
+    trainer.train()
+    assert [h["loss"] for h in _history(tmp_path / "run")] == [h["loss"] for h in _history(runs / "r1")[:2]]
+    assert trainer.model.state_dict().keys() == _trained_weights(runs / "r1").keys()  # no renamed parameters
+
+
+# --------------------------------------------------------------------------- data position
+
+
+@pytest.mark.parametrize("crop", [None, 16])
+def test_sharded_batches_on_one_rank_are_the_batches_stream(crop):
+    cfg = DataConfig(height=32, width=32, frames=[5, 9], still_prob=0.3, crop=crop)
+    ref, ours = batches(cfg, 3, seed=11), ShardedBatches(cfg, 3, seed=11)
+    for _ in range(5):
+        (a, ca), (b, cb) = next(ref), next(ours)
+        assert ca == cb and torch.equal(a, b)
+
+
+def test_sharded_batches_split_the_global_batch_and_resume_anywhere():
+    cfg = DataConfig(height=16, width=16, frames=[5, 9], still_prob=0.3, crop=8)
+    one = ShardedBatches(cfg, 4, seed=5)
+    ranks = [ShardedBatches(cfg, 2, seed=5, rank=r, world=2) for r in range(2)]
+    for step in range(4):
+        if step == 2:  # resume the 2-rank streams from a 1-rank position, and vice versa
+            pos = json.loads(json.dumps(one.state_dict()))
+            ranks = [ShardedBatches(cfg, 2, seed=5, rank=r, world=2) for r in range(2)]
+            for s in ranks:
+                s.load_state_dict(pos)
+        video, caps = next(one)
+        parts = [next(s) for s in ranks]
+        assert torch.equal(video, torch.cat([p[0] for p in parts])) and caps == parts[0][1] + parts[1][1]
+    with pytest.raises(ValueError, match="seed"):
+        ShardedBatches(cfg, 2, seed=6).load_state_dict(one.state_dict())
+    with pytest.raises(ValueError, match="rank"):
+        ShardedBatches(cfg, 2, seed=5, rank=2, world=2)
+
+
+# --------------------------------------------------------------------------- older run dirs
+
+
+def test_single_file_run_dir_resumes_and_rewarms_without_optimizer_moments(runs, tmp_path):
+    """The layout before DCP (full weights + EMA + optional optimizer.safetensors keyed by parameter
+    index): weights and EMA are loaded as stored, moments too; without moments the lr ramps up again."""
+    from lingen_model.train import _lr_at, optimizer_tensors
+
+    base = yaml.safe_load((runs / "r1" / "cfg.yaml").read_text())
+    base.pop("export")
+    src = Trainer(load_train_config(runs / "r1" / "cfg.yaml"))  # resumed at step 4
+    gen = torch.Generator().manual_seed(0)
+    ema = {k: v + 0.01 * torch.randn(v.shape, generator=gen) for k, v in src.model.state_dict().items()}
+    tensors, meta = optimizer_tensors(src.opt)
+    for with_moments in (True, False):
+        run = tmp_path / f"m{with_moments}"
+        run.mkdir()
+        save_file({k: v.contiguous() for k, v in src.model.state_dict().items()}, str(run / "denoiser.safetensors"))
+        save_file(ema, str(run / "denoiser_ema.safetensors"))
+        if with_moments:
+            save_file(tensors, str(run / "optimizer.safetensors"))
+        (run / "train_state.json").write_text(json.dumps({"stage": "denoiser", "step": 4, "elapsed_s": 1.0,
+                                                          "optimizer": meta, "history": []}))
+        cfg = load_train_config(_yaml(run / "c.yaml", **{**base, "run_dir": str(run), "steps": 6}))
+        t = Trainer(cfg)
+        assert t.step == 4
+        assert all(torch.equal(t.model.state_dict()[k], v) for k, v in src.model.state_dict().items())
+        assert all(torch.equal(t.ema.shadow[k], v) for k, v in ema.items())
+        loaded = t.opt.state_dict()["state"]
+        assert len(loaded) == (len(src.opt.state_dict()["state"]) if with_moments else 0)
+        if with_moments:
+            for pid, st in src.opt.state_dict()["state"].items():
+                assert torch.equal(loaded[pid]["exp_avg_sq"], st["exp_avg_sq"])
+        t.train()
+        hist = _history(run)
+        full = load_train_config(run / "c.yaml")
+        for k, h in enumerate(hist):
+            ramp = 1.0 if with_moments else (k + 1) / full["warmup_steps"]
+            assert h["lr"] == pytest.approx(_lr_at(4 + k, full) * min(1.0, ramp))
+        assert json.loads((run / "train_state.json").read_text())["checkpoint"] == "checkpoints/step-00000006"
+
+
+def test_committed_recipe_state_resumes(tmp_path):
+    """recipes/lingen-tiny/state (step 13,500, raw weights + JSON, no optimizer moments) with the
+    shipped EMA resumes: one small step, then a DCP checkpoint that resumes again."""
+    state = ROOT / "recipes" / "lingen-tiny" / "state"
+    run = tmp_path / "run"
+    shutil.copytree(state, run)
+    shutil.copy(ROOT / "lingen_model" / "weights" / "lingen-tiny" / "denoiser.safetensors", run / "denoiser_ema.safetensors")
+    recipe = yaml.safe_load((ROOT / "recipes" / "lingen-tiny" / "denoiser-2g.yaml").read_text())
+    recipe.update(run_dir=str(run), vae_checkpoint=str(ROOT / "lingen_model" / "weights" / "lingen-tiny"),
+                  steps=13501, batch_size=1, amp="off", export=None, log_every=1,
+                  data={**recipe["data"], "height": 32, "width": 32, "frames": [5]})
+    cfg = load_train_config(_yaml(tmp_path / "c.yaml", **recipe))
+    t = Trainer(cfg)
+    assert t.step == 13500 and t._rewarm_from == 13500
+    raw = load_file(str(state / "denoiser.safetensors"))
+    assert all(torch.equal(t.model.state_dict()[k], v) for k, v in raw.items())
+    t.train()
+    h = _history(run)[-1]
+    assert h["step"] == 13501 and torch.isfinite(torch.tensor(h["loss"]))
+    t2 = Trainer(load_train_config(tmp_path / "c.yaml", {"steps": 13501}))
+    assert t2.step == 13501 and t2._rewarm_from == 13500
+    assert all(torch.equal(t2.model.state_dict()[k], v) for k, v in t.model.state_dict().items())
+
+
+def test_export_option_writes_the_generate_checkpoint_of_a_finished_run(runs, tmp_path):
+    r = CliRunner().invoke(app, ["train", str(runs / "r1" / "cfg.yaml"), "-q", "--export", str(tmp_path / "exp")])
+    assert r.exit_code == 0, r.output
+    assert "at step 4" in r.output  # resumed, nothing left to train
+    a, b = load_file(str(tmp_path / "exp" / "denoiser.safetensors")), load_file(str(runs / "r1-export" / "denoiser.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    r = CliRunner().invoke(app, ["train", str(runs / "v1" / "cfg.yaml"), "-q", "--export", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "denoiser stage" in r.output
