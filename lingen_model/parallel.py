@@ -90,9 +90,15 @@ def apply_fsdp(model: nn.Module, mesh, mp_policy=None) -> nn.Module:
     The root does not cast its inputs (flow-matching times and text stay float32; the units
     cast their own inputs to the parameter dtype).
     """
+    import warnings
+
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
     from lingen_model.vae import CausalVideoVAE
+
+    # The denoiser returns a view (cropped unpatchify); FSDP2 warns that an in-place op on it would
+    # skip its backward hook. The losses here only read the output (flow_matching_loss is out of place).
+    warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module \(FSDPDenoiser\) returned a view tensor")
 
     kw = {"mesh": mesh}
     if mp_policy is not None:

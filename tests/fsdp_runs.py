@@ -8,6 +8,7 @@ weights, gathered to full tensors, to ``<dump>.rank<R>.safetensors`` (to compare
 import json
 import shutil
 import sys
+import time
 
 import torch
 import torch.distributed as dist
@@ -20,6 +21,7 @@ from lingen_model.train import Trainer, load_train_config
 
 def main(plan_file: str) -> None:
     rank, world = init_distributed()
+    t0 = time.time()
     for run in json.load(open(plan_file)):
         if "copy" in run and rank == 0:
             shutil.copytree(*run["copy"])
@@ -30,6 +32,8 @@ def main(plan_file: str) -> None:
             weights = full_tensors(trainer.model.state_dict(), keep=True)
             save_file({k: v.contiguous() for k, v in weights.items()}, f"{run['dump']}.rank{rank}.safetensors")
         dist.barrier()
+        if rank == 0:
+            print(f"{run['config']}: done at {time.time() - t0:.1f} s", file=sys.stderr, flush=True)
     finish_distributed()
 
 

@@ -9,6 +9,7 @@ import os
 import random
 import shutil
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -28,11 +29,12 @@ TINY_VAE = {"latent_channels": 4, "base_channels": 8, "channel_mult": [1, 1, 2, 
 TINY_DENOISER = {"size": "tiny", "mixer": "mate", "overrides": {"width": 32, "depth": 2, "num_heads": 2, "headdim": 16,
                                                                 "d_state": 8, "ffn_dim": 64, "chunk_size": 16,
                                                                 "window": [2, 2, 2]}}
-DATA = {"source": "shapes", "height": 32, "width": 32, "fps": 8, "frames": [5, 9], "still_prob": 0.3}
+DATA = {"source": "shapes", "height": 32, "width": 32, "fps": 8, "frames": [5], "still_prob": 0.5}
 GLOBAL_BATCH = 4
+STEPS, CUT = 3, 1  # denoiser runs: steps in all, and the step of the checkpoint that resumed runs start from
 # 2 ranks vs 1 rank, float32: the gradients are the same sums taken in another order (two half-batch
 # means reduce-scattered and halved, vs one mean): ~1e-7 relative. Losses and gradient norms then agree
-# to float32 rounding (measured over 4 steps: <= 1e-7 relative), so RTOL 1e-5 leaves 100x headroom.
+# to float32 rounding (measured over 3-4 steps: <= 1e-7 relative), so RTOL 1e-5 leaves 100x headroom.
 # AdamW divides each gradient entry by sqrt(v) + 1e-8, which turns rounding differences of near-zero
 # entries into update differences of up to ~lr: weights agree to 4.4e-6 absolute after 4 steps at
 # lr 3e-3 (W_ATOL 2e-5 = 0.7 % of one step's largest update). A missing gradient average doubles the
@@ -49,11 +51,15 @@ def _history(run: Path) -> list[dict]:
     return json.loads((run / "train_state.json").read_text())["history"]
 
 
-def _trained_weights(run: Path, cfg_file: Path | None = None) -> dict[str, torch.Tensor]:
-    """A run dir's final raw weights, read back through a single-process model (DCP resharding)."""
+def _trained(run: Path, cfg_file: Path | None = None) -> tuple[dict, dict]:
+    """A run dir's final raw weights and EMA, read back into a single-process trainer (DCP resharding)."""
     state = json.loads((run / "train_state.json").read_text())
-    cfg = load_train_config(cfg_file or run / "cfg.yaml", {"run_dir": str(run), "steps": state["step"]})
-    return {k: v.clone() for k, v in Trainer(cfg).model.state_dict().items()}
+    t = Trainer(load_train_config(cfg_file or run / "cfg.yaml", {"run_dir": str(run), "steps": state["step"]}))
+    return {k: v.clone() for k, v in t.model.state_dict().items()}, {k: v.clone() for k, v in t.ema.shadow.items()}
+
+
+def _trained_weights(run: Path, cfg_file: Path | None = None) -> dict[str, torch.Tensor]:
+    return _trained(run, cfg_file)[0]
 
 
 def _close(a: list[dict], b: list[dict], keys=("loss", "grad_norm")) -> None:
@@ -70,11 +76,22 @@ def _weights_close(a: dict, b: dict) -> None:
         torch.testing.assert_close(a[k], b[k], rtol=RTOL, atol=W_ATOL, msg=k)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These models are tiny: one thread is fastest, and on a loaded 2-core machine a second spinning
+    OpenMP thread made a 3-step run ~30x slower (measured: 1.0 s vs 46 s)."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """1-rank runs in-process, then every 2-rank run in one torchrun launch."""
     d = tmp_path_factory.mktemp("fsdp")
     print("runs in", d)
+    t0 = time.time()
     common = {"log_every": 1, "save_every_steps": 100, "lr": 3e-3, "warmup_steps": 2, "seed": 3}
 
     def cfg(name, **kw):
@@ -86,22 +103,22 @@ def runs(tmp_path_factory):
     Trainer(load_train_config(v1)).train()
     den_kw = dict(stage="denoiser", vae_checkpoint=str(d / "v1"), data=DATA, denoiser=TINY_DENOISER,
                   caption_dropout=0.3, t_offset_max=4, t_high_prob=0.3, **common)
-    # the reference: 1 rank, global batch, 4 steps uninterrupted, exported at the end
-    r1 = cfg("r1", batch_size=GLOBAL_BATCH, steps=4, export={"dir": str(d / "r1-export"), "name": "r1"}, **den_kw)
+    # the reference: 1 rank, global batch, STEPS steps uninterrupted, exported at the end
+    r1 = cfg("r1", batch_size=GLOBAL_BATCH, steps=STEPS, export={"dir": str(d / "r1-export"), "name": "r1"}, **den_kw)
     Trainer(load_train_config(r1)).train()
-    # 1 rank, 2 steps: resumed on 2 ranks below (1 -> 2)
-    Trainer(load_train_config(cfg("r1half", batch_size=GLOBAL_BATCH, steps=2, **den_kw))).train()
+    # 1 rank, CUT steps: resumed on 2 ranks below (1 -> 2)
+    Trainer(load_train_config(cfg("r1half", batch_size=GLOBAL_BATCH, steps=CUT, **den_kw))).train()
 
     half = GLOBAL_BATCH // 2
     cfg("v2", batch_size=half, **vae_kw)
-    cfg("u2", batch_size=half, steps=4, export={"dir": str(d / "u2-export"), "name": "u2"}, **den_kw)
-    cfg("t2", batch_size=half, steps=4, **den_kw)
-    cfg("r12", batch_size=half, steps=4, **den_kw)
-    cfg("h2", batch_size=half, steps=4, dp_replicate=2, **den_kw)
+    cfg("u2", batch_size=half, steps=STEPS, export={"dir": str(d / "u2-export"), "name": "u2"}, **den_kw)
+    cfg("t2", batch_size=half, steps=STEPS, **den_kw)
+    cfg("r12", batch_size=half, steps=STEPS, **den_kw)
+    cfg("h2", batch_size=half, steps=STEPS, dp_replicate=2, **den_kw)
     plan = [
         {"config": str(d / "v2" / "cfg.yaml"), "dump": str(d / "v2" / "full")},
         {"config": str(d / "u2" / "cfg.yaml"), "dump": str(d / "u2" / "full")},
-        {"config": str(d / "t2" / "cfg.yaml"), "overrides": {"steps": 2}},
+        {"config": str(d / "t2" / "cfg.yaml"), "overrides": {"steps": CUT}},
         {"copy": [str(d / "t2"), str(d / "t21")], "config": str(d / "t2" / "cfg.yaml"),
          "overrides": {"activation_checkpointing": True}},
         {"copy": [str(d / "r1half"), str(d / "r12" / "run")], "config": str(d / "r12" / "cfg.yaml"),
@@ -109,12 +126,14 @@ def runs(tmp_path_factory):
         {"config": str(d / "h2" / "cfg.yaml")},
     ]
     (d / "plan.json").write_text(json.dumps(plan))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    print("1-rank runs", time.time() - t0)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                            str(ROOT / "tests" / "fsdp_runs.py"), str(d / "plan.json")],
                           capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    # 2 -> 1: the 2-rank checkpoint at step 2, continued on one rank with the same global batch
+    print(proc.stderr[-2000:], time.time() - t0)
+    # 2 -> 1: the 2-rank checkpoint at step CUT, continued on one rank with the same global batch
     _yaml(d / "t21" / "cfg.yaml", **{**yaml.safe_load((d / "t2" / "cfg.yaml").read_text()),
                                      "run_dir": str(d / "t21"), "batch_size": GLOBAL_BATCH})
     Trainer(load_train_config(d / "t21" / "cfg.yaml")).train()
@@ -148,13 +167,14 @@ def test_two_ranks_train_the_vae_like_one_rank(runs):
 
 
 def test_resume_on_two_ranks_equals_the_uninterrupted_run(runs):
-    """2 steps, DCP checkpoint, 2 more steps (with activation checkpointing) on 2 ranks: bit for bit
+    """CUT steps, DCP checkpoint, the rest (with activation checkpointing) on 2 ranks: bit for bit
     the uninterrupted 2-rank run (same world size, same summation order; recomputation is exact)."""
     resumed, straight = _history(runs / "t2"), _history(runs / "u2")
     assert [h["loss"] for h in resumed] == [h["loss"] for h in straight]
     assert [h["grad_norm"] for h in resumed] == [h["grad_norm"] for h in straight]
-    a, b = _trained_weights(runs / "t2"), _trained_weights(runs / "u2")
+    (a, ema_a), (b, ema_b) = _trained(runs / "t2"), _trained(runs / "u2")
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
 
 
 @pytest.mark.parametrize("run", ["t21", "r12/run"], ids=["2->1", "1->2"])
@@ -162,10 +182,11 @@ def test_checkpoints_reshard_across_world_sizes(runs, run):
     """A 2-rank checkpoint continued on 1 rank, and a 1-rank checkpoint continued on 2 ranks, train
     like the uninterrupted 1-rank run: weights, Adam moments, EMA, RNG and data position carried over."""
     hist = _history(runs / run)
-    assert [h["step"] for h in hist] == [1, 2, 3, 4]
+    assert [h["step"] for h in hist] == list(range(1, STEPS + 1))
     _close(hist, _history(runs / "r1"))
-    w = _trained_weights(runs / run, runs / run.split("/")[0] / "cfg.yaml")
-    _weights_close(w, _trained_weights(runs / "r1"))
+    (w, ema), (ref_w, ref_ema) = _trained(runs / run, runs / run.split("/")[0] / "cfg.yaml"), _trained(runs / "r1")
+    _weights_close(w, ref_w)
+    _weights_close(ema, ref_ema)
 
 
 def test_hsdp_replicate_axis_trains_like_one_rank(runs):
@@ -174,17 +195,18 @@ def test_hsdp_replicate_axis_trains_like_one_rank(runs):
 
 
 def test_one_rank_resume_equals_uninterrupted_and_keeps_every_state(runs, tmp_path):
-    """One process: 2 steps + resume to 4 is bit for bit the 4-step run; the checkpoint holds the
-    Adam moments (a trainer that skipped them would re-warm nothing but diverge here)."""
+    """One process: CUT steps + resume to STEPS is bit for bit the uninterrupted run (losses, weights, EMA)."""
     base = yaml.safe_load((runs / "r1" / "cfg.yaml").read_text())
     base.pop("export")
-    cfg = _yaml(tmp_path / "c.yaml", **{**base, "run_dir": str(tmp_path / "run"), "steps": 2})
+    cfg = _yaml(tmp_path / "c.yaml", **{**base, "run_dir": str(tmp_path / "run"), "steps": CUT})
     Trainer(load_train_config(cfg)).train()
     state = json.loads((tmp_path / "run" / "train_state.json").read_text())
-    assert state["checkpoint"] == "checkpoints/step-00000002" and state["data"]["index"] == 2 * GLOBAL_BATCH
-    Trainer(load_train_config(cfg, {"steps": 4})).train()
+    assert state["checkpoint"] == f"checkpoints/step-{CUT:08d}" and state["data"]["index"] == CUT * GLOBAL_BATCH
+    Trainer(load_train_config(cfg, {"steps": STEPS})).train()
     assert _history(tmp_path / "run") == _history(runs / "r1")
-    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step-00000004"]  # older ones dropped
+    (w, ema), (ref_w, ref_ema) = _trained(tmp_path / "run", cfg), _trained(runs / "r1")
+    assert all(torch.equal(w[k], ref_w[k]) and torch.equal(ema[k], ref_ema[k]) for k in w)
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == [f"step-{STEPS:08d}"]  # older ones dropped
 
 
 def test_activation_checkpointing_changes_nothing_on_one_rank(runs, tmp_path):
@@ -239,7 +261,7 @@ def test_single_file_run_dir_resumes_and_rewarms_without_optimizer_moments(runs,
 
     base = yaml.safe_load((runs / "r1" / "cfg.yaml").read_text())
     base.pop("export")
-    src = Trainer(load_train_config(runs / "r1" / "cfg.yaml"))  # resumed at step 4
+    src = Trainer(load_train_config(runs / "r1" / "cfg.yaml"))  # resumed at step STEPS
     gen = torch.Generator().manual_seed(0)
     ema = {k: v + 0.01 * torch.randn(v.shape, generator=gen) for k, v in src.model.state_dict().items()}
     tensors, meta = optimizer_tensors(src.opt)
@@ -250,11 +272,11 @@ def test_single_file_run_dir_resumes_and_rewarms_without_optimizer_moments(runs,
         save_file(ema, str(run / "denoiser_ema.safetensors"))
         if with_moments:
             save_file(tensors, str(run / "optimizer.safetensors"))
-        (run / "train_state.json").write_text(json.dumps({"stage": "denoiser", "step": 4, "elapsed_s": 1.0,
+        (run / "train_state.json").write_text(json.dumps({"stage": "denoiser", "step": STEPS, "elapsed_s": 1.0,
                                                           "optimizer": meta, "history": []}))
-        cfg = load_train_config(_yaml(run / "c.yaml", **{**base, "run_dir": str(run), "steps": 6}))
+        cfg = load_train_config(_yaml(run / "c.yaml", **{**base, "run_dir": str(run), "steps": STEPS + 1}))
         t = Trainer(cfg)
-        assert t.step == 4
+        assert t.step == STEPS
         assert all(torch.equal(t.model.state_dict()[k], v) for k, v in src.model.state_dict().items())
         assert all(torch.equal(t.ema.shadow[k], v) for k, v in ema.items())
         loaded = t.opt.state_dict()["state"]
@@ -267,13 +289,15 @@ def test_single_file_run_dir_resumes_and_rewarms_without_optimizer_moments(runs,
         full = load_train_config(run / "c.yaml")
         for k, h in enumerate(hist):
             ramp = 1.0 if with_moments else (k + 1) / full["warmup_steps"]
-            assert h["lr"] == pytest.approx(_lr_at(4 + k, full) * min(1.0, ramp))
-        assert json.loads((run / "train_state.json").read_text())["checkpoint"] == "checkpoints/step-00000006"
+            assert h["lr"] == pytest.approx(_lr_at(STEPS + k, full) * min(1.0, ramp))
+        assert json.loads((run / "train_state.json").read_text())["checkpoint"] == f"checkpoints/step-{STEPS + 1:08d}"
 
 
-def test_committed_recipe_state_resumes(tmp_path):
+@pytest.mark.parametrize("train", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["load", "step"])
+def test_committed_recipe_state_resumes(tmp_path, train):
     """recipes/lingen-tiny/state (step 13,500, raw weights + JSON, no optimizer moments) with the
-    shipped EMA resumes: one small step, then a DCP checkpoint that resumes again."""
+    shipped EMA loads as stored and re-warms the lr; (slow) one small step, then the DCP checkpoint
+    written at its end resumes with the same weights."""
     state = ROOT / "recipes" / "lingen-tiny" / "state"
     run = tmp_path / "run"
     shutil.copytree(state, run)
@@ -287,6 +311,10 @@ def test_committed_recipe_state_resumes(tmp_path):
     assert t.step == 13500 and t._rewarm_from == 13500
     raw = load_file(str(state / "denoiser.safetensors"))
     assert all(torch.equal(t.model.state_dict()[k], v) for k, v in raw.items())
+    shipped = load_file(str(run / "denoiser_ema.safetensors"))
+    assert all(torch.equal(t.ema.shadow[k], v.float()) for k, v in shipped.items())
+    if not train:
+        return
     t.train()
     h = _history(run)[-1]
     assert h["step"] == 13501 and torch.isfinite(torch.tensor(h["loss"]))
@@ -298,7 +326,7 @@ def test_committed_recipe_state_resumes(tmp_path):
 def test_export_option_writes_the_generate_checkpoint_of_a_finished_run(runs, tmp_path):
     r = CliRunner().invoke(app, ["train", str(runs / "r1" / "cfg.yaml"), "-q", "--export", str(tmp_path / "exp")])
     assert r.exit_code == 0, r.output
-    assert "at step 4" in r.output  # resumed, nothing left to train
+    assert f"at step {STEPS}" in r.output  # resumed, nothing left to train
     a, b = load_file(str(tmp_path / "exp" / "denoiser.safetensors")), load_file(str(runs / "r1-export" / "denoiser.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     r = CliRunner().invoke(app, ["train", str(runs / "v1" / "cfg.yaml"), "-q", "--export", str(tmp_path / "x")])
