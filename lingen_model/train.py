@@ -31,8 +31,8 @@ Config (YAML, every key checked)::
                                       #   the direction of time (0 = off)
     export: {dir: ..., name: lingen-tiny, sampling: {steps: 20, cfg_scale: 5.0}}   # denoiser stage
     activation_checkpointing: false   # recompute each block in backward (denoiser blocks; VAE blocks)
-    dp_replicate: 1                   # torchrun: ranks per replica group (1 = shard over all ranks, FSDP;
-                                      #   R > 1 = HSDP: shard within groups of world/R ranks, replicate across)
+    dp_replicate: 1                   # torchrun: replica groups (1 = FSDP, shard over all ranks; R > 1 = HSDP:
+                                      #   shard within each of R groups of world/R ranks, all-reduce across them)
 
 Method: rectified flow with logit-normal timesteps (SD3, Esser et al. 2024 §3–5), 10 %
 caption dropout, AdamW, EMA of the weights, bf16 autocast (on CUDA by default; on a CPU with ``amp: bf16``,

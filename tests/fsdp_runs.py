@@ -3,7 +3,8 @@
 ``python -m torch.distributed.run --nproc-per-node N tests/fsdp_runs.py PLAN.json``; the plan is
 a list of ``{"config": yaml path, "overrides": {...}, "copy": [src, dst] (optional, done by rank 0
 before the run), "dump": path (optional)}``. With ``dump`` every rank writes the run's final
-weights, gathered to full tensors, to ``<dump>.rank<R>.safetensors`` (to compare the ranks).
+weights and EMA (``ema.*``), gathered to full tensors, to ``<dump>.rank<R>.safetensors`` (to compare
+the ranks, and runs, without reading checkpoints back through the loader under test).
 """
 import json
 import shutil
@@ -30,6 +31,7 @@ def main(plan_file: str) -> None:
         trainer.train()
         if "dump" in run:
             weights = full_tensors(trainer.model.state_dict(), keep=True)
+            weights.update({f"ema.{k}": v for k, v in full_tensors(trainer.ema.shadow, keep=True).items()})
             save_file({k: v.contiguous() for k, v in weights.items()}, f"{run['dump']}.rank{rank}.safetensors")
         dist.barrier()
         if rank == 0:

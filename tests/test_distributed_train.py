@@ -51,15 +51,18 @@ def _history(run: Path) -> list[dict]:
     return json.loads((run / "train_state.json").read_text())["history"]
 
 
-def _trained(run: Path, cfg_file: Path | None = None) -> tuple[dict, dict]:
-    """A run dir's final raw weights and EMA, read back into a single-process trainer (DCP resharding)."""
-    state = json.loads((run / "train_state.json").read_text())
-    t = Trainer(load_train_config(cfg_file or run / "cfg.yaml", {"run_dir": str(run), "steps": state["step"]}))
-    return {k: v.clone() for k, v in t.model.state_dict().items()}, {k: v.clone() for k, v in t.ema.shadow.items()}
+def _dump(trainer: Trainer, run: Path) -> None:
+    """A 1-process trainer's final weights and EMA in the format tests/fsdp_runs.py dumps 2-rank runs."""
+    tensors = {**trainer.model.state_dict(), **{f"ema.{k}": v for k, v in trainer.ema.shadow.items()}}
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(run / "full.rank0.safetensors"))
 
 
-def _trained_weights(run: Path, cfg_file: Path | None = None) -> dict[str, torch.Tensor]:
-    return _trained(run, cfg_file)[0]
+def _final(run: Path, rank: int = 0) -> tuple[dict, dict]:
+    """(weights, EMA) a run held in memory at its end, as dumped by that run (not re-loaded from its
+    checkpoint, so a loader bug cannot hide on both sides of a comparison)."""
+    t = load_file(str(run / f"full.rank{rank}.safetensors"))
+    return ({k: v for k, v in t.items() if not k.startswith("ema.")},
+            {k[4:]: v for k, v in t.items() if k.startswith("ema.")})
 
 
 def _close(a: list[dict], b: list[dict], keys=("loss", "grad_norm")) -> None:
@@ -100,12 +103,16 @@ def runs(tmp_path_factory):
 
     vae_kw = dict(stage="vae", steps=3, data={**DATA, "frames": 5}, vae=TINY_VAE, **common)
     v1 = cfg("v1", batch_size=GLOBAL_BATCH, **vae_kw)
-    Trainer(load_train_config(v1)).train()
+    t = Trainer(load_train_config(v1))
+    t.train()
+    _dump(t, d / "v1")
     den_kw = dict(stage="denoiser", vae_checkpoint=str(d / "v1"), data=DATA, denoiser=TINY_DENOISER,
                   caption_dropout=0.3, t_offset_max=4, t_high_prob=0.3, **common)
     # the reference: 1 rank, global batch, STEPS steps uninterrupted, exported at the end
     r1 = cfg("r1", batch_size=GLOBAL_BATCH, steps=STEPS, export={"dir": str(d / "r1-export"), "name": "r1"}, **den_kw)
-    Trainer(load_train_config(r1)).train()
+    t = Trainer(load_train_config(r1))
+    t.train()
+    _dump(t, d / "r1")
     # 1 rank, CUT steps: resumed on 2 ranks below (1 -> 2)
     Trainer(load_train_config(cfg("r1half", batch_size=GLOBAL_BATCH, steps=CUT, **den_kw))).train()
 
@@ -115,15 +122,17 @@ def runs(tmp_path_factory):
     cfg("t2", batch_size=half, steps=STEPS, **den_kw)
     cfg("r12", batch_size=half, steps=STEPS, **den_kw)
     cfg("h2", batch_size=half, steps=STEPS, dp_replicate=2, **den_kw)
+    dump = {n: str(d / n / "full") for n in ("v2", "u2", "t2", "h2")}
+    dump["r12"] = str(d / "r12" / "run" / "full")
     plan = [
-        {"config": str(d / "v2" / "cfg.yaml"), "dump": str(d / "v2" / "full")},
-        {"config": str(d / "u2" / "cfg.yaml"), "dump": str(d / "u2" / "full")},
+        {"config": str(d / "v2" / "cfg.yaml"), "dump": dump["v2"]},
+        {"config": str(d / "u2" / "cfg.yaml"), "dump": dump["u2"]},
         {"config": str(d / "t2" / "cfg.yaml"), "overrides": {"steps": CUT}},
         {"copy": [str(d / "t2"), str(d / "t21")], "config": str(d / "t2" / "cfg.yaml"),
-         "overrides": {"activation_checkpointing": True}},
+         "overrides": {"activation_checkpointing": True}, "dump": dump["t2"]},
         {"copy": [str(d / "r1half"), str(d / "r12" / "run")], "config": str(d / "r12" / "cfg.yaml"),
-         "overrides": {"run_dir": str(d / "r12" / "run")}},
-        {"config": str(d / "h2" / "cfg.yaml")},
+         "overrides": {"run_dir": str(d / "r12" / "run")}, "dump": dump["r12"]},
+        {"config": str(d / "h2" / "cfg.yaml"), "dump": dump["h2"]},
     ]
     (d / "plan.json").write_text(json.dumps(plan))
     print("1-rank runs", time.time() - t0)
@@ -136,7 +145,9 @@ def runs(tmp_path_factory):
     # 2 -> 1: the 2-rank checkpoint at step CUT, continued on one rank with the same global batch
     _yaml(d / "t21" / "cfg.yaml", **{**yaml.safe_load((d / "t2" / "cfg.yaml").read_text()),
                                      "run_dir": str(d / "t21"), "batch_size": GLOBAL_BATCH})
-    Trainer(load_train_config(d / "t21" / "cfg.yaml")).train()
+    t = Trainer(load_train_config(d / "t21" / "cfg.yaml"))
+    t.train()
+    _dump(t, d / "t21")
     return d
 
 
@@ -150,7 +161,9 @@ def test_two_ranks_train_like_one_rank_with_the_global_batch(runs):
     assert json.loads((runs / "u2" / "train_state.json").read_text())["world_size"] == 2
     r0, r1 = (load_file(str(runs / "u2" / f"full.rank{r}.safetensors")) for r in (0, 1))
     assert r0.keys() == r1.keys() and all(torch.equal(r0[k], r1[k]) for k in r0)
-    _weights_close(r0, _trained_weights(runs / "r1"))
+    (w, ema), (ref_w, ref_ema) = _final(runs / "u2"), _final(runs / "r1")
+    _weights_close(w, ref_w)
+    _weights_close(ema, ref_ema)
     # the final export: the EMA weights, gathered on rank 0, as `lingen generate` loads them
     _weights_close(load_file(str(runs / "u2-export" / "denoiser.safetensors")),
                    load_file(str(runs / "r1-export" / "denoiser.safetensors")))
@@ -161,8 +174,9 @@ def test_two_ranks_train_the_vae_like_one_rank(runs):
     _close(two, ref)
     r0, r1 = (load_file(str(runs / "v2" / f"full.rank{r}.safetensors")) for r in (0, 1))
     assert all(torch.equal(r0[k], r1[k]) for k in r0)
-    ref_w = {k: v.clone() for k, v in Trainer(load_train_config(runs / "v1" / "cfg.yaml")).model.state_dict().items()}
-    _weights_close(r0, ref_w)
+    (w, ema), (ref_w, ref_ema) = _final(runs / "v2"), _final(runs / "v1")
+    _weights_close(w, ref_w)
+    _weights_close(ema, ref_ema)
     _weights_close(load_file(str(runs / "v2" / "vae_ema.safetensors")), load_file(str(runs / "v1" / "vae_ema.safetensors")))
 
 
@@ -172,7 +186,7 @@ def test_resume_on_two_ranks_equals_the_uninterrupted_run(runs):
     resumed, straight = _history(runs / "t2"), _history(runs / "u2")
     assert [h["loss"] for h in resumed] == [h["loss"] for h in straight]
     assert [h["grad_norm"] for h in resumed] == [h["grad_norm"] for h in straight]
-    (a, ema_a), (b, ema_b) = _trained(runs / "t2"), _trained(runs / "u2")
+    (a, ema_a), (b, ema_b) = _final(runs / "t2"), _final(runs / "u2")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
 
@@ -184,7 +198,7 @@ def test_checkpoints_reshard_across_world_sizes(runs, run):
     hist = _history(runs / run)
     assert [h["step"] for h in hist] == list(range(1, STEPS + 1))
     _close(hist, _history(runs / "r1"))
-    (w, ema), (ref_w, ref_ema) = _trained(runs / run, runs / run.split("/")[0] / "cfg.yaml"), _trained(runs / "r1")
+    (w, ema), (ref_w, ref_ema) = _final(runs / run), _final(runs / "r1")
     _weights_close(w, ref_w)
     _weights_close(ema, ref_ema)
 
@@ -192,6 +206,7 @@ def test_checkpoints_reshard_across_world_sizes(runs, run):
 def test_hsdp_replicate_axis_trains_like_one_rank(runs):
     """dp_replicate 2 on 2 ranks: a (2, 1) mesh, replicas all-reduce instead of reduce-scatter."""
     _close(_history(runs / "h2"), _history(runs / "r1"))
+    _weights_close(_final(runs / "h2")[0], _final(runs / "r1")[0])
 
 
 def test_one_rank_resume_equals_uninterrupted_and_keeps_every_state(runs, tmp_path):
@@ -202,10 +217,12 @@ def test_one_rank_resume_equals_uninterrupted_and_keeps_every_state(runs, tmp_pa
     Trainer(load_train_config(cfg)).train()
     state = json.loads((tmp_path / "run" / "train_state.json").read_text())
     assert state["checkpoint"] == f"checkpoints/step-{CUT:08d}" and state["data"]["index"] == CUT * GLOBAL_BATCH
-    Trainer(load_train_config(cfg, {"steps": STEPS})).train()
+    t = Trainer(load_train_config(cfg, {"steps": STEPS}))
+    t.train()
     assert _history(tmp_path / "run") == _history(runs / "r1")
-    (w, ema), (ref_w, ref_ema) = _trained(tmp_path / "run", cfg), _trained(runs / "r1")
-    assert all(torch.equal(w[k], ref_w[k]) and torch.equal(ema[k], ref_ema[k]) for k in w)
+    ref_w, ref_ema = _final(runs / "r1")
+    assert all(torch.equal(v, ref_w[k]) for k, v in t.model.state_dict().items())
+    assert all(torch.equal(v, ref_ema[k]) for k, v in t.ema.shadow.items())
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == [f"step-{STEPS:08d}"]  # older ones dropped
 
 
@@ -217,7 +234,7 @@ def test_activation_checkpointing_changes_nothing_on_one_rank(runs, tmp_path):
     trainer = Trainer(load_train_config(cfg))
     trainer.train()
     assert [h["loss"] for h in _history(tmp_path / "run")] == [h["loss"] for h in _history(runs / "r1")[:2]]
-    assert trainer.model.state_dict().keys() == _trained_weights(runs / "r1").keys()  # no renamed parameters
+    assert trainer.model.state_dict().keys() == _final(runs / "r1")[0].keys()  # no renamed parameters
 
 
 # --------------------------------------------------------------------------- data position
