@@ -102,12 +102,16 @@ def load_training_checkpoint(path: str | Path, model: nn.Module, opt: torch.opti
     """
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint import HuggingFaceStorageReader
-    from torch.distributed.checkpoint.state_dict import get_state_dict, get_model_state_dict, set_state_dict
+    from torch.distributed.checkpoint.api import CheckpointException
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_state_dict, set_state_dict
 
     path = Path(path)
     if not path.is_dir():
         raise ValueError(f"training checkpoint not found: {path}")
-    keys = checkpoint_keys(path)
+    try:
+        keys = checkpoint_keys(path)
+    except Exception as e:  # unreadable safetensors headers
+        raise ValueError(f"{path}: cannot read the training checkpoint: {str(e).strip().splitlines()[0]}") from None
     src = f"rank{_rank()}" if any(k.startswith(f"rng.rank{_rank()}.") for k in keys) else "rank0"
     rng_out = {k: torch.empty_like(v) for k, v in rng.items()}
     if opt is not None:
@@ -120,8 +124,9 @@ def load_training_checkpoint(path: str | Path, model: nn.Module, opt: torch.opti
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="torch.distributed is disabled")
             dcp.load(state, storage_reader=HuggingFaceStorageReader(str(path)), no_dist=_dist() is None)
-    except (RuntimeError, KeyError) as e:
-        raise ValueError(f"{path}: cannot load the training checkpoint: {str(e).splitlines()[0]}") from None
+    except (CheckpointException, Exception) as e:  # DCP raises CheckpointException (a BaseException)
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"{path}: cannot load the training checkpoint: {msg}") from None
     if opt is not None:
         if param_groups is not None:
             osd["param_groups"] = [{**g, **{k: (tuple(v) if k == "betas" else v) for k, v in saved.items()}}

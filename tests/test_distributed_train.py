@@ -348,3 +348,12 @@ def test_export_option_writes_the_generate_checkpoint_of_a_finished_run(runs, tm
     assert all(torch.equal(a[k], b[k]) for k in a)
     r = CliRunner().invoke(app, ["train", str(runs / "v1" / "cfg.yaml"), "-q", "--export", str(tmp_path / "x")])
     assert r.exit_code == 2 and "denoiser stage" in r.output
+
+
+def test_a_damaged_checkpoint_is_a_one_line_error(runs, tmp_path):
+    shutil.copytree(runs / "r1", tmp_path / "run")
+    state = json.loads((tmp_path / "run" / "train_state.json").read_text())
+    shard = next((tmp_path / "run" / state["checkpoint"]).glob("*.safetensors"))
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    r = CliRunner().invoke(app, ["train", str(runs / "r1" / "cfg.yaml"), "-q", "--run-dir", str(tmp_path / "run")])
+    assert r.exit_code == 2 and "cannot" in r.output and "Traceback" not in r.output, r.output
