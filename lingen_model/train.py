@@ -8,7 +8,7 @@ Config (YAML, every key checked)::
     batch_size: 8                     # per process
     lr: 1.0e-3, weight_decay: 0.0, warmup_steps: 100, grad_clip: 1.0, ema_decay: 0.999
     seed: 0, log_every: 10, save_every_steps: 200, save_every_minutes: 10, num_threads: null
-    data: {source: shapes|folder, path, height, width, fps, frames, still_prob, max_objects, entry_prob}
+    data: {source: shapes|folder|shards, path, height, width, fps, frames, still_prob, max_objects, entry_prob, workers}
     vae: {VAEConfig fields}           # vae stage: the architecture
     kl_weight: 1.0e-6                 # vae stage
     vae_checkpoint: runs/tiny-vae     # denoiser stage: the trained VAE (a run dir or a checkpoint dir)
@@ -132,6 +132,9 @@ def load_train_config(path: str | Path, overrides: dict | None = None) -> dict[s
         raise ValueError(f"{path}: activation_checkpointing must be true or false")
     if isinstance(cfg["dp_replicate"], bool) or not isinstance(cfg["dp_replicate"], int) or cfg["dp_replicate"] < 1:
         raise ValueError(f"{path}: dp_replicate must be a positive integer")
+    if cfg["data"].source == "shards" and (cfg["stage"] != "denoiser" or cfg["contrast_weight"] > 0):
+        raise ValueError(f"{path}: data.source 'shards' (preprocessed latents) is for the denoiser stage "
+                         "without contrast_weight (its negative needs the raw clip)")
     if cfg["amp"] not in ("auto", "bf16", "off"):
         raise ValueError(f"{path}: amp must be 'auto', 'bf16' or 'off', got {cfg['amp']!r}")
     cfg["run_dir"] = str(cfg["run_dir"])
@@ -299,8 +302,27 @@ class Trainer:
         self._exported_step: int | None = None
         # every rank draws the same random numbers (for the whole global batch) and its own rows of the data
         self.gen = torch.Generator().manual_seed(cfg["seed"] * 1000)
-        self.data = ShardedBatches(cfg["data"], cfg["batch_size"], cfg["seed"] * 1000, self.rank, self.world)
+        self.data = self._data_stream(cfg["seed"] * 1000)
+        if cfg["data"].source == "shards":
+            self._check_shards()
         self._resume()
+
+    def _data_stream(self, seed: int):
+        """This rank's batches: the shapes world / an mp4 folder (``ShardedBatches``) or preprocessed
+        shards (``ShardBatches``: latents and text embeddings)."""
+        d = self.cfg["data"]
+        if d.source == "shards":
+            from lingen_model.shard_data import ShardBatches
+
+            return ShardBatches(d.path, self.cfg["batch_size"], seed, self.rank, self.world, d.workers)
+        return ShardedBatches(d, self.cfg["batch_size"], seed, self.rank, self.world)
+
+    def _check_shards(self) -> None:
+        man = self.data.manifest
+        if man.get("latent_channels") != self.vae.latent_channels or man.get("text_encoder") != self.cfg["text_encoder"]:
+            raise ValueError(f"{self.cfg['data'].path} was preprocessed with latent_channels "
+                             f"{man.get('latent_channels')} and text encoder {man.get('text_encoder')}, this run uses "
+                             f"{self.vae.latent_channels} and {self.cfg['text_encoder']}")
 
     # -- files ---------------------------------------------------------------
     @property
@@ -335,8 +357,7 @@ class Trainer:
                                            state["optimizer"]["param_groups"], self._rng_state())
             self._set_rng_state(rng)
             self._rewarm_from = state.get("rewarm_from")
-            self.data = ShardedBatches(self.cfg["data"], self.cfg["batch_size"], int(state["data"]["seed"]),
-                                       self.rank, self.world)
+            self.data = self._data_stream(int(state["data"]["seed"]))
             self.data.load_state_dict(state["data"])
             where = f"{state['checkpoint']}, written by {state.get('world_size', 1)} rank(s)"
         else:
@@ -362,8 +383,7 @@ class Trainer:
         load_full_state(self.model, self.opt, self.ema.shadow, weights, ema, optim_state)
         # the random streams the single-file trainer started on resume (its rank 0)
         self.gen.manual_seed(self.cfg["seed"] * 1000 + 17 * self.step)
-        self.data = ShardedBatches(self.cfg["data"], self.cfg["batch_size"], self.cfg["seed"] * 1000 + self.step,
-                                   self.rank, self.world)
+        self.data = self._data_stream(self.cfg["seed"] * 1000 + self.step)
 
     def save(self) -> None:
         """Write the distributed checkpoint ``checkpoints/step-N`` (every rank its shards), then
@@ -431,10 +451,12 @@ class Trainer:
                                spec.get("sampling", {}), name=spec.get("name"), extra=extra)
 
     # -- steps ---------------------------------------------------------------
-    def _loss(self, video: torch.Tensor, captions: list[str], gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+    def _loss(self, video: torch.Tensor | None, captions: list[str], gen: torch.Generator,
+              encoded: tuple | None = None) -> tuple[torch.Tensor, dict]:
         """Loss of this rank's rows ``first … first + b − 1`` of a global batch of ``b × world``
-        clips; every random number is drawn for the whole global batch (the same on every rank)."""
-        b = video.shape[0]
+        clips; every random number is drawn for the whole global batch (the same on every rank).
+        ``encoded``: (latents, context, mask) from preprocessed shards instead of ``video``."""
+        b = len(captions)
         total, first = b * self.world, b * self.rank
         rows = slice(first, first + b)
         if self.stage == "vae":
@@ -447,11 +469,14 @@ class Trainer:
 
         lam = self.cfg["contrast_weight"]
         with torch.no_grad():
-            latents = self.vae.encode(video)
+            latents = self.vae.encode(video) if encoded is None else encoded[0]
             everyone = [""] * total
             everyone[rows] = captions
             kept = drop_captions(everyone, self.cfg["caption_dropout"], gen)[rows]
-            ctx, mask = self.text_encoder.encode(kept)
+            if encoded is None:
+                ctx, mask = self.text_encoder.encode(kept)
+            else:
+                ctx, mask = self._drop_encoded(encoded[1], encoded[2], captions, kept)
             # ΔFM negative: the clip played backwards (a mover's opposite direction; a still clip is its own)
             negative = self.vae.encode(video.flip(2)) if lam > 0 else None
         offset = 0
@@ -474,6 +499,23 @@ class Trainer:
                                   negative_weight=weight)
         return loss, {"t_offset": offset, "t": [round(x, 4) for x in t_all.tolist()]}
 
+    def _drop_encoded(self, ctx: torch.Tensor, mask: torch.Tensor, captions: list[str],
+                      kept: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Preprocessed text tokens with the dropped captions' rows replaced by the encoding of ""."""
+        dropped = [k == "" and c != "" for c, k in zip(captions, kept)]
+        if not any(dropped):
+            return ctx, mask
+        e_ctx, e_mask = self.text_encoder.encode([""])
+        length = max(ctx.shape[1], e_ctx.shape[1])
+        ctx = torch.nn.functional.pad(ctx, (0, 0, 0, length - ctx.shape[1]))
+        mask = torch.nn.functional.pad(mask, (0, length - mask.shape[1]))
+        for i, d in enumerate(dropped):
+            if d:
+                ctx[i] = 0
+                mask[i] = False
+                ctx[i, :e_ctx.shape[1]], mask[i, :e_mask.shape[1]] = e_ctx[0].to(ctx), e_mask[0]
+        return ctx, mask
+
     def train(self) -> dict:
         """Run until ``steps``; saves every ``save_every_steps`` / ``save_every_minutes`` and at the end.
 
@@ -486,14 +528,21 @@ class Trainer:
         self.model.train()
         while self.step < cfg["steps"]:
             t0 = time.time()
-            video, captions = next(self.data)
-            video = video.to(self.device)
+            batch = next(self.data)
+            if len(batch) == 4:  # preprocessed shards: latents and text tokens
+                latents, ctx, mask, captions = batch
+                encoded, video = (latents.to(self.device), ctx.to(self.device), mask.to(self.device)), None
+                n_clips, frames = latents.shape[0], 1 + self.vae.temporal_factor * (latents.shape[2] - 1)
+            else:
+                (video, captions), encoded = batch, None
+                video = video.to(self.device)
+                n_clips, frames = video.shape[0], video.shape[2]
             lr = _lr_at(self.step, cfg)
             if self._rewarm_from is not None:
                 lr *= min(1.0, (self.step - self._rewarm_from + 1) / max(1, cfg["warmup_steps"]))
             for g in self.opt.param_groups:
                 g["lr"] = lr
-            loss, stats = self._loss(video, captions, self.gen)  # bf16 autocast (``amp``) is applied inside
+            loss, stats = self._loss(video, captions, self.gen, encoded)  # bf16 autocast (``amp``) is applied inside
             self.opt.zero_grad(set_to_none=True)
             loss.backward()  # under FSDP2 the gradients are reduce-scattered (averaged over ranks) here
             gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg["grad_clip"])
@@ -503,7 +552,7 @@ class Trainer:
             self.ema.update(self.model, self.step)
             self.step += 1
             self.elapsed += time.time() - t0
-            clips += video.shape[0] * self.world
+            clips += n_clips * self.world
             n_log += 1
             due = (self.step % cfg["save_every_steps"] == 0 or time.time() - last_save > 60 * cfg["save_every_minutes"]
                    or self.step == cfg["steps"])
@@ -515,7 +564,7 @@ class Trainer:
                 loss_value = float(packed[0]) / self.world
                 due = (self.step % cfg["save_every_steps"] == 0 or self.step == cfg["steps"] or float(packed[1]) > 0)
             rec = {"step": self.step, "loss": loss_value, "grad_norm": float(gnorm), "lr": self.opt.param_groups[0]["lr"],
-                   "frames": int(video.shape[2]), **{k: stats[k] for k in ("t_offset", "t") if k in stats}}
+                   "frames": int(frames), **{k: stats[k] for k in ("t_offset", "t") if k in stats}}
             self.history.append(rec)
             if self.on_step:
                 self.on_step(self.step, rec)

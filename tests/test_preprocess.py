@@ -110,3 +110,58 @@ def test_jsonl_manifest_and_bad_input(tmp_path):
         captioned_videos(tmp_path, tmp_path / "bad.jsonl")
     r = CliRunner().invoke(app, ["preprocess", str(tmp_path / "missing"), str(tmp_path / "o")])
     assert r.exit_code == 2 and "video folder not found" in r.output and "Traceback" not in r.output
+
+
+def test_epoch_batches_bucket_by_shape_and_cover_each_bucket():
+    from lingen_model.shard_data import epoch_batches
+
+    samples = [{"latent_shape": [4, 2, 4, 4]}] * 7 + [{"latent_shape": [4, 5, 4, 4]}] * 4
+    e0 = epoch_batches(samples, 2, seed=1, epoch=0)
+    assert len(e0) == 3 + 2 and all(len(b) == 2 for b in e0)
+    assert all(len({tuple(samples[i]["latent_shape"]) for i in b}) == 1 for b in e0)  # one shape per batch
+    assert len({i for b in e0 for i in b}) == 10  # 6 of the 7 short clips, all 4 long ones, no repeats
+    assert e0 == epoch_batches(samples, 2, seed=1, epoch=0) != epoch_batches(samples, 2, seed=1, epoch=1)
+
+
+def test_training_from_shards_resumes_mid_epoch_at_the_same_sample(tmp_path):
+    """4 preprocessed clips, global batch 2: 2 batches an epoch. 3 steps straight equal 1 step + resume
+    (mid-epoch) + 2 steps, across the epoch boundary, with a DataLoader worker in the resumed run."""
+    import yaml
+
+    from lingen_model.preprocess import preprocess
+    from lingen_model.text_encoder import build_text_encoder
+    from lingen_model.train import Trainer, load_train_config, load_vae
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i in range(4):
+        frames, caption, _ = make_clip(10 + i, 12, 32, 32, 8)
+        write_mp4(frames, videos / f"c{i}.mp4", 8)
+        (videos / f"c{i}.txt").write_text(caption)
+    ckpt = make_tiny_checkpoint(tmp_path / "ckpt")
+    preprocess(videos, tmp_path / "shards", load_vae(ckpt), build_text_encoder({"backend": "minilm"}),
+               {"backend": "minilm"}, frames=5, height=32, width=32, fps=8)
+    den = {"size": "tiny", "mixer": "mate", "overrides": {"width": 32, "depth": 2, "num_heads": 2, "headdim": 16,
+                                                          "d_state": 8, "ffn_dim": 64, "chunk_size": 16,
+                                                          "window": [2, 2, 2]}}
+
+    def run(name, steps, workers=0):
+        cfg = tmp_path / f"{name}.yaml"
+        cfg.write_text(yaml.safe_dump({"stage": "denoiser", "run_dir": str(tmp_path / name), "vae_checkpoint": str(ckpt),
+                                       "steps": steps, "batch_size": 2, "log_every": 1, "caption_dropout": 0.5,
+                                       "denoiser": den, "data": {"source": "shards", "path": str(tmp_path / "shards"),
+                                                                 "workers": workers}}))
+        t = Trainer(load_train_config(cfg))
+        t.train()
+        return json.loads((tmp_path / name / "train_state.json").read_text())
+
+    straight = run("straight", 3)
+    assert straight["data"] == {"seed": 0, "epoch": 1, "batch": 1}
+    assert run("resumed", 1)["data"] == {"seed": 0, "epoch": 0, "batch": 1}
+    resumed = run("resumed", 3, workers=1)
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in straight["history"]]
+    assert all(h["frames"] == 5 for h in straight["history"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"stage": "vae", "run_dir": "x", "data": {"source": "shards", "path": "s"}}))
+    with pytest.raises(ValueError, match="denoiser stage"):
+        load_train_config(bad)
