@@ -123,24 +123,50 @@ def test_epoch_batches_bucket_by_shape_and_cover_each_bucket():
     assert e0 == epoch_batches(samples, 2, seed=1, epoch=0) != epoch_batches(samples, 2, seed=1, epoch=1)
 
 
-def test_training_from_shards_resumes_mid_epoch_at_the_same_sample(tmp_path):
-    """4 preprocessed clips, global batch 2: 2 batches an epoch. 3 steps straight equal 1 step + resume
-    (mid-epoch) + 2 steps, across the epoch boundary, with a DataLoader worker in the resumed run."""
-    import yaml
-
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """4 captioned 32×32 clips preprocessed (5 frames each) with a tiny random checkpoint's VAE."""
     from lingen_model.preprocess import preprocess
     from lingen_model.text_encoder import build_text_encoder
-    from lingen_model.train import Trainer, load_train_config, load_vae
+    from lingen_model.train import load_vae
 
-    videos = tmp_path / "videos"
+    d = tmp_path_factory.mktemp("shards")
+    videos = d / "videos"
     videos.mkdir()
     for i in range(4):
         frames, caption, _ = make_clip(10 + i, 12, 32, 32, 8)
         write_mp4(frames, videos / f"c{i}.mp4", 8)
         (videos / f"c{i}.txt").write_text(caption)
-    ckpt = make_tiny_checkpoint(tmp_path / "ckpt")
-    preprocess(videos, tmp_path / "shards", load_vae(ckpt), build_text_encoder({"backend": "minilm"}),
+    ckpt = make_tiny_checkpoint(d / "ckpt")
+    preprocess(videos, d / "shards", load_vae(ckpt), build_text_encoder({"backend": "minilm"}),
                {"backend": "minilm"}, frames=5, height=32, width=32, fps=8)
+    return d / "shards", ckpt
+
+
+def test_shard_batches_split_each_global_batch_across_ranks(shards):
+    from lingen_model.shard_data import ShardBatches
+
+    one = ShardBatches(shards[0], 2, seed=7)
+    ranks = [ShardBatches(shards[0], 1, seed=7, rank=r, world=2) for r in range(2)]
+    for _ in range(3):  # across the epoch boundary (2 global batches an epoch)
+        lat, ctx, mask, caps = next(one)
+        parts = [next(s) for s in ranks]
+        assert torch.equal(lat, torch.cat([p[0] for p in parts])) and caps == parts[0][3] + parts[1][3]
+        for k in range(2):  # the text tokens of each row, up to padding
+            n = int(mask[k].sum())
+            assert torch.equal(ctx[k, :n], parts[k][1][0, :n]) and int(parts[k][2].sum()) == n
+    with pytest.raises(ValueError, match="no latent shape has 8 samples"):
+        ShardBatches(shards[0], 4, seed=7, rank=0, world=2)
+
+
+def test_training_from_shards_resumes_mid_epoch_at_the_same_sample(tmp_path, shards):
+    """4 preprocessed clips, global batch 2: 2 batches an epoch. 3 steps straight equal 1 step + resume
+    (mid-epoch) + 2 steps, across the epoch boundary, with a DataLoader worker in the resumed run."""
+    import yaml
+
+    from lingen_model.train import Trainer, load_train_config
+
+    shard_dir, ckpt = shards
     den = {"size": "tiny", "mixer": "mate", "overrides": {"width": 32, "depth": 2, "num_heads": 2, "headdim": 16,
                                                           "d_state": 8, "ffn_dim": 64, "chunk_size": 16,
                                                           "window": [2, 2, 2]}}
@@ -149,7 +175,7 @@ def test_training_from_shards_resumes_mid_epoch_at_the_same_sample(tmp_path):
         cfg = tmp_path / f"{name}.yaml"
         cfg.write_text(yaml.safe_dump({"stage": "denoiser", "run_dir": str(tmp_path / name), "vae_checkpoint": str(ckpt),
                                        "steps": steps, "batch_size": 2, "log_every": 1, "caption_dropout": 0.5,
-                                       "denoiser": den, "data": {"source": "shards", "path": str(tmp_path / "shards"),
+                                       "denoiser": den, "data": {"source": "shards", "path": str(shard_dir),
                                                                  "workers": workers}}))
         t = Trainer(load_train_config(cfg))
         t.train()
