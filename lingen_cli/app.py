@@ -13,7 +13,7 @@ app = typer.Typer(
 
 # Command modules, each exposing ``register(app)``. Imports stay light: heavy work
 # (torch, transformers) is imported inside the command functions.
-_COMMAND_MODULES: list[str] = ["generate", "train", "eval", "info", "zoo", "benchmark", "convert"]
+_COMMAND_MODULES: list[str] = ["generate", "train", "eval", "info", "zoo", "benchmark", "convert", "preprocess"]
 
 
 _MODULE_FILES = {"eval": "evaluate"}  # verb → module where they differ

@@ -1,4 +1,4 @@
-"""``lingen train CONFIG.yaml``: run a VAE or denoiser training stage (resumable; torchrun for DDP)."""
+"""``lingen train CONFIG.yaml``: run a VAE or denoiser training stage (resumable; torchrun for FSDP2)."""
 from __future__ import annotations
 
 import sys
@@ -15,6 +15,9 @@ def train(
     steps: Optional[int] = typer.Option(None, "--steps", help="Override the total number of steps."),
     run_dir: Optional[str] = typer.Option(None, "--run-dir", help="Override the run directory."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the per-process batch size."),
+    export: Optional[Path] = typer.Option(
+        None, "--export", help="Denoiser stage: write the pipeline checkpoint that `lingen generate` loads here, "
+                               "at every save and at the end (on a finished run: at once, without training)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain log lines instead of a progress bar."),
 ) -> None:
     """Train a stage; re-running the same command resumes from the run directory."""
@@ -25,6 +28,10 @@ def train(
         cfg = load_train_config(config, {"steps": steps, "run_dir": run_dir, "batch_size": batch_size})
     except ValueError as e:
         raise fail(str(e))
+    if export is not None:
+        if cfg["stage"] != "denoiser":
+            raise fail("--export is for the denoiser stage (a VAE run dir is itself what the denoiser stage loads)")
+        cfg["export"] = {**(cfg["export"] or {}), "dir": str(export)}
     bars = not quiet and sys.stderr.isatty()
     if not bars:
         trainer = _make(Trainer, cfg, lambda s: print(s, file=sys.stderr, flush=True), None)

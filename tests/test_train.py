@@ -74,31 +74,12 @@ def test_vae_stage_saves_and_resumes(vae_run):
     assert state["step"] == 3 and state["stage"] == "vae"
     vcfg = json.loads((run / "vae_config.json").read_text())
     assert vcfg["scaling_factor"] > 0 and vcfg["latent_channels"] == 4
-    for f in ("vae.safetensors", "vae_ema.safetensors", "optimizer.safetensors"):
-        assert (run / f).is_file()
+    assert (run / "vae_ema.safetensors").is_file()  # what the denoiser stage loads
+    assert any((run / state["checkpoint"]).glob("*.safetensors"))  # the distributed checkpoint
     r = train(cfg, "--steps", 5)
     assert r.exit_code == 0, r.output
     assert "resumed" in r.output and "at step 3" in r.output
     assert json.loads((run / "train_state.json").read_text())["step"] == 5
-
-
-def test_resume_without_optimizer_moments_rewarms_the_lr(vae_run, tmp_path):
-    import shutil
-
-    from lingen_model.training.config import load_train_config
-    from lingen_model.training.trainer import _lr_at
-
-    run, cfg = vae_run
-    copy = tmp_path / "run"
-    shutil.copytree(run, copy)
-    (copy / "optimizer.safetensors").unlink()
-    start = json.loads((copy / "train_state.json").read_text())["step"]
-    r = train(cfg, "--steps", start + 2, "--run-dir", copy)
-    assert r.exit_code == 0, r.output
-    hist = json.loads((copy / "train_state.json").read_text())["history"][-2:]
-    full = load_train_config(cfg, {"steps": start + 2})
-    for k, h in enumerate(hist):  # ramp k+1 / warmup_steps on top of the schedule
-        assert h["lr"] == pytest.approx(_lr_at(start + k, full) * (k + 1) / full["warmup_steps"])
 
 
 def test_denoiser_stage_exports_a_checkpoint_that_generates(vae_run, tmp_path):

@@ -733,7 +733,8 @@ def _spatial_grad_l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def vae_loss(vae: CausalVideoVAE, video: torch.Tensor, kl_weight: float = 1e-6, *,
              l1_weight: float = 1.0, mse_weight: float = 1.0, grad_weight: float = 0.5,
-             generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, dict]:
+             generator: Optional[torch.Generator] = None,
+             batch_rows: Optional[tuple[int, int]] = None) -> tuple[torch.Tensor, dict]:
     """Training loss of the VAE on one batch of clips (whole clip, with autograd).
 
     ``loss = l1_weight·L1 + mse_weight·MSE + grad_weight·G + kl_weight·KL`` where L1/MSE are
@@ -749,6 +750,10 @@ def vae_loss(vae: CausalVideoVAE, video: torch.Tensor, kl_weight: float = 1e-6, 
         video: ``B×3×T×H×W`` float in [-1, 1], ``T = 1 + ft·k``.
         kl_weight: weight of the KL term.
         generator: optional RNG for the posterior sample.
+        batch_rows: ``(first, total)`` for data parallelism: draw the posterior noise for a global
+            batch of ``total`` clips and use rows ``first … first + B − 1``, so that ranks with the
+            same ``generator`` state together draw what one process would for the whole batch.
+            None = ``(0, B)``.
 
     Returns:
         ``(loss, stats)``: scalar loss tensor and a dict of floats with keys ``loss``,
@@ -759,8 +764,12 @@ def vae_loss(vae: CausalVideoVAE, video: torch.Tensor, kl_weight: float = 1e-6, 
         ValueError: on a bad video shape.
     """
     mean, logvar = vae.encode_distribution(video)
-    eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype,
-                      device=generator.device if generator is not None else mean.device).to(mean.device)
+    first, total = batch_rows if batch_rows is not None else (0, mean.shape[0])
+    if not 0 <= first <= total - mean.shape[0]:
+        raise ValueError(f"batch_rows {batch_rows} do not hold a batch of {mean.shape[0]}")
+    eps = torch.randn((total, *mean.shape[1:]), generator=generator, dtype=mean.dtype,
+                      device=generator.device if generator is not None else mean.device)
+    eps = eps[first:first + mean.shape[0]].to(mean.device)
     z = mean + torch.exp(0.5 * logvar) * eps
     recon = vae.decode_raw(z)
     target = video.to(recon.dtype)

@@ -32,6 +32,8 @@ class TrainConfig:
     ``data`` is a :class:`~lingen_model.training.data.DataConfig`, ``vae`` a
     :class:`~lingen_model.models.vae.VAEConfig` (VAE stage), ``denoiser`` ``{size, mixer}``,
     ``text_encoder`` the backend spec, ``export`` ``{dir, name, sampling}`` (denoiser stage).
+    Under torchrun: ``activation_checkpointing`` recomputes each block in backward (FSDP2 run),
+    ``dp_replicate`` > 1 makes a 2-D (replicate, shard) mesh (HSDP); ``batch_size`` is per rank.
     """
 
     stage: Literal["vae", "denoiser"]
@@ -64,10 +66,16 @@ class TrainConfig:
     contrast_t_min: float = field(default=0.5, metadata={"ge": 0, "le": 1})
     t_high_prob: float = field(default=0.0, metadata={"ge": 0, "le": 1})
     t_high_min: float = field(default=0.9, metadata={"ge": 0, "le": 0.99})
+    activation_checkpointing: bool = False
+    dp_replicate: int = field(default=1, metadata={"ge": 1})
 
     def __post_init__(self) -> None:
         if self.stage == "denoiser" and not self.vae_checkpoint:
             raise ValueError("the denoiser stage needs 'vae_checkpoint'")
+        if isinstance(self.data, dict) and self.data.get("source") == "shards" and (
+                self.stage != "denoiser" or self.contrast_weight > 0):
+            raise ValueError("data.source 'shards' (preprocessed latents) is for the denoiser stage "
+                             "without contrast_weight (its negative needs the raw clip)")
 
 
 #: Top-level keys of a training YAML.

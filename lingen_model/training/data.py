@@ -21,7 +21,9 @@ import torch.nn.functional as F
 class DataConfig:
     """Where training clips come from and their size.
 
-    source: ``shapes`` (procedural world) or ``folder`` (``*.mp4`` + same-named ``*.txt``).
+    source: ``shapes`` (procedural world), ``folder`` (``*.mp4`` + same-named ``*.txt``) or
+        ``shards`` (the output of ``lingen preprocess``: latents and text embeddings, read by
+        ``lingen_model.training.shard_data``; frames/height/width/fps/crop then come from its manifest).
     path: the folder for ``folder``. height, width: pixels. fps: frames per second.
     frames: frames per clip (1 + 4k), or a list of such lengths: each batch draws one of
         them uniformly (multi-length training). still_prob: fraction of batches that are still images.
@@ -32,7 +34,7 @@ class DataConfig:
         steps for convolutional models (the VAE) at the same pixel scale.
     """
 
-    source: str = field(default="shapes", metadata={"choices": ("shapes", "folder")})
+    source: str = field(default="shapes", metadata={"choices": ("shapes", "folder", "shards")})
     path: str | None = None
     height: int = field(default=128, metadata={"ge": 8, "le": 8192})
     width: int = field(default=128, metadata={"ge": 8, "le": 8192})
@@ -42,12 +44,15 @@ class DataConfig:
     max_objects: int = field(default=2, metadata={"ge": 1, "le": 2})
     entry_prob: float = 0.0
     crop: int | None = None
+    workers: int = field(default=0, metadata={"ge": 0, "le": 64})  # shards: DataLoader worker processes (0 = in process)
 
     def __post_init__(self) -> None:
-        if self.source not in ("shapes", "folder"):
-            raise ValueError(f"data.source must be 'shapes' or 'folder', got {self.source!r}")
-        if self.source == "folder" and not self.path:
-            raise ValueError("data.path is required for source 'folder'")
+        if self.source not in ("shapes", "folder", "shards"):
+            raise ValueError(f"data.source must be 'shapes', 'folder' or 'shards', got {self.source!r}")
+        if self.source in ("folder", "shards") and not self.path:
+            raise ValueError(f"data.path is required for source '{self.source}'")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise ValueError(f"data.workers must be a non-negative integer, got {self.workers!r}")
         if not self.lengths or any(isinstance(f, bool) or not isinstance(f, int) or f < 1 or (f - 1) % 4
                                    for f in self.lengths):
             raise ValueError(f"data.frames must be 1 + 4k or a non-empty list of such lengths, got {self.frames}")

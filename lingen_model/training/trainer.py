@@ -1,4 +1,4 @@
-"""Training: a VAE stage and a denoiser stage, resumable, single process or DDP under torchrun.
+"""Training: a VAE stage and a denoiser stage, resumable, single process or FSDP2 under torchrun.
 
 Config (YAML, every key checked)::
 
@@ -8,7 +8,7 @@ Config (YAML, every key checked)::
     batch_size: 8                     # per process
     lr: 1.0e-3, weight_decay: 0.0, warmup_steps: 100, grad_clip: 1.0, ema_decay: 0.999
     seed: 0, log_every: 10, save_every_steps: 200, save_every_minutes: 10, num_threads: null
-    data: {source: shapes|folder, path, height, width, fps, frames, still_prob, max_objects, entry_prob}
+    data: {source: shapes|folder|shards, path, height, width, fps, frames, still_prob, max_objects, entry_prob, workers}
     vae: {VAEConfig fields}           # vae stage: the architecture
     kl_weight: 1.0e-6                 # vae stage
     vae_checkpoint: runs/tiny-vae     # denoiser stage: the trained VAE (a run dir or a checkpoint dir)
@@ -30,17 +30,30 @@ Config (YAML, every key checked)::
                                       #   with t ≥ contrast_t_min: the caption's motion words must explain
                                       #   the direction of time (0 = off)
     export: {dir: ..., name: lingen-tiny, sampling: {steps: 20, cfg_scale: 5.0}}   # denoiser stage
+    activation_checkpointing: false   # recompute each block in backward (denoiser blocks; VAE blocks)
+    dp_replicate: 1                   # torchrun: replica groups (1 = FSDP, shard over all ranks; R > 1 = HSDP:
+                                      #   shard within each of R groups of world/R ranks, all-reduce across them)
 
 Method: rectified flow with logit-normal timesteps (SD3, Esser et al. 2024 §3–5), 10 %
 caption dropout, AdamW, EMA of the weights, bf16 autocast (on CUDA by default; on a CPU with ``amp: bf16``,
 where it wraps the denoiser only: VAE latents, flow targets and the loss stay float32), hybrid image/video
 batches (LinGen §4). Files in ``run_dir`` are safetensors + JSON only, written atomically.
+
+Under torchrun (``WORLD_SIZE`` > 1) the model is sharded with FSDP2 (``lingen_model.training.parallel``):
+each rank draws its rows of one global batch of ``batch_size × world`` clips and the same
+random numbers (timesteps, noise, caption dropout) that one process would draw for that
+batch, so N ranks train like one process with an N× batch. The resumable state is a
+distributed checkpoint (``lingen_model.training.dist_checkpoint``) in ``run_dir/checkpoints/step-N``
+plus ``train_state.json`` (step, history, data position, optimizer hyper-parameters); it
+resumes on any number of ranks. Run dirs of the older single-file layout
+(``denoiser.safetensors`` + ``denoiser_ema.safetensors`` [+ ``optimizer.safetensors``]) still resume.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -49,6 +62,7 @@ import torch
 
 from lingen_model.io.files import atomic_path, atomic_write_json
 from lingen_model.training.data import batches
+from lingen_model.training.data_stream import ShardedBatches
 from lingen_model.training.distributed import init_distributed
 
 
@@ -93,7 +107,10 @@ def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.
 
 
 class EMA:
-    """Exponential moving average of parameters (and copies of buffers): ``e ← d·e + (1−d)·p``."""
+    """Exponential moving average of parameters (and copies of buffers): ``e ← d·e + (1−d)·p``.
+
+    Under FSDP2 the shadow tensors are DTensors sharded like the parameters and each rank
+    updates its own shards (no communication)."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
@@ -101,12 +118,15 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module, step: int) -> None:
+        from lingen_model.training.parallel import local
+
         d = min(self.decay, (1 + step) / (10 + step))  # warm-up of the decay
         for k, v in model.state_dict().items():
+            shadow, v = local(self.shadow[k]), local(v.detach())
             if v.dtype.is_floating_point:
-                self.shadow[k].mul_(d).add_(v.detach().float(), alpha=1 - d)
+                shadow.mul_(d).add_(v.float(), alpha=1 - d)
             else:
-                self.shadow[k].copy_(v)
+                shadow.copy_(v)
 
 
 # --------------------------------------------------------------------------- trainer
@@ -142,10 +162,17 @@ def load_vae(path: str | Path, device="cpu"):
 
 
 class Trainer:
-    """Runs one stage from a config dict (see the module docstring). ``log(str)`` receives progress lines."""
+    """Runs one stage from a config dict (see the module docstring). ``log(str)`` receives progress lines.
+
+    Under torchrun every rank builds the same model from the same seed, then shards it with
+    FSDP2 (``lingen_model.training.parallel.apply_fsdp``); :meth:`save`, :meth:`export` and :meth:`train`
+    are collective. Raises ValueError for a run dir of another stage or an unreadable checkpoint.
+    """
 
     def __init__(self, cfg: dict, log: Callable[[str], None] | None = None,
                  on_step: Callable[[int, dict], None] | None = None):
+        from lingen_model.training.parallel import apply_activation_checkpointing, apply_fsdp, device_mesh, mixed_precision_policy
+
         self.cfg = cfg
         self.rank, self.world = init_distributed()
         self.log = log if (log and self.rank == 0) else (lambda s: None)
@@ -161,7 +188,7 @@ class Trainer:
         if self.stage == "vae":
             from lingen_model.models.vae import CausalVideoVAE, VAEConfig
 
-            self.model = CausalVideoVAE(VAEConfig(**cfg["vae"])).to(self.device)
+            self.model = CausalVideoVAE(VAEConfig(**cfg["vae"]))
         else:
             from lingen_model.models.config import get_config
             from lingen_model.models.denoiser import Denoiser
@@ -173,7 +200,13 @@ class Trainer:
             dcfg = get_config(spec.get("size", "tiny"), spec.get("mixer", "mate"), **spec.get("overrides", {}))
             if dcfg.in_channels != self.vae.latent_channels or dcfg.text_dim != self.text_encoder.dim:
                 dcfg = dataclasses.replace(dcfg, in_channels=self.vae.latent_channels, text_dim=self.text_encoder.dim)
-            self.model = Denoiser(dcfg).to(self.device)
+            self.model = Denoiser(dcfg)
+        if cfg["activation_checkpointing"]:
+            apply_activation_checkpointing(self.model)
+        if self.world > 1:  # same seed on every rank, so every rank holds the same weights before sharding
+            self.mesh = device_mesh(self.world, self.device, cfg["dp_replicate"])
+            apply_fsdp(self.model, self.mesh, mixed_precision_policy(self.device, self.amp))
+        self.model.to(self.device)
         self.ema = EMA(self.model, cfg["ema_decay"])
         decay, no_decay = [], []
         for n, p in self.model.named_parameters():
@@ -183,21 +216,50 @@ class Trainer:
         self.step, self.elapsed = 0, 0.0
         self.history: list[dict] = []
         self._rewarm_from: int | None = None  # set when resuming without optimizer moments
+        self._exported_step: int | None = None
+        # every rank draws the same random numbers (for the whole global batch) and its own rows of the data
+        self.gen = torch.Generator().manual_seed(cfg["seed"] * 1000)
+        self.data = self._data_stream(cfg["seed"] * 1000)
+        if cfg["data"].source == "shards":
+            self._check_shards()
         self._resume()
-        if self.world > 1:  # every rank starts from rank 0's weights
-            import torch.distributed as dist
 
-            for t in self.model.state_dict().values():
-                dist.broadcast(t, src=0)
-            self.ema = EMA(self.model, cfg["ema_decay"]) if self.step == 0 else self.ema
+    def _data_stream(self, seed: int):
+        """This rank's batches: the shapes world / an mp4 folder (``ShardedBatches``) or preprocessed
+        shards (``ShardBatches``: latents and text embeddings)."""
+        d = self.cfg["data"]
+        if d.source == "shards":
+            from lingen_model.training.shard_data import ShardBatches
+
+            return ShardBatches(d.path, self.cfg["batch_size"], seed, self.rank, self.world, d.workers)
+        return ShardedBatches(d, self.cfg["batch_size"], seed, self.rank, self.world)
+
+    def _check_shards(self) -> None:
+        man = self.data.manifest
+        if man.get("latent_channels") != self.vae.latent_channels or man.get("text_encoder") != self.cfg["text_encoder"]:
+            raise ValueError(f"{self.cfg['data'].path} was preprocessed with latent_channels "
+                             f"{man.get('latent_channels')} and text encoder {man.get('text_encoder')}, this run uses "
+                             f"{self.vae.latent_channels} and {self.cfg['text_encoder']}")
 
     # -- files ---------------------------------------------------------------
     @property
     def _prefix(self) -> str:
         return "vae" if self.stage == "vae" else "denoiser"
 
+    def _rng_state(self) -> dict[str, torch.Tensor]:
+        state = {"generator": self.gen.get_state(), "torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _set_rng_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state:
+            torch.cuda.set_rng_state(state["cuda"], self.device)
+
     def _resume(self) -> None:
-        from safetensors.torch import load_file
+        from lingen_model.training.dist_checkpoint import load_training_checkpoint
 
         state_file = self.run_dir / "train_state.json"
         if not state_file.is_file():
@@ -205,43 +267,76 @@ class Trainer:
         state = json.loads(state_file.read_text())
         if state.get("stage") != self.stage:
             raise ValueError(f"{self.run_dir} holds a {state.get('stage')} run, not {self.stage}")
-        self.model.load_state_dict(load_file(str(self.run_dir / f"{self._prefix}.safetensors")))
-        ema = load_file(str(self.run_dir / f"{self._prefix}_ema.safetensors"))
-        self.ema.shadow = {k: v.float() for k, v in ema.items()}
-        optim_file = self.run_dir / "optimizer.safetensors"
         self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
+        self.history = state.get("history", [])
+        if "checkpoint" in state:  # distributed checkpoint (any world size)
+            rng = load_training_checkpoint(self.run_dir / state["checkpoint"], self.model, self.opt, self.ema.shadow,
+                                           state["optimizer"]["param_groups"], self._rng_state())
+            self._set_rng_state(rng)
+            self._rewarm_from = state.get("rewarm_from")
+            self.data = self._data_stream(int(state["data"]["seed"]))
+            self.data.load_state_dict(state["data"])
+            where = f"{state['checkpoint']}, written by {state.get('world_size', 1)} rank(s)"
+        else:
+            self._resume_single_file(state)
+            where = "single-file state"
+        self.log(f"resumed {self.run_dir} at step {self.step} ({self.elapsed / 60:.1f} min trained; {where})")
+
+    def _resume_single_file(self, state: dict) -> None:
+        """The run-dir layout before distributed checkpoints (``recipes/lingen-tiny/state``): full
+        weights, EMA and optimizer moments (optional) in safetensors keyed by parameter index."""
+        from safetensors.torch import load_file
+
+        from lingen_model.training.dist_checkpoint import load_full_state
+
+        weights = load_file(str(self.run_dir / f"{self._prefix}.safetensors"))
+        ema = {k: v.float() for k, v in load_file(str(self.run_dir / f"{self._prefix}_ema.safetensors")).items()}
+        optim_file = self.run_dir / "optimizer.safetensors"
+        optim_state = None
         if optim_file.is_file():
-            load_optimizer_tensors(self.opt, load_file(str(optim_file)), state["optimizer"])
+            optim_state = _named_optimizer_state(self.model, self.opt, load_file(str(optim_file)), state["optimizer"])
         else:  # fresh Adam moments: ramp the learning rate up again over warmup_steps
             self._rewarm_from = self.step
-        self.history = state.get("history", [])
-        self.log(f"resumed {self.run_dir} at step {self.step} ({self.elapsed / 60:.1f} min trained)")
+        load_full_state(self.model, self.opt, self.ema.shadow, weights, ema, optim_state)
+        # the random streams the single-file trainer started on resume (its rank 0)
+        self.gen.manual_seed(self.cfg["seed"] * 1000 + 17 * self.step)
+        self.data = self._data_stream(self.cfg["seed"] * 1000 + self.step)
 
     def save(self) -> None:
-        """Write weights, EMA, optimizer and JSON state into the run dir (rank 0; atomic per file)."""
-        if self.rank != 0:
-            return
-        _save_tensors(self.model.state_dict(), self.run_dir / f"{self._prefix}.safetensors")
-        _save_tensors(self.ema.shadow, self.run_dir / f"{self._prefix}_ema.safetensors")
-        tensors, meta = optimizer_tensors(self.opt)
-        _save_tensors(tensors, self.run_dir / "optimizer.safetensors")
+        """Write the distributed checkpoint ``checkpoints/step-N`` (every rank its shards), then
+        (rank 0) ``train_state.json`` pointing at it, and drop older checkpoints. The VAE stage also
+        writes its EMA weights and ``vae_config.json`` (what the denoiser stage loads); the denoiser
+        stage exports when the config has ``export``. Collective under torchrun."""
+        from lingen_model.training.dist_checkpoint import save_training_checkpoint
+        from lingen_model.training.parallel import full_tensors
+
+        rel = f"checkpoints/step-{self.step:08d}"
+        groups = save_training_checkpoint(self.run_dir / rel, self.model, self.opt, self.ema.shadow, self._rng_state())
         if self.stage == "vae":
-            _save_json(self._vae_config_with_latent_stats(), self.run_dir / "vae_config.json")
-        cfg_json = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in self.cfg.items()}
-        _save_json({"stage": self.stage, "step": self.step, "elapsed_s": self.elapsed, "optimizer": meta,
-                    "config": cfg_json, "world_size": self.world, "device": str(self.device),
-                    "history": self.history[-2000:]}, self.run_dir / "train_state.json")
+            ema = full_tensors(self.ema.shadow, keep=self.rank == 0)
+            if self.rank == 0:
+                _save_tensors(ema, self.run_dir / f"{self._prefix}_ema.safetensors")
+                _save_json(self._vae_config_with_latent_stats(ema), self.run_dir / "vae_config.json")
+        if self.rank == 0:
+            cfg_json = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in self.cfg.items()}
+            _save_json({"stage": self.stage, "step": self.step, "elapsed_s": self.elapsed, "checkpoint": rel,
+                        "optimizer": {"param_groups": groups}, "data": self.data.state_dict(),
+                        "rewarm_from": self._rewarm_from, "config": cfg_json, "world_size": self.world,
+                        "device": str(self.device), "history": self.history[-2000:]}, self.run_dir / "train_state.json")
+            for old in (self.run_dir / "checkpoints").iterdir():
+                if old.name != Path(rel).name:
+                    shutil.rmtree(old, ignore_errors=True)
         if self.stage == "denoiser" and self.cfg.get("export"):
             self.export(self.cfg["export"])
 
     @torch.no_grad()
-    def _vae_config_with_latent_stats(self) -> dict:
+    def _vae_config_with_latent_stats(self, ema: dict[str, torch.Tensor]) -> dict:
         """The VAE config with ``shift_factor``/``scaling_factor`` set so EMA latents have mean 0, std 1."""
         from lingen_model.models.vae import CausalVideoVAE, VAEConfig
 
         vcfg = VAEConfig(**self.cfg["vae"]).to_dict()
         vae = CausalVideoVAE(VAEConfig.from_dict(vcfg))
-        vae.load_state_dict({k: v.to(vae.state_dict()[k].dtype) for k, v in self.ema.shadow.items()})
+        vae.load_state_dict({k: v.to(vae.state_dict()[k].dtype) for k, v in ema.items()})
         vae.eval()
         data_cfg = dataclasses.replace(self.cfg["data"], still_prob=0.0, crop=None)
         video, _ = next(batches(data_cfg, 8, seed=10_000 + self.cfg["seed"]))
@@ -250,13 +345,21 @@ class Trainer:
         vcfg["scaling_factor"] = float(1.0 / (mean.std() + 1e-6))
         return vcfg
 
-    def export(self, spec: dict) -> Path:
-        """Write a pipeline checkpoint (EMA denoiser + VAE + text-encoder spec) to ``spec['dir']``."""
+    def export(self, spec: dict) -> Path | None:
+        """Write a pipeline checkpoint (EMA denoiser + VAE + text-encoder spec) to ``spec['dir']``:
+        the safetensors directory ``lingen generate`` loads. Collective under torchrun (the EMA
+        weights are gathered to full tensors on rank 0, which writes); returns the directory on
+        rank 0, None on the others."""
         from lingen_model.generation.checkpoint import save_checkpoint
         from lingen_model.models.denoiser import Denoiser
+        from lingen_model.training.parallel import full_tensors
 
+        ema = full_tensors(self.ema.shadow, keep=self.rank == 0)
+        self._exported_step = self.step
+        if self.rank != 0:
+            return None
         ema_model = Denoiser(self.model.config)
-        ema_model.load_state_dict({k: v.to(ema_model.state_dict()[k].dtype) for k, v in self.ema.shadow.items()})
+        ema_model.load_state_dict({k: v.to(ema_model.state_dict()[k].dtype) for k, v in ema.items()})
         data = self.cfg["data"]
         native = {"fps": data.fps, "height": data.height, "width": data.width}
         extra = {"training": {"steps": self.step, "elapsed_s": round(self.elapsed, 1), "run_dir": str(self.run_dir),
@@ -265,24 +368,32 @@ class Trainer:
                                spec.get("sampling", {}), name=spec.get("name"), extra=extra)
 
     # -- steps ---------------------------------------------------------------
-    def _loss(self, video: torch.Tensor, captions: list[str], gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+    def _loss(self, video: torch.Tensor | None, captions: list[str], gen: torch.Generator,
+              encoded: tuple | None = None) -> tuple[torch.Tensor, dict]:
+        """Loss of this rank's rows ``first … first + b − 1`` of a global batch of ``b × world``
+        clips; every random number is drawn for the whole global batch (the same on every rank).
+        ``encoded``: (latents, context, mask) from preprocessed shards instead of ``video``."""
+        b = len(captions)
+        total, first = b * self.world, b * self.rank
+        rows = slice(first, first + b)
         if self.stage == "vae":
             from lingen_model.models.vae import vae_loss
 
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                return vae_loss(self.model, video, kl_weight=self.cfg["kl_weight"], generator=gen)
-        from lingen_model.generation.flow import (
-            drop_captions,
-            flow_matching_loss,
-            mix_high_noise_times,
-            sample_timesteps_logit_normal,
-        )
+                return vae_loss(self.model, video, kl_weight=self.cfg["kl_weight"], generator=gen,
+                                batch_rows=(first, total))
+        from lingen_model.generation.flow import drop_captions, flow_matching_loss, mix_high_noise_times, sample_timesteps_logit_normal
 
         lam = self.cfg["contrast_weight"]
         with torch.no_grad():
-            latents = self.vae.encode(video)
-            kept = drop_captions(captions, self.cfg["caption_dropout"], gen)
-            ctx, mask = self.text_encoder.encode(kept)
+            latents = self.vae.encode(video) if encoded is None else encoded[0]
+            everyone = [""] * total
+            everyone[rows] = captions
+            kept = drop_captions(everyone, self.cfg["caption_dropout"], gen)[rows]
+            if encoded is None:
+                ctx, mask = self.text_encoder.encode(kept)
+            else:
+                ctx, mask = self._drop_encoded(encoded[1], encoded[2], captions, kept)
             # ΔFM negative: the clip played backwards (a mover's opposite direction; a still clip is its own)
             negative = self.vae.encode(video.flip(2)) if lam > 0 else None
         offset = 0
@@ -293,63 +404,84 @@ class Trainer:
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 return self.model(z, t, c, m, t_offset=offset).float()
 
-        t = sample_timesteps_logit_normal(latents.shape[0], gen, mean=self.cfg["t_logit_mean"], device=latents.device)
-        t = mix_high_noise_times(t, self.cfg["t_high_prob"], self.cfg["t_high_min"], gen)
+        t_all = sample_timesteps_logit_normal(total, gen, mean=self.cfg["t_logit_mean"], device=gen.device)
+        t_all = mix_high_noise_times(t_all, self.cfg["t_high_prob"], self.cfg["t_high_min"], gen)
+        noise = torch.randn((total, *latents.shape[1:]), generator=gen, device=gen.device, dtype=latents.dtype)
+        t, noise = t_all[rows].to(latents.device), noise[rows].to(latents.device)
         weight = None
         if negative is not None:  # only captioned samples at high noise, where the layout is decided
             captioned = torch.tensor([bool(c) for c in kept], device=t.device)
             weight = lam * (captioned & (t >= self.cfg["contrast_t_min"])).float()
-        loss = flow_matching_loss(model_fn, latents, ctx, mask, t=t, generator=gen, negative=negative, negative_weight=weight)
-        return loss, {"t_offset": offset, "t": [round(x, 4) for x in t.tolist()]}
+        loss = flow_matching_loss(model_fn, latents, ctx, mask, t=t, noise=noise, negative=negative,
+                                  negative_weight=weight)
+        return loss, {"t_offset": offset, "t": [round(x, 4) for x in t_all.tolist()]}
 
-    def _average_gradients(self) -> None:
-        """Data parallelism (the DDP algorithm): all-reduce the gradients of all ranks and average them,
-        through one flat buffer. Used for both stages (the VAE loss does not go through ``forward``,
-        so torch's DDP wrapper hooks would not fire there)."""
-        if self.world == 1:
-            return
-        import torch.distributed as dist
-
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        flat /= self.world
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
-            offset += g.numel()
+    def _drop_encoded(self, ctx: torch.Tensor, mask: torch.Tensor, captions: list[str],
+                      kept: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Preprocessed text tokens with the dropped captions' rows replaced by the encoding of ""."""
+        dropped = [k == "" and c != "" for c, k in zip(captions, kept)]
+        if not any(dropped):
+            return ctx, mask
+        e_ctx, e_mask = self.text_encoder.encode([""])
+        length = max(ctx.shape[1], e_ctx.shape[1])
+        ctx = torch.nn.functional.pad(ctx, (0, 0, 0, length - ctx.shape[1]))
+        mask = torch.nn.functional.pad(mask, (0, length - mask.shape[1]))
+        for i, d in enumerate(dropped):
+            if d:
+                ctx[i] = 0
+                mask[i] = False
+                ctx[i, :e_ctx.shape[1]], mask[i, :e_mask.shape[1]] = e_ctx[0].to(ctx), e_mask[0]
+        return ctx, mask
 
     def train(self) -> dict:
-        """Run until ``steps``; saves every ``save_every_steps`` / ``save_every_minutes`` and at the end."""
+        """Run until ``steps``; saves every ``save_every_steps`` / ``save_every_minutes`` and at the end.
+
+        Logged losses and gradient norms are those of the global batch (mean over ranks)."""
         cfg = self.cfg
-        data_seed = cfg["seed"] * 1000 + self.rank * 7919
+        dist = None
+        if self.world > 1:
+            import torch.distributed as dist
         last_save, t_log, n_log, clips = time.time(), time.time(), 0, 0
         self.model.train()
         while self.step < cfg["steps"]:
             t0 = time.time()
-            # each step's batch and random draws depend on (seed, rank, step) only, so a resumed run
-            # takes the very steps the uninterrupted run would have taken
-            video, captions = next(batches(cfg["data"], cfg["batch_size"], seed=data_seed + self.step))
-            gen = torch.Generator().manual_seed(cfg["seed"] * 1000 + self.rank + 17 * self.step)
-            video = video.to(self.device)
+            batch = next(self.data)
+            if len(batch) == 4:  # preprocessed shards: latents and text tokens
+                latents, ctx, mask, captions = batch
+                encoded, video = (latents.to(self.device), ctx.to(self.device), mask.to(self.device)), None
+                n_clips, frames = latents.shape[0], 1 + self.vae.temporal_factor * (latents.shape[2] - 1)
+            else:
+                (video, captions), encoded = batch, None
+                video = video.to(self.device)
+                n_clips, frames = video.shape[0], video.shape[2]
             lr = _lr_at(self.step, cfg)
             if self._rewarm_from is not None:
                 lr *= min(1.0, (self.step - self._rewarm_from + 1) / max(1, cfg["warmup_steps"]))
             for g in self.opt.param_groups:
                 g["lr"] = lr
-            loss, stats = self._loss(video, captions, gen)  # bf16 autocast (``amp``) is applied inside
+            loss, stats = self._loss(video, captions, self.gen, encoded)  # bf16 autocast (``amp``) is applied inside
             self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self._average_gradients()
+            loss.backward()  # under FSDP2 the gradients are reduce-scattered (averaged over ranks) here
             gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg["grad_clip"])
+            if hasattr(gnorm, "full_tensor"):
+                gnorm = gnorm.full_tensor()
             self.opt.step()
             self.ema.update(self.model, self.step)
             self.step += 1
             self.elapsed += time.time() - t0
-            clips += video.shape[0] * self.world
+            clips += n_clips * self.world
             n_log += 1
-            rec = {"step": self.step, "loss": float(loss.detach()), "grad_norm": float(gnorm), "lr": self.opt.param_groups[0]["lr"],
-                   "frames": int(video.shape[2]), **{k: stats[k] for k in ("t_offset", "t") if k in stats}}
+            due = (self.step % cfg["save_every_steps"] == 0 or time.time() - last_save > 60 * cfg["save_every_minutes"]
+                   or self.step == cfg["steps"])
+            loss_value = float(loss.detach())
+            if dist is not None:  # global-batch loss; rank 0's clock decides time-based saves for all
+                packed = torch.tensor([loss_value, float(due and self.rank == 0)], dtype=torch.float64,
+                                      device=self.device)
+                dist.all_reduce(packed)
+                loss_value = float(packed[0]) / self.world
+                due = (self.step % cfg["save_every_steps"] == 0 or self.step == cfg["steps"] or float(packed[1]) > 0)
+            rec = {"step": self.step, "loss": loss_value, "grad_norm": float(gnorm), "lr": self.opt.param_groups[0]["lr"],
+                   "frames": int(frames), **{k: stats[k] for k in ("t_offset", "t") if k in stats}}
             self.history.append(rec)
             if self.on_step:
                 self.on_step(self.step, rec)
@@ -359,13 +491,27 @@ class Trainer:
                 self.log(f"step {self.step}/{cfg['steps']} loss {sum(recent) / len(recent):.4f} "
                          f"lr {rec['lr']:.2e} {n_log / dt:.2f} steps/s {clips / dt:.1f} clips/s")
                 t_log, n_log, clips = time.time(), 0, 0
-            if (self.step % cfg["save_every_steps"] == 0 or time.time() - last_save > 60 * cfg["save_every_minutes"]
-                    or self.step == cfg["steps"]):
+            if due:
                 self.save()
                 last_save = time.time()
                 self.log(f"saved {self.run_dir} at step {self.step}")
-        if self.world > 1:
-            import torch.distributed as dist
-
+        if self.stage == "denoiser" and cfg.get("export") and self._exported_step != self.step:
+            self.export(cfg["export"])  # e.g. ``lingen train --export`` on a finished run
+        if dist is not None:
             dist.barrier()
         return {"step": self.step, "elapsed_s": self.elapsed, "last_loss": self.history[-1]["loss"] if self.history else None}
+
+
+def _named_optimizer_state(model: torch.nn.Module, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                           meta: dict) -> dict:
+    """A single-file optimizer state (``optimizer_tensors``: keyed by parameter index) keyed by
+    parameter name instead, the full-state-dict form of ``torch.distributed.checkpoint.state_dict``.
+    Indices follow the optimizer's param groups, built in the same order by every trainer."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    order = [names[id(p)] for g in opt.param_groups for p in g["params"]]
+    state: dict[str, dict] = {}
+    for key, v in [*tensors.items(), *meta["scalars"].items()]:
+        pid, k = key.split(".", 1)
+        state.setdefault(order[int(pid)], {})[k] = v
+    groups = [{**g, "params": [order[i] for i in g["params"]]} for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}

@@ -1,0 +1,107 @@
+"""Resumable training batches, split across data-parallel ranks by global sample index.
+
+:class:`ShardedBatches` yields the same batches as :func:`lingen_model.training.data.batches` when it
+runs on one process, and on ``world`` processes each rank gets rows ``rank·b … rank·b + b − 1``
+of the global batch of ``world·b`` clips that one process would draw with batch size
+``world·b``. Its position (``state_dict``: the Python RNG states and the clip counter) is
+plain JSON and does not depend on the world size, so a run can resume on another number of
+ranks at the same sample. Same contract as ``torch.utils.data.distributed.DistributedSampler``
+(disjoint contiguous slices of one global order), written for endless procedural streams.
+"""
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+
+from lingen_model.training.data import DataConfig, _load_clip, _to_tensor, list_folder
+
+
+def _rng_state(rng: random.Random) -> list:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def _set_rng_state(rng: random.Random, state: list) -> None:
+    version, internal, gauss = state
+    rng.setstate((version, tuple(internal), gauss))
+
+
+class ShardedBatches:
+    """Endless ``(video B×3×T×H×W, captions)`` batches of one rank; resumable.
+
+    Args:
+        cfg: the data config (shapes world or folder of mp4s).
+        batch_size: clips per rank per batch (b).
+        seed: stream seed (the world seed of clip ``i`` is ``seed·10⁹ + i``, as in ``data.shapes_batches``).
+        rank, world: this rank and the number of data-parallel ranks.
+
+    The shapes world makes only this rank's clips. A folder stream reads every clip of the
+    global batch on every rank (a window's start is drawn from the decoded clip's length,
+    so skipping a peer's clip would shift the random stream); only this rank's rows are kept.
+
+    Raises:
+        ValueError: bad rank/world, or (folder) a missing or empty folder.
+    """
+
+    def __init__(self, cfg: DataConfig, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        if not (0 <= rank < world) or batch_size < 1:
+            raise ValueError(f"need 0 <= rank < world and batch_size >= 1, got rank {rank}, world {world}, "
+                             f"batch_size {batch_size}")
+        self.cfg, self.batch_size, self.seed, self.rank, self.world = cfg, batch_size, seed, rank, world
+        self.rng = random.Random(seed)
+        self.crop_rng = random.Random(seed + 1)
+        self.index = 0  # clips of the global stream consumed so far (shapes world)
+        self.batches = 0  # global batches drawn so far
+        self._pairs = list_folder(cfg.path) if cfg.source == "folder" else None
+
+    def __iter__(self) -> "ShardedBatches":
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, list[str]]:
+        cfg, b = self.cfg, self.batch_size
+        total = b * self.world
+        lo = self.rank * b
+        frames = cfg.draw_frames(self.rng)
+        if cfg.source == "shapes":
+            from lingen_model.shapes.clips import make_clip
+
+            clips, caps = [], []
+            for i in range(self.index + lo, self.index + lo + b):
+                # still images show objects standing still, so no caption names an unseen motion
+                video, caption, _ = make_clip(self.seed * 1_000_000_000 + i, frames, cfg.height, cfg.width, cfg.fps,
+                                              max_objects=cfg.max_objects,
+                                              motions=("still",) if frames == 1 else None, entry_prob=cfg.entry_prob)
+                clips.append(_to_tensor(video))
+                caps.append(caption)
+            self.index += total
+            video = torch.stack(clips)
+        else:
+            picks = [self.rng.choice(self._pairs) for _ in range(total)]
+            loaded = [_load_clip(p, cfg, frames, self.rng) for p, _ in picks]
+            video, caps = torch.stack(loaded[lo:lo + b]), [c for _, c in picks[lo:lo + b]]
+        self.batches += 1
+        if cfg.crop:
+            top = self.crop_rng.randrange(0, cfg.height - cfg.crop + 1)
+            left = self.crop_rng.randrange(0, cfg.width - cfg.crop + 1)
+            video = video[..., top:top + cfg.crop, left:left + cfg.crop]
+        return video, caps
+
+    def state_dict(self) -> dict[str, Any]:
+        """The stream position as JSON-able data (independent of rank and world size)."""
+        return {"seed": self.seed, "index": self.index, "batches": self.batches,
+                "rng": _rng_state(self.rng), "crop_rng": _rng_state(self.crop_rng)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict` (possibly saved on another world size).
+
+        Raises ValueError when it belongs to a stream of another seed or is malformed."""
+        try:
+            if int(state["seed"]) != self.seed:
+                raise ValueError(f"data position is for stream seed {state['seed']}, not {self.seed}")
+            _set_rng_state(self.rng, state["rng"])
+            _set_rng_state(self.crop_rng, state["crop_rng"])
+            self.index, self.batches = int(state["index"]), int(state["batches"])
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"malformed data position: {e}") from None
