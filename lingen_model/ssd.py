@@ -125,10 +125,16 @@ def ssd_chunked(x, dt, A, B, C, chunk_size=64, D=None, initial_state=None, retur
     Cg = C.reshape(b, c, q, g, n).transpose(2, 3)
 
     # 1) intra-chunk (diagonal blocks): y_i = sum_{j<=i} (C_i·B_j) exp(cum_i - cum_j) dt_j x_j
+    # in place at inference; autograd needs the decays and products it saved untouched
+    inplace = not torch.is_grad_enabled() or not any(t.requires_grad for t in (x, dt, A, B, C))
     scores = a_cum[..., :, None] - a_cum[..., None, :]  # B×c×H×Q×Q
     upper = torch.ones(q, q, dtype=torch.bool, device=x.device).triu_(1)
     scores.masked_fill_(upper, float("-inf")).exp_()
-    scores.view(b, c, g, r, q, q).mul_((Cg @ Bg.transpose(-1, -2))[:, :, :, None])  # C·Bᵀ per group
+    CB = (Cg @ Bg.transpose(-1, -2))[:, :, :, None]  # C·Bᵀ per group, B×c×G×1×Q×Q
+    if inplace:
+        scores.view(b, c, g, r, q, q).mul_(CB)
+    else:
+        scores = (scores.view(b, c, g, r, q, q) * CB).view(b, c, h, q, q)
     xd = xd.view(b, c, q, h, p)
     y = scores @ xd.transpose(2, 3)  # B×c×H×Q×P
 
@@ -148,7 +154,11 @@ def ssd_chunked(x, dt, A, B, C, chunk_size=64, D=None, initial_state=None, retur
     # 4) contribution of the entering state to each position of its chunk, then the sum
     y_state = Cg @ states_in.view(b, c, g, r * p, n).transpose(-1, -2)  # B×c×G×Q×(r·P)
     out = y_state.view(b, c, g, q, r, p).permute(0, 1, 3, 2, 4, 5).reshape(b, c, q, h, p)
-    out.mul_(torch.exp(a_cum).transpose(2, 3)[..., None]).add_(y.transpose(2, 3))
+    decay_from_start = torch.exp(a_cum).transpose(2, 3)[..., None]  # B×c×Q×H×1
+    if inplace:
+        out = out.mul_(decay_from_start).add_(y.transpose(2, 3))
+    else:
+        out = (out * decay_from_start + y.transpose(2, 3)).contiguous()
     y = out.view(b, c * q, h, p)[:, :l]
     if D is not None:
         y = torch.addcmul(y, x, D[:, None])
