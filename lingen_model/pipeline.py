@@ -66,6 +66,7 @@ class LinGenPipeline:
         self.vae_chunk_frames = vae_chunk_frames or 4
         self.offload_text_encoder = offload_text_encoder
         self.timings: dict[str, float] = {}
+        self.last_cache = None
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path | None = None, device: str | torch.device | None = None,
@@ -130,18 +131,23 @@ class LinGenPipeline:
     @torch.no_grad()
     def denoise(self, noise, context, mask, uncond_context=None, uncond_mask=None, steps: int = 20,
                 cfg_scale: float = 1.0, shift: float | None = None, method: str = "euler",
-                progress: Progress | None = None) -> torch.Tensor:
-        """Integrate from t=1 (noise) to t=0 (latent). ``shift`` None: chosen from the token count."""
+                progress: Progress | None = None, cache="none") -> torch.Tensor:
+        """Integrate from t=1 (noise) to t=0 (latent). ``shift`` None: chosen from the token count.
+        ``cache``: step caching, ``"none"`` | ``"delta"`` | ``"taylor"`` or a ``StepCache`` (see
+        ``flow.sample``); the cache of the last run is left in ``self.last_cache`` (None if none)."""
         if shift is None:
             shift = self.config.get("sampling", {}).get("shift") or shift_for_tokens(
                 int(np.prod(self.denoiser.token_grid(noise.shape))))
 
-        def velocity(z, t, ctx, m):
-            return self.denoiser(z, t.to(z.dtype), ctx, m)
+        self.last_cache = None
+
+        def velocity(z, t, ctx, m, cache=None):
+            self.last_cache = cache
+            return self.denoiser(z, t.to(z.dtype), ctx, m, cache=cache)
 
         return sample(velocity, noise, steps, shift=shift, cfg_scale=cfg_scale, context=context, context_mask=mask,
                       uncond_context=uncond_context, uncond_mask=uncond_mask, method=method,
-                      progress=(lambda k, n: progress("denoise", k, n)) if progress else None)
+                      progress=(lambda k, n: progress("denoise", k, n)) if progress else None, cache=cache)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, progress: Progress | None = None) -> np.ndarray:
@@ -154,11 +160,13 @@ class LinGenPipeline:
     def __call__(self, prompt: str, num_frames: int | None = None, height: int | None = None,
                  width: int | None = None, fps: float | None = None, steps: int | None = None,
                  cfg_scale: float | None = None, seed: int = 0, shift: float | None = None,
-                 method: str = "euler", negative_prompt: str = "", progress: Progress | None = None) -> np.ndarray:
+                 method: str = "euler", negative_prompt: str = "", progress: Progress | None = None,
+                 cache: str = "none") -> np.ndarray:
         """Generate one clip. Returns uint8 ``T×H×W×3`` (T = num_frames, pixels H×W).
 
         Defaults come from the checkpoint: native height/width, 4 s at native fps, and its
-        ``sampling`` steps / cfg_scale. ``fps`` only sets the default frame count.
+        ``sampling`` steps / cfg_scale. ``fps`` only sets the default frame count. ``cache``: step
+        caching (``"none"`` default, ``"delta"`` Δ-DiT, ``"taylor"`` TaylorSeer; see ``step_cache``).
         Per-phase wall times (seconds) are left in ``self.timings``.
 
         Raises:
@@ -187,7 +195,8 @@ class LinGenPipeline:
         t0 = time.perf_counter()
         noise = self.prepare_latents(num_frames, height, width, seed)
         z0 = self.denoise(noise, ctx[:1], mask[:1], ctx[1:] if use_cfg else None, mask[1:] if use_cfg else None,
-                          steps=steps, cfg_scale=cfg_scale, shift=shift, method=method, progress=progress)
+                          steps=steps, cfg_scale=cfg_scale, shift=shift, method=method, progress=progress,
+                          cache=cache)
         timings["denoise_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         frames = self.decode(z0, progress=progress)
