@@ -26,7 +26,7 @@ def evaluate(
     save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="Also write each clip as mp4 here."),
     ground_truth: bool = typer.Option(False, "--ground-truth", help="Score the shapes world's own renders of each prompt (judge calibration; no model)."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write per-prompt scores and the summary as JSON."),
-    cache: str = typer.Option("none", "--cache", help="Step caching: none, delta (Δ-DiT) or taylor (TaylorSeer)."),
+    cache: Optional[str] = typer.Option(None, "--cache", help="Step caching: none, delta (Δ-DiT) or taylor (TaylorSeer) (default: the model's)."),
 ) -> None:
     """Score a model's clips against their prompts; prints a table and a summary of pass rates."""
     import torch
@@ -39,7 +39,7 @@ def evaluate(
     from lingen_model.world import EVAL_PROMPTS, EVAL_PROMPTS_TWO
 
     try:
-        if cache not in ("none", "delta", "taylor"):
+        if cache not in (None, "none", "delta", "taylor"):
             raise CLIError(f"unknown cache {cache!r}; use none, delta or taylor")
         if prompts is not None:
             try:
@@ -93,7 +93,8 @@ def evaluate(
     summary = {"n": len(rows), "num_frames": num_frames, "fps": fps, "model": label,
                "mean": {c: sum(r[c] for r in rows) / len(rows) for c in CRITERIA},
                "pass_pct": {c: 100.0 * sum(bool(r["passed"][c]) for r in rows) / len(rows) for c in CRITERIA},
-               "wall_s": round(time.time() - t0, 1), "cache": cache}
+               "wall_s": round(time.time() - t0, 1),
+               "cache": cache or ("none" if pipe is None else pipe.config.get("sampling", {}).get("cache", "none"))}
     table = Table(title=f"lingen eval — {summary['model']}, {len(rows)} prompts, {num_frames} frames @ {fps:g} fps")
     table.add_column("criterion")
     table.add_column("mean score")

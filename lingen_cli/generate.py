@@ -178,7 +178,7 @@ def _render_job(job: Job, pipe, defaults: dict, tier, directory: Path, file: Opt
     with PhaseProgress(bars=bars, prefix=prefix) as progress:
         frames = pipe(prompt, num_frames=num_frames, height=height, width=width, fps=fps, steps=steps,
                       cfg_scale=cfg, seed=seed, negative_prompt=job.negative_prompt or "", method=defaults["sampler"],
-                      progress=progress.update, cache=defaults.get("cache", "none"))
+                      progress=progress.update, cache=defaults.get("cache"))
         progress.update("write", 0, 1)
         t_write = time.perf_counter()
         write_mp4(frames, out_path, fps)
@@ -187,7 +187,7 @@ def _render_job(job: Job, pipe, defaults: dict, tier, directory: Path, file: Opt
             "status": "ok", "prompt": prompt, "negative_prompt": job.negative_prompt or "", "path": str(out_path),
             "seed": seed, "num_frames": num_frames, "fps": fps, "length_s": round(seconds, 4), "width": width,
             "height": height, "steps": steps, "cfg_scale": cfg, "sampler": defaults["sampler"],
-            "cache": defaults.get("cache", "none"),
+            "cache": defaults.get("cache") or pipe.config.get("sampling", {}).get("cache", "none"),
             "model": model_label, "mixer": pipe.denoiser.config.mixer, "preset": tier.name,
             "device": str(pipe.device), "dtype": str(pipe.dtype).replace("torch.", ""),
             "timings_s": {**{k: round(v, 3) for k, v in pipe.timings.items()}, "write_s": round(write_s, 3),
@@ -214,7 +214,7 @@ def generate(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .mp4 file, or a directory (default: current directory)."),
     prompts: Optional[Path] = typer.Option(None, "--prompts", help="File with one prompt per line, or JSONL with per-line overrides."),
     sampler: str = typer.Option("euler", "--sampler", help="ODE solver: euler or heun."),
-    cache: str = typer.Option("none", "--cache", help="Step caching: none, delta (Δ-DiT) or taylor (TaylorSeer); fewer full denoiser evaluations."),
+    cache: Optional[str] = typer.Option(None, "--cache", help="Step caching: none, delta (Δ-DiT) or taylor (TaylorSeer); fewer full denoiser evaluations (default: the model's, none for lingen-tiny)."),
     device: Optional[str] = typer.Option(None, "--device", help="Override the preset's device (cpu, cuda, cuda:1)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="Override the preset's dtype (float32, bfloat16, float16)."),
     no_download: bool = typer.Option(False, "--no-download", help="Never download; fail if the model is not cached."),
@@ -224,7 +224,7 @@ def generate(
     """Generate video clip(s) from text prompt(s) and write H.264 mp4 files with JSON sidecars."""
     try:
         jobs, setup = _prepare(prompt, length, res, fps, seed, preset, out, prompts, sampler, device, dtype)
-        if cache not in ("none", "delta", "taylor"):  # lingen_model.step_cache.CACHE_MODES (no torch import here)
+        if cache not in (None, "none", "delta", "taylor"):  # lingen_model.step_cache.CACHE_MODES (no torch import here)
             raise CLIError(f"unknown cache {cache!r}; use none, delta or taylor")
     except CLIError as e:
         raise fail(str(e), e.code)

@@ -161,12 +161,13 @@ class LinGenPipeline:
                  width: int | None = None, fps: float | None = None, steps: int | None = None,
                  cfg_scale: float | None = None, seed: int = 0, shift: float | None = None,
                  method: str = "euler", negative_prompt: str = "", progress: Progress | None = None,
-                 cache: str = "none") -> np.ndarray:
+                 cache: str | None = None) -> np.ndarray:
         """Generate one clip. Returns uint8 ``T×H×W×3`` (T = num_frames, pixels H×W).
 
         Defaults come from the checkpoint: native height/width, 4 s at native fps, and its
         ``sampling`` steps / cfg_scale. ``fps`` only sets the default frame count. ``cache``: step
-        caching (``"none"`` default, ``"delta"`` Δ-DiT, ``"taylor"`` TaylorSeer; see ``step_cache``).
+        caching (``"none"``, ``"delta"`` Δ-DiT, ``"taylor"`` TaylorSeer; see ``step_cache``); None
+        takes the checkpoint's ``sampling.cache`` (``"none"`` when absent).
         Per-phase wall times (seconds) are left in ``self.timings``.
 
         Raises:
@@ -181,6 +182,7 @@ class LinGenPipeline:
             k = round(4.0 * fps / self.vae.temporal_factor)
             num_frames = 1 + self.vae.temporal_factor * max(k, 0)
         steps = steps or sampling.get("steps", 20)
+        cache = sampling.get("cache", "none") if cache is None else cache
         cfg_scale = sampling.get("cfg_scale", 5.0) if cfg_scale is None else cfg_scale
         self.check_size(num_frames, height, width)
         timings = {}

@@ -88,6 +88,13 @@ def _worker(weights: str, threads: int) -> None:
             return scan(*a, **k)
 
     mamba2.ssd_scan = scan_profiled
+    conv = getattr(mamba2, "causal_depthwise_conv_silu", None)  # the new tree's conv (a function, no module)
+    if conv is not None:
+        def conv_profiled(*a, **k):
+            with record_function("mamba_conv"):
+                return conv(*a, **k)
+
+        mamba2.causal_depthwise_conv_silu = conv_profiled
     inputs = {}
     print(json.dumps({"ready": True, "module": lingen_model.__file__}), flush=True)
     for line in sys.stdin:
