@@ -205,3 +205,15 @@ def test_bad_settings_raise():
     with pytest.raises(ValueError, match="cache must be"):
         sample(lambda *a, **k: a[0], torch.zeros(1, 2), 2, context=torch.zeros(1, 1, 3), context_mask=None,
                cache="bogus")
+
+
+@pytest.mark.parametrize("command", ["eval", "generate"])
+def test_cli_rejects_an_unknown_cache(command, tmp_path):
+    from typer.testing import CliRunner
+
+    from lingen_cli.app import app
+
+    args = ["eval", "--ground-truth", "--limit", "1"] if command == "eval" else ["generate", "a red circle",
+                                                                                 "--out", str(tmp_path)]
+    r = CliRunner().invoke(app, args + ["--cache", "bogus"])
+    assert r.exit_code != 0 and "unknown cache" in r.output and "Traceback" not in r.output
