@@ -5,9 +5,9 @@ and this worktree) gets one persistent worker process that imports ``lingen_mode
 root, loads ``lingen-tiny`` (from the NEW tree's weights, so both run the same numbers) and
 builds the same fixed input (seeded noise, CFG batch 2, random text context). The parent then
 alternates: one timed forward in old, one in new, ... ``--rounds`` times, so both see the same
-machine state; the ratio is the median over rounds of old ÷ new. Then each worker runs
-``torch.profiler`` over ``--profile-steps`` forwards with a ``record_function`` range around
-each part (forward hooks on modules; the SSD scan function wrapped), and the parent prints the
+machine state; the ratio is the median over rounds of old ÷ new. Then the workers run
+``torch.profiler`` over ``--profile-steps`` forwards each, alternating one forward at a time,
+with a ``record_function`` range around each part (forward hooks on modules; the SSD scan function wrapped), and the parent prints the
 per-part CPU time side by side, plus the largest relative difference between the two trees'
 outputs on the same input (the speed work must not change the model's maths).
 
@@ -178,7 +178,7 @@ def main() -> None:
     ap.add_argument("--length", default="4s,60s")
     ap.add_argument("--rounds", type=int, default=10, help="alternating timed forwards per tree and length")
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--profile-steps", type=int, default=2)
+    ap.add_argument("--profile-steps", type=int, default=4, help="profiled forwards per tree (alternating)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None, help="write all numbers here")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -215,7 +215,17 @@ def main() -> None:
             outs[k] = torch.load(path, weights_only=True)
             os.unlink(path)
         rel = ((outs["new"] - outs["old"]).abs().max() / outs["old"].abs().max()).item()
-        prof = {k: w.ask(op="profile", frames=frames, steps=args.profile_steps) for k, w in workers.items()}
+        # profiles alternate too (one forward per tree per round), summed over the rounds
+        prof = {k: {"parts": {}, "ops": {}} for k in workers}
+        for i in range(args.profile_steps):
+            for k in (("old", "new") if i % 2 == 0 else ("new", "old")):
+                res = workers[k].ask(op="profile", frames=frames, steps=1)
+                for label, v in res["parts"].items():
+                    prof[k]["parts"][label] = prof[k]["parts"].get(label, 0.0) + v / args.profile_steps
+                for name, v in res["ops"]:
+                    prof[k]["ops"][name] = prof[k]["ops"].get(name, 0.0) + v / args.profile_steps
+        for k in prof:
+            prof[k]["ops"] = sorted(prof[k]["ops"].items(), key=lambda kv: -kv[1])[:12]
         med = {k: statistics.median(r["wall"] for r in v) for k, v in runs.items()}
         medc = {k: statistics.median(r["cpu"] for r in v) for k, v in runs.items()}
         print(f"\n## {length} ({frames} frames, 128², CFG batch 2, {args.threads} threads, "
