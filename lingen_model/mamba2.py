@@ -123,5 +123,7 @@ class BiMamba2(nn.Module):
         z, xBC, dt_raw = self.split(self.in_proj(u))
         y_fwd = self.directional_scan(xBC, dt_raw, 0)
         y_bwd = self.directional_scan(reorder_for_backward(xBC, num_prefix), reorder_for_backward(dt_raw, num_prefix), 1)
-        y = y_fwd.add_(reorder_for_backward(y_bwd, num_prefix))  # y_fwd is the scan's own output
+        y_bwd = reorder_for_backward(y_bwd, num_prefix)
+        # in place at inference (y_fwd is the scan's own output); a kernel may have saved it for backward
+        y = y_fwd.add_(y_bwd) if not torch.is_grad_enabled() else y_fwd + y_bwd
         return self.out_proj(self.norm(y, z))
