@@ -64,12 +64,13 @@ class TESA(SelfAttention):
         nh = self.num_heads
         # project and QK-normalise the real tokens only (padding needs neither: its q, k, v
         # are zeros), then scatter q, k, v into their window slots in one zeroed buffer
-        q, k, v = self.qkv(x).view(b, n, 3, nh, d // nh).unbind(2)
+        qkv = self.qkv(x)
+        q, k, v = qkv.view(b, n, 3, nh, d // nh).unbind(2)
         q, k = self.norm(q, k)
         padded = nwin * lw != n
-        buf = (x.new_zeros if padded else x.new_empty)(3, b, nwin * lw, d)
+        buf = (qkv.new_zeros if padded else qkv.new_empty)(3, b, nwin * lw, d)  # autocast: the projection's dtype
         for i, u in enumerate((q, k, v)):
-            buf[i].index_copy_(1, slots, u.reshape(b, n, d))
+            buf[i].index_copy_(1, slots, u.reshape(b, n, d).to(buf.dtype))
         q, k, v = (heads(u.view(b * nwin, lw, d), nh) for u in buf)  # (B·nWin)×heads×Lw×Dh
         mask = key_ok[None, :, None, None, :].expand(b, -1, 1, 1, -1).reshape(b * nwin, 1, 1, lw) if padded else None
         out = merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))  # (B·nWin)×Lw×D
