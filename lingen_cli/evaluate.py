@@ -27,19 +27,22 @@ def evaluate(
     save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="Also write each clip as mp4 here."),
     ground_truth: bool = typer.Option(False, "--ground-truth", help="Score the shapes world's own renders of each prompt (judge calibration; no model)."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write per-prompt scores and the summary as JSON."),
+    cache: Optional[str] = typer.Option(None, "--cache", help="Step caching: none, delta (Δ-DiT) or taylor (TaylorSeer) (default: the model's)."),
 ) -> None:
     """Score a model's clips against their prompts; prints a table and a summary of pass rates."""
     import torch
     from rich.table import Table
 
     from lingen_model.generation.checkpoint import CheckpointError
-    from lingen_model.generation.pipeline import LinGenPipeline
+    from lingen_model.generation.pipeline import GenerationRequest, LinGenPipeline
     from lingen_model.geometry import frames_for_length
     from lingen_model.io.prompts import read_prompt_lines
     from lingen_model.shapes.judge import CRITERIA, score_clip
     from lingen_model.shapes.prompts import EVAL_PROMPTS, EVAL_PROMPTS_TWO
 
     try:
+        if cache not in (None, "none", "delta", "taylor"):
+            raise CLIError(f"unknown cache {cache!r}; use none, delta or taylor")
         if prompts is not None:
             items = [line for _, line in read_prompt_lines(prompts)]
         else:
@@ -64,7 +67,9 @@ def evaluate(
 
             frames = render(scene_from_prompt(prompt, np.random.default_rng(seed_base + i)), num_frames, *size, fps)
         else:
-            frames = pipe(prompt, num_frames=num_frames, steps=steps, cfg_scale=cfg, seed=seed_base + i)
+            result = pipe.generate(GenerationRequest(prompt, num_frames=num_frames, steps=steps, cfg_scale=cfg,
+                                                     seed=seed_base + i, cache=cache))
+            frames = result.frames
         try:
             score = score_clip(frames, prompt, fps)
         except ValueError as e:
@@ -76,7 +81,10 @@ def evaluate(
 
             write_mp4(frames, save_dir / f"{i:03d}-{slugify(prompt)}.mp4", fps)
         score = {k: v for k, v in score.items() if k in CRITERIA or k in ("passed", "detected")}
-        rows.append({"prompt": prompt, "seed": seed_base + i, **score})
+        timing = {} if pipe is None else {"denoise_s": round(result.timings.get("denoise_s", 0.0), 2)}
+        if pipe is not None and pipe.last_cache is not None:
+            timing["full_calls"] = pipe.last_cache.full_calls
+        rows.append({"prompt": prompt, "seed": seed_base + i, **score, **timing})
         print(f"[{i + 1}/{len(items)}] {prompt}: " + " ".join(f"{c} {score[c]:.2f}" for c in CRITERIA)
               + f" ({time.time() - t1:.1f}s)", file=sys.stderr, flush=True)
     if not rows:
@@ -85,7 +93,8 @@ def evaluate(
     summary = {"n": len(rows), "num_frames": num_frames, "fps": fps, "model": label,
                "mean": {c: sum(r[c] for r in rows) / len(rows) for c in CRITERIA},
                "pass_pct": {c: 100.0 * sum(bool(r["passed"][c]) for r in rows) / len(rows) for c in CRITERIA},
-               "wall_s": round(time.time() - t0, 1)}
+               "wall_s": round(time.time() - t0, 1),
+               "cache": cache or ("none" if pipe is None else pipe.config.get("sampling", {}).get("cache", "none"))}
     table = Table(title=f"lingen eval — {summary['model']}, {len(rows)} prompts, {num_frames} frames @ {fps:g} fps")
     table.add_column("criterion")
     table.add_column("mean score")

@@ -135,7 +135,8 @@ def _render_job(job: Job, pipe, defaults: dict, tier, directory: Path, file: Opt
     req = pipe.resolve(GenerationRequest(
         prompt=prompt, negative_prompt=job.negative_prompt or None, length=pick("length", defaults["length"]),
         resolution=pick("res", defaults["res"]), fps=pick("fps", defaults["fps"]), steps=pick("steps", defaults["steps"]),
-        cfg_scale=pick("cfg", defaults["cfg"]), seed=seed, method=defaults["sampler"]))
+        cfg_scale=pick("cfg", defaults["cfg"]), seed=seed, method=defaults["sampler"],
+        cache=defaults.get("cache")))
     if req.seconds > tier.max_length_s + 1e-9:
         raise CLIError(f"length {pick('length', defaults['length'])} ({req.seconds:.3g} s) exceeds the "
                        f"{tier.name} preset's limit of {tier.max_length_s:g} s")
@@ -161,7 +162,7 @@ def _render_job(job: Job, pipe, defaults: dict, tier, directory: Path, file: Opt
             "status": "ok", "prompt": prompt, "negative_prompt": req.negative_prompt, "path": str(out_path),
             "seed": req.seed, "num_frames": req.num_frames, "fps": req.fps, "length_s": round(req.seconds, 4),
             "width": req.width, "height": req.height, "steps": req.steps, "cfg_scale": req.cfg_scale,
-            "sampler": req.method, "model": model_label, "mixer": pipe.mixer, "preset": tier.name,
+            "sampler": req.method, "cache": req.cache, "model": model_label, "mixer": pipe.mixer, "preset": tier.name,
             "device": str(pipe.device), "dtype": str(pipe.dtype).replace("torch.", ""),
             "timings_s": {**{k: round(v, 3) for k, v in result.timings.items()}, "write_s": round(write_s, 3),
                           "total_s": round(time.perf_counter() - t_start, 3)},
@@ -187,6 +188,7 @@ def generate(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .mp4 file, or a directory (default: current directory)."),
     prompts: Optional[Path] = typer.Option(None, "--prompts", help="File with one prompt per line, or JSONL with per-line overrides."),
     sampler: str = typer.Option("euler", "--sampler", help="ODE solver: euler, heun or unipc (needs the wan extra)."),
+    cache: Optional[str] = typer.Option(None, "--cache", help="Step caching: none, delta (Δ-DiT) or taylor (TaylorSeer); fewer full denoiser evaluations (default: the model's, none for lingen-tiny)."),
     device: Optional[str] = typer.Option(None, "--device", help="Override the preset's device (cpu, cuda, cuda:1)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="Override the preset's dtype (float32, bfloat16, float16)."),
     no_download: bool = typer.Option(False, "--no-download", help="Never download; fail if the model is not cached."),
@@ -196,6 +198,10 @@ def generate(
     """Generate video clip(s) from text prompt(s) and write H.264 mp4 files with JSON sidecars."""
     try:
         jobs, setup = _prepare(prompt, length, res, fps, seed, preset, out, prompts, sampler, device, dtype)
+        from lingen_model.generation.step_cache import CACHE_MODES
+
+        if cache is not None and cache not in CACHE_MODES:
+            raise CLIError(f"unknown cache {cache!r}; use {', '.join(CACHE_MODES)}")
     except LinGenError as e:
         raise fail(str(e), e.exit_code)
     from lingen_model.training.distributed import finish_distributed, init_distributed
@@ -207,7 +213,8 @@ def generate(
         raise fail(str(e), EXIT_BAD_INPUT)
     base_seed = _shared_base_seed(world)
     mine = jobs[rank::world]
-    defaults = {"length": setup["length"], "res": setup["res"], "fps": fps, "steps": steps, "cfg": cfg, "seed": seed, "sampler": sampler}
+    defaults = {"length": setup["length"], "res": setup["res"], "fps": fps, "steps": steps, "cfg": cfg, "seed": seed, "sampler": sampler,
+                "cache": cache}
     bars = not quiet and sys.stderr.isatty()
     results = []
     single = len(jobs) == 1 and prompts is None

@@ -42,9 +42,10 @@ N_s = d_state, G groups, Q = chunk size, k = d_conv, r review size::
     MA-branch (bidirectional Mamba2 over S = N + T·r² tokens: video + review tokens)
       ma_projections  lin(B·S, d, 2·d_i + 2·G·N_s + H) [in_proj] + lin(B·S, d_i, d) [out_proj]
       conv            2 directions × 2·B·(d_i + 2·G·N_s)·(S + k − 1)·k   (depthwise, padded k − 1)
-      ssd_scan        2 directions × 2·B·S_Q·H·(Q·N_s + Q·P + 2·P·N_s)
+      ssd_scan        2 directions × 2·B·S_Q·(G·Q·N_s + H·(Q·P + 2·P·N_s))
                       with S_Q = ⌈S/Q⌉·Q (tail padded to a whole chunk):
-                        Q·N_s  intra-chunk scores C·Bᵀ,     Q·P  scores·(dt·x),
+                        Q·N_s  intra-chunk scores C·Bᵀ (once per group, shared by its heads),
+                        Q·P    scores·(dt·x),
                         P·N_s  chunk states Bᵀ(dt·x),       P·N_s  entering state → outputs C·S
     TE-branch (TESA: attention inside Tw×Hw×Ww windows; each window side clamped to the
       grid; odd layers shift by half a window and pad, so padded tokens are computed too)
@@ -121,20 +122,23 @@ def token_grid(config: DenoiserConfig, latent_shape: Sequence[int]) -> Grid:
     return (t, -(-h // p), -(-w // p))
 
 
-def ssd_flops(batch: int, seq_len: int, nheads: int, headdim: int, d_state: int, chunk_size: int) -> int:
+def ssd_flops(batch: int, seq_len: int, nheads: int, headdim: int, d_state: int, chunk_size: int,
+              ngroups: int = 1) -> int:
     """Matrix-product FLOPs of one chunked SSD scan (mamba_ssm ``ssd_minimal`` algorithm; Dao & Gu 2024, §6).
 
-    ``2·B·S_Q·H·(Q·N + Q·P + 2·P·N)`` with ``S_Q = ⌈seq_len/Q⌉·Q`` (the tail chunk is
-    zero-padded and computed). Elementwise work (decays, segment sums, the inter-chunk
-    recurrence) is left out. Raises ValueError for non-positive sizes.
+    ``2·B·S_Q·(G·Q·N + H·(Q·P + 2·P·N))`` with ``S_Q = ⌈seq_len/Q⌉·Q`` (the tail chunk is
+    zero-padded and computed); the intra-chunk ``C·Bᵀ`` is computed once per group G and
+    shared by the group's heads (as ``ssd.ssd_chunked`` and mamba_ssm's ``bmm_chunk`` do).
+    Elementwise work (decays, segment sums, the inter-chunk recurrence) is left out.
+    Raises ValueError for non-positive sizes.
     """
     for name, v in (("batch", batch), ("seq_len", seq_len), ("nheads", nheads), ("headdim", headdim),
-                    ("d_state", d_state), ("chunk_size", chunk_size)):
+                    ("d_state", d_state), ("chunk_size", chunk_size), ("ngroups", ngroups)):
         if v < 1:
             raise ValueError(f"{name} must be >= 1, got {v}")
     q = chunk_size
     padded = math.ceil(seq_len / q) * q
-    return 2 * batch * padded * nheads * (q * d_state + q * headdim + 2 * headdim * d_state)
+    return 2 * batch * padded * (ngroups * q * d_state + nheads * (q * headdim + 2 * headdim * d_state))
 
 
 def bimamba2_flops(config: DenoiserConfig, batch: int, seq_len: int) -> dict[str, int]:
@@ -146,8 +150,8 @@ def bimamba2_flops(config: DenoiserConfig, batch: int, seq_len: int) -> dict[str
     d, di, g, ns, h = config.width, config.d_inner, config.ngroups, config.d_state, config.mamba_heads
     conv_dim = di + 2 * g * ns
     in_out = linear_flops(batch * seq_len, d, 2 * di + 2 * g * ns + h) + linear_flops(batch * seq_len, di, d)
-    conv = 2 * (2 * batch * conv_dim * (seq_len + config.d_conv - 1) * config.d_conv)
-    scan = 2 * ssd_flops(batch, seq_len, h, config.headdim, ns, config.chunk_size)
+    conv = 2 * (2 * batch * conv_dim * seq_len * config.d_conv)  # causal: k multiply-adds per output (mamba2.causal_depthwise_conv_silu)
+    scan = 2 * ssd_flops(batch, seq_len, h, config.headdim, ns, config.chunk_size, g)
     return {"ma_projections": in_out, "conv": conv, "ssd_scan": scan}
 
 

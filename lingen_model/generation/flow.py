@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lingen_model.generation.step_cache import CACHE_MODES, StepCache
+
 __all__ = [
     "METHODS",
     "VelocityFn",
@@ -193,6 +195,7 @@ def sample(
     uncond_mask: Tensor | None = None,
     method: str = "euler",
     progress: Callable[[int, int], Any] | None = None,
+    cache: "str | StepCache" = "none",
 ) -> Tensor:
     """Integrate the rectified-flow ODE from noise (t = 1) to data (t = 0).
 
@@ -225,6 +228,11 @@ def sample(
         method: ``"euler"``, ``"heun"`` or ``"unipc"`` (UniPC-2 through diffusers, Wan's
             sampler; see :mod:`lingen_model.generation.unipc`).
         progress: called as ``progress(step, steps)`` after each step (step = 1..steps).
+        cache: step caching (see :mod:`lingen_model.generation.step_cache`): ``"none"`` (default: every call
+            runs the whole network), ``"delta"`` (Δ-DiT) or ``"taylor"`` (TaylorSeer), or a
+            ``StepCache`` built by the caller (to choose its settings or read its counters). When
+            caching, ``velocity_fn`` is called as ``f(z, t, context, mask, cache=step_cache)`` and
+            must pass the cache to the denoiser (``Denoiser.forward(..., cache=)``).
 
     Returns:
         ``z_0``, same shape, dtype and device as ``noise``. Runs under ``torch.no_grad``.
@@ -268,17 +276,19 @@ def sample(
         model_context, model_mask = context, context_mask
 
     t_dtype = torch.float64 if noise.dtype == torch.float64 else torch.float32
+    step_cache = _make_cache(cache, steps * (2 if method == "heun" else 1))
+    extra = {} if step_cache is None else {"cache": step_cache}
 
     def velocity(z: Tensor, t: float) -> Tensor:
         if guided:
             t_batch = torch.full((2 * batch,), t, dtype=t_dtype, device=z.device)
-            v = velocity_fn(torch.cat([z, z], dim=0), t_batch, model_context, model_mask)
+            v = velocity_fn(torch.cat([z, z], dim=0), t_batch, model_context, model_mask, **extra)
             if not isinstance(v, Tensor) or v.shape[0] != 2 * batch or v.shape[1:] != z.shape[1:]:
                 raise ValueError(f"velocity_fn must return a tensor of shape {(2 * batch, *z.shape[1:])}")
             v_u, v_c = v[:batch], v[batch:]
             return v_u + cfg_scale * (v_c - v_u)
         t_batch = torch.full((batch,), t, dtype=t_dtype, device=z.device)
-        v = velocity_fn(z, t_batch, model_context, model_mask)
+        v = velocity_fn(z, t_batch, model_context, model_mask, **extra)
         if not isinstance(v, Tensor) or v.shape != z.shape:
             raise ValueError(f"velocity_fn must return a tensor of shape {tuple(z.shape)}")
         return v
@@ -303,6 +313,15 @@ def sample(
             if progress is not None:
                 progress(i + 1, steps)
     return z
+
+
+def _make_cache(cache, num_calls: int):
+    """None for ``"none"``, a fresh ``StepCache`` for a mode name, or the caller's ``StepCache``."""
+    if isinstance(cache, StepCache):
+        return cache
+    if cache not in CACHE_MODES:
+        raise ValueError(f"cache must be one of {list(CACHE_MODES)} or a StepCache, got {cache!r}")
+    return None if cache == "none" else StepCache(cache, num_calls)
 
 
 # --------------------------------------------------------------------------- training

@@ -28,6 +28,7 @@ import torch
 from lingen_model.errors import InputError
 from lingen_model.generation.checkpoint import CheckpointError, load_checkpoint
 from lingen_model.generation.flow import METHODS, sample, shift_for_tokens
+from lingen_model.generation.step_cache import CACHE_MODES
 from lingen_model.geometry import (
     DEFAULT_LENGTH_S,
     frames_for_length,
@@ -58,7 +59,9 @@ class GenerationRequest:
     ``num_frames`` (1 + 4k) or ``length`` (``"4s"``, ``"97f"``, ``"1m"``; at ``fps``; default 4 s);
     ``height``/``width`` in pixels or ``resolution`` (``"512"``, ``"512x288"``, ``"768p"``; default
     native); ``fps`` (frames/s; default native); ``steps``; ``cfg_scale``; ``seed`` (≥ 0);
-    ``shift`` (time shift; None = from the checkpoint or the token count); ``method`` (euler, heun).
+    ``shift`` (time shift; None = from the checkpoint or the token count); ``method`` (euler, heun,
+    unipc); ``cache`` (step caching: none, delta = Δ-DiT, taylor = TaylorSeer; None = the
+    checkpoint's ``sampling.cache``, else none).
     """
 
     prompt: str
@@ -74,6 +77,7 @@ class GenerationRequest:
     seed: int = 0
     shift: float | None = None
     method: str = "euler"
+    cache: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +96,7 @@ class ResolvedRequest:
     seed: int
     shift: float | None
     method: str
+    cache: str = "none"
     notes: tuple[str, ...] = ()
 
     @property
@@ -173,6 +178,7 @@ class LinGenPipeline:
         # Wan-converted models integrate the flow ODE in float32 (as Wan's pipeline does), so the
         # timestep the model sees is not rounded to the low-precision dtype either.
         self.state_dtype = torch.float32 if getattr(denoiser.config, "arch", None) == "wan" else dtype
+        self.last_cache = None  # the StepCache of the last denoise (None without caching)
         self.vae_chunk_frames = vae_chunk_frames or 4
         self.offload_text_encoder = offload_text_encoder
 
@@ -254,18 +260,24 @@ class LinGenPipeline:
     @torch.no_grad()
     def denoise(self, noise, context, mask, uncond_context=None, uncond_mask=None, steps: int = 20,
                 cfg_scale: float = 1.0, shift: float | None = None, method: str = "euler",
-                progress: Progress | None = None) -> torch.Tensor:
-        """Integrate from t=1 (noise) to t=0 (latent). ``shift`` None: chosen from the token count."""
+                progress: Progress | None = None, cache="none") -> torch.Tensor:
+        """Integrate from t=1 (noise) to t=0 (latent). ``shift`` None: chosen from the token count.
+        ``cache``: step caching, ``"none"`` | ``"delta"`` | ``"taylor"`` or a ``StepCache`` (see
+        ``flow.sample``); the cache of the last run is left in ``self.last_cache`` (None if none)."""
         if shift is None:
             shift = self.config.get("sampling", {}).get("shift") or shift_for_tokens(
                 int(np.prod(self.denoiser.token_grid(noise.shape))))
 
-        def velocity(z, t, ctx, m):
-            return self.denoiser(z, t.to(z.dtype), ctx, m)
+        self.last_cache = None
+
+        def velocity(z, t, ctx, m, cache=None):
+            self.last_cache = cache
+            extra = {} if cache is None else {"cache": cache}  # denoisers without step caching (Wan) take none
+            return self.denoiser(z, t.to(z.dtype), ctx, m, **extra)
 
         return sample(velocity, noise, steps, shift=shift, cfg_scale=cfg_scale, context=context, context_mask=mask,
                       uncond_context=uncond_context, uncond_mask=uncond_mask, method=method,
-                      progress=(lambda k, n: progress("denoise", k, n)) if progress else None)
+                      progress=(lambda k, n: progress("denoise", k, n)) if progress else None, cache=cache)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, progress: Progress | None = None) -> np.ndarray:
@@ -320,9 +332,12 @@ class LinGenPipeline:
         shift = None if request.shift is None else _float_field("shift", request.shift, 0.0, 1000.0, lo_open=True)
         if request.method not in METHODS:
             raise InputError(f"unknown method {request.method!r}; use {' or '.join(METHODS)}")
+        cache = request.cache if request.cache is not None else sampling.get("cache", "none")
+        if cache not in CACHE_MODES:
+            raise InputError(f"unknown cache {cache!r}; use {', '.join(CACHE_MODES)}")
         return ResolvedRequest(prompt=request.prompt, negative_prompt=negative_prompt, num_frames=num_frames,
                                height=height, width=width, fps=fps, steps=steps, cfg_scale=cfg_scale, seed=seed,
-                               shift=shift, method=request.method, notes=tuple(notes))
+                               shift=shift, method=request.method, cache=cache, notes=tuple(notes))
 
     def generate(self, request: GenerationRequest | ResolvedRequest,
                  progress: Progress | None = None) -> GenerationOutput:
@@ -347,7 +362,7 @@ class LinGenPipeline:
         noise = self.prepare_latents(req.num_frames, req.height, req.width, req.seed)
         z0 = self.denoise(noise, ctx[:1], mask[:1], ctx[1:] if use_cfg else None, mask[1:] if use_cfg else None,
                           steps=req.steps, cfg_scale=req.cfg_scale, shift=req.shift, method=req.method,
-                          progress=progress)
+                          progress=progress, cache=req.cache)
         timings["denoise_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         frames = self.decode(z0, progress=progress)
@@ -357,7 +372,8 @@ class LinGenPipeline:
     def __call__(self, prompt: str, num_frames: int | None = None, height: int | None = None,
                  width: int | None = None, fps: float | None = None, steps: int | None = None,
                  cfg_scale: float | None = None, seed: int = 0, shift: float | None = None,
-                 method: str = "euler", negative_prompt: str | None = None, progress: Progress | None = None) -> np.ndarray:
+                 method: str = "euler", negative_prompt: str | None = None, progress: Progress | None = None,
+                 cache: str | None = None) -> np.ndarray:
         """Generate one clip and return only its frames, uint8 ``T×H×W×3`` (T = num_frames, pixels H×W).
 
         Shorthand for ``generate(GenerationRequest(...)).frames``; defaults come from the
@@ -369,5 +385,5 @@ class LinGenPipeline:
         """
         request = GenerationRequest(prompt=prompt, negative_prompt=negative_prompt, num_frames=num_frames,
                                     height=height, width=width, fps=fps, steps=steps, cfg_scale=cfg_scale,
-                                    seed=seed, shift=shift, method=method)
+                                    seed=seed, shift=shift, method=method, cache=cache)
         return self.generate(request, progress=progress).frames

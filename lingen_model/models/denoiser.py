@@ -219,7 +219,20 @@ class Denoiser(nn.Module):
         return x[..., : hw[0], : hw[1]]
 
     # -- forward --------------------------------------------------------------
-    def forward(self, latents, t, context, context_mask, t_offset: int = 0):
+    def _run_blocks(self, x, pos, t_mod, ctx, context_mask, grid: Grid, lo: int = 0, hi: int | None = None):
+        """Blocks ``lo .. hi-1`` on tokens x B×N×d (positions added before each block, removed after)."""
+        for block in self.blocks[lo:hi]:
+            h = x + pos
+            if self.config.grad_checkpointing and self.training and torch.is_grad_enabled():
+                h = checkpoint(block, h, t_mod, ctx, context_mask, grid, use_reentrant=False)
+            else:
+                h = block(h, t_mod, ctx, context_mask, grid)
+            x = h - pos
+        return x
+
+    def forward(self, latents, t, context, context_mask, t_offset: int = 0, cache=None):
+        """``cache``: optional ``step_cache.StepCache`` of the sampling run (Δ-DiT / TaylorSeer step
+        caching); None runs every block (the default)."""
         self._check_inputs(latents, t, context, context_mask)
         if isinstance(t_offset, bool) or not isinstance(t_offset, int) or t_offset < 0:
             raise ValueError(f"t_offset must be a non-negative int (latent frames), got {t_offset!r}")
@@ -230,13 +243,11 @@ class Denoiser(nn.Module):
         t_emb = self.t_embed(timestep_embedding(t).to(dtype))
         t_mod = self.t_block(t_emb).view(-1, 6, self.config.width)
         ctx = self.context_norm(self.context_proj(context.to(dtype)))
-        for block in self.blocks:
-            h = x + pos
-            if self.config.grad_checkpointing and self.training and torch.is_grad_enabled():
-                h = checkpoint(block, h, t_mod, ctx, context_mask, grid, use_reentrant=False)
-            else:
-                h = block(h, t_mod, ctx, context_mask, grid)
-            x = h - pos
+        if cache is None:
+            x = self._run_blocks(x, pos, t_mod, ctx, context_mask, grid)
+        else:
+            x = cache.apply(x, float(t[0]), lambda u, lo, hi: self._run_blocks(u, pos, t_mod, ctx, context_mask,
+                                                                              grid, lo, hi), len(self.blocks))
         shift, scale = (self.final_mod(t_emb).view(-1, 2, self.config.width) + self.final_table[None]).unbind(1)
         x = self.final_linear(modulate(self.final_norm(x), shift, scale))
         return self.unpatchify(x, grid, latents.shape[-2:]).to(latents.dtype)

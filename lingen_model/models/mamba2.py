@@ -14,6 +14,7 @@ SiLU → SSD scan (+D skip) → gated RMSNorm → out_proj — made bidirectiona
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -27,9 +28,34 @@ from lingen_model.models.ssd import ssd_scan
 def reorder_for_backward(seq: torch.Tensor, num_prefix: int) -> torch.Tensor:
     """B×L×… → the backward scan's order: the first ``num_prefix`` tokens stay first, the rest reversed.
 
-    The map is an involution: applying it twice restores the input.
+    The map is an involution: applying it twice restores the input. One gather (no cat + flip copies).
     """
-    return torch.cat([seq[:, :num_prefix], seq[:, num_prefix:].flip(1)], dim=1)
+    return seq.index_select(1, _backward_index(seq.shape[1], num_prefix, seq.device))
+
+
+@functools.lru_cache(maxsize=32)
+def _backward_index_cpu(length: int, num_prefix: int) -> torch.Tensor:
+    return torch.cat([torch.arange(min(num_prefix, length)), torch.arange(length - 1, num_prefix - 1, -1)])
+
+
+def _backward_index(length: int, num_prefix: int, device) -> torch.Tensor:
+    return _backward_index_cpu(length, num_prefix).to(device)
+
+
+def causal_depthwise_conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """SiLU of a causal depthwise conv along L, in the B×L×C layout (no transposes).
+
+    ``y[t, c] = silu(bias[c] + Σ_k weight[c, 0, k] · x[t − (K−1) + k, c])`` with zeros before the
+    start: what ``nn.Conv1d(C, C, K, groups=C, padding=K−1)`` on ``x.transpose(1, 2)``, cropped
+    to the first L outputs, computes (mamba_ssm's ``causal_conv1d``), as K shifted
+    multiply-adds. x: B×L×C; weight: C×1×K; bias: C or None. Returns B×L×C (contiguous).
+    """
+    k = weight.shape[-1]
+    w = weight[:, 0]  # C×K
+    out = torch.addcmul(bias, x, w[:, k - 1]) if bias is not None else x * w[:, k - 1]
+    for j in range(1, min(k, x.shape[1])):
+        out[:, j:].addcmul_(x[:, :-j], w[:, k - 1 - j])
+    return F.silu(out, inplace=not torch.is_grad_enabled())  # autograd needs the pre-activation
 
 
 class BiMamba2(nn.Module):
@@ -77,8 +103,8 @@ class BiMamba2(nn.Module):
         Returns y: B×L×d_inner (including the D·x skip).
         """
         b, l, _ = xBC.shape
-        xBC = self.conv[direction](xBC.transpose(1, 2))[..., :l].transpose(1, 2)
-        xBC = F.silu(xBC)
+        conv = self.conv[direction]
+        xBC = causal_depthwise_conv_silu(xBC, conv.weight, conv.bias)
         x, B, C = torch.split(xBC, [self.d_inner, self.ngroups * self.d_state, self.ngroups * self.d_state], dim=-1)
         dt = F.softplus(dt_raw + self.dt_bias[direction])
         A_log = self.A_log[direction]
@@ -97,5 +123,7 @@ class BiMamba2(nn.Module):
         z, xBC, dt_raw = self.split(self.in_proj(u))
         y_fwd = self.directional_scan(xBC, dt_raw, 0)
         y_bwd = self.directional_scan(reorder_for_backward(xBC, num_prefix), reorder_for_backward(dt_raw, num_prefix), 1)
-        y = y_fwd + reorder_for_backward(y_bwd, num_prefix)
+        y_bwd = reorder_for_backward(y_bwd, num_prefix)
+        # in place at inference (y_fwd is the scan's own output); a kernel may have saved it for backward
+        y = y_fwd.add_(y_bwd) if not torch.is_grad_enabled() else y_fwd + y_bwd
         return self.out_proj(self.norm(y, z))

@@ -81,21 +81,28 @@ def ssd_reference(x, dt, A, B, C, D=None, initial_state=None, return_final_state
     return (y, state) if return_final_state else y
 
 
-def _segsum(a: torch.Tensor) -> torch.Tensor:
-    """a: ...×Q → ...×Q×Q with out[i, j] = sum(a[j+1..i]) for i ≥ j, −inf above the diagonal."""
-    q = a.shape[-1]
-    a_rep = a[..., None].expand(*a.shape, q)  # [..., i, j] = a[i]
-    strict = torch.tril(torch.ones(q, q, dtype=torch.bool, device=a.device), diagonal=-1)
-    cs = torch.cumsum(a_rep.masked_fill(~strict, 0.0), dim=-2)
-    return cs.masked_fill(~torch.tril(torch.ones(q, q, dtype=torch.bool, device=a.device)), float("-inf"))
-
-
 def ssd_chunked(x, dt, A, B, C, chunk_size=64, D=None, initial_state=None, return_final_state=False):
     """Chunked SSD scan in plain PyTorch (mamba_ssm ``ssd_minimal`` algorithm, linear inter-chunk pass).
 
     Same arguments and result as :func:`ssd_reference`; ``chunk_size`` Q is the chunk
     length in tokens (L need not be a multiple of Q: the tail is zero-padded, which is
-    exact because padded steps come after every real one). Cost O(B·L·H·(Q·N + Q·P + N·P)).
+    exact because padded steps come after every real one). Cost O(B·L·(G·Q·N + H·(Q·P + 2·N·P))).
+
+    Written for the CPU's FLOP rate (the memory-bound work around the small matrix
+    products is what costs there):
+
+    * B and C stay per group: ``C·Bᵀ`` is one Q×Q product per group, shared by the H/G
+      heads of the group by broadcasting (no per-head copies); the chunk states and the
+      entering-state outputs are one product per group with the group's heads side by side
+      (``(H/G)·P`` columns);
+    * the intra-chunk decays ``exp(Σ a_{j+1..i})`` are ``exp(cum_i − cum_j)`` of the in-chunk
+      cumulative log-decays (as mamba_ssm's Triton ``chunk_scan`` computes them), built in
+      one Q×Q buffer per head that is masked, exponentiated and multiplied by ``C·Bᵀ`` in place;
+    * the inter-chunk recurrence writes each entering state straight into its slot.
+
+    Several independent scans (e.g. the two directions of a bidirectional layer) can run
+    as one call by stacking them along the heads and groups (heads of scan s use groups
+    of scan s): see ``BiMamba2.bidirectional_scan``.
     """
     _check_scan_inputs(x, dt, A, B, C)
     if chunk_size < 1:
@@ -107,49 +114,60 @@ def ssd_chunked(x, dt, A, B, C, chunk_size=64, D=None, initial_state=None, retur
                                None if initial_state is None else initial_state.float(), True)
         return (y.to(out_dtype), state) if return_final_state else y.to(out_dtype)
     b, l, h, p = x.shape
-    n = B.shape[-1]
-    Bh, Ch = _expand_groups(B, h), _expand_groups(C, h)
+    g, n = B.shape[2], B.shape[3]
+    r = h // g  # heads per group
     q = chunk_size
     pad = (-l) % q
-    xd = x * dt[..., None]  # discretised input dt·x
+    xd = x * dt[..., None]  # discretised input dt·x, B×L×H×P
     Adt = dt * A  # B×L×H log-decays (≤ 0)
     if pad:
         xd = F.pad(xd, (0, 0, 0, 0, 0, pad))
         Adt = F.pad(Adt, (0, 0, 0, pad))
-        Bh = F.pad(Bh, (0, 0, 0, 0, 0, pad))
-        Ch = F.pad(Ch, (0, 0, 0, 0, 0, pad))
+        B = F.pad(B, (0, 0, 0, 0, 0, pad))
+        C = F.pad(C, (0, 0, 0, 0, 0, pad))
     c = (l + pad) // q
-    xd = xd.view(b, c, q, h, p)
-    Bc = Bh.view(b, c, q, h, n)
-    Cc = Ch.view(b, c, q, h, n)
-    a = Adt.view(b, c, q, h).permute(0, 3, 1, 2)  # B×H×c×Q
-    a_cum = torch.cumsum(a, dim=-1)
+    a_cum = torch.cumsum(Adt.view(b, c, q, h).transpose(2, 3), dim=-1)  # B×c×H×Q, in-chunk cumulative
+    Bg = B.reshape(b, c, q, g, n).transpose(2, 3)  # B×c×G×Q×N (views)
+    Cg = C.reshape(b, c, q, g, n).transpose(2, 3)
 
-    # 1) intra-chunk (diagonal blocks): y_i = sum_{j<=i} (C_i·B_j) exp(sum a_{j+1..i}) dt_j x_j
-    decay_in = torch.exp(_segsum(a))  # B×H×c×Q×Q
-    scores = torch.einsum("bcihn,bcjhn->bhcij", Cc, Bc) * decay_in
-    y = torch.einsum("bhcij,bcjhp->bcihp", scores, xd)
+    # 1) intra-chunk (diagonal blocks): y_i = sum_{j<=i} (C_i·B_j) exp(cum_i - cum_j) dt_j x_j
+    # in place at inference; autograd needs the decays and products it saved untouched
+    inplace = not torch.is_grad_enabled() or not any(t.requires_grad for t in (x, dt, A, B, C))
+    scores = a_cum[..., :, None] - a_cum[..., None, :]  # B×c×H×Q×Q
+    upper = torch.ones(q, q, dtype=torch.bool, device=x.device).triu_(1)
+    scores.masked_fill_(upper, float("-inf")).exp_()
+    CB = (Cg @ Bg.transpose(-1, -2))[:, :, :, None]  # C·Bᵀ per group, B×c×G×1×Q×Q
+    if inplace:
+        scores.view(b, c, g, r, q, q).mul_(CB)
+    else:
+        scores = (scores.view(b, c, g, r, q, q) * CB).view(b, c, h, q, q)
+    xd = xd.view(b, c, q, h, p)
+    y = scores @ xd.transpose(2, 3)  # B×c×H×Q×P
 
     # 2) state contributed by each chunk, decayed to the chunk end: B×c×H×P×N
-    decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)  # B×H×c×Q
-    chunk_states = torch.einsum("bcjhn,bhcj,bcjhp->bchpn", Bc, decay_to_end, xd)
+    decay_to_end = torch.exp(a_cum[..., -1:] - a_cum).transpose(2, 3)  # B×c×Q×H
+    xw = (xd * decay_to_end[..., None]).view(b, c, q, g, r * p).transpose(2, 3)  # B×c×G×Q×(r·P)
+    chunk_states = (xw.transpose(-1, -2) @ Bg).view(b, c, h, p, n)
 
-    # 3) linear recurrence over chunks: state entering chunk k
-    chunk_decay = torch.exp(a_cum[..., -1])  # B×H×c
+    # 3) linear recurrence over chunks: the state entering chunk k
+    chunk_decay = torch.exp(a_cum[..., -1])[..., None, None]  # B×c×H×1×1
+    states_in = torch.empty_like(chunk_states)
     state = x.new_zeros(b, h, p, n) if initial_state is None else initial_state.to(x.dtype)
-    entering = []
     for k in range(c):
-        entering.append(state)
-        state = state * chunk_decay[:, :, k, None, None] + chunk_states[:, k]
-    states_in = torch.stack(entering, dim=1)  # B×c×H×P×N
+        states_in[:, k] = state
+        state = torch.addcmul(chunk_states[:, k], state, chunk_decay[:, k])
 
-    # 4) contribution of the entering state to each position of its chunk
-    decay_from_start = torch.exp(a_cum)  # B×H×c×Q
-    y = y + torch.einsum("bcihn,bchpn,bhci->bcihp", Cc, states_in, decay_from_start)
-
-    y = y.reshape(b, c * q, h, p)[:, :l]
+    # 4) contribution of the entering state to each position of its chunk, then the sum
+    y_state = Cg @ states_in.view(b, c, g, r * p, n).transpose(-1, -2)  # B×c×G×Q×(r·P)
+    out = y_state.view(b, c, g, q, r, p).permute(0, 1, 3, 2, 4, 5).reshape(b, c, q, h, p)
+    decay_from_start = torch.exp(a_cum).transpose(2, 3)[..., None]  # B×c×Q×H×1
+    if inplace:
+        out = out.mul_(decay_from_start).add_(y.transpose(2, 3))
+    else:
+        out = (out * decay_from_start + y.transpose(2, 3)).contiguous()
+    y = out.view(b, c * q, h, p)[:, :l]
     if D is not None:
-        y = y + x * D[:, None]
+        y = torch.addcmul(y, x, D[:, None])
     return (y, state) if return_final_state else y
 
 

@@ -12,6 +12,8 @@ Window id of a token at coordinate c along an axis: ``(c + shift) // window``;
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -61,25 +63,54 @@ class TESA(SelfAttention):
         t, h, w = grid
         if n != t * h * w:
             raise ValueError(f"TESA got {n} tokens for grid {grid} ({t * h * w} expected)")
-        geo = window_geometry(grid, self.window, shifted)
-        (wt, _, ft, bt), (wh, _, fh, bh), (ww, _, fw, bw) = geo
-        pads = (0, 0, fw, bw, fh, bh, ft, bt)
-        # project before padding (padding tokens need no projection), then pad q, k, v together
-        qkv = F.pad(self.project(x, rope).view(b, t, h, w, 3 * d), pads)
-        valid = F.pad(x.new_ones(1, t, h, w, 1, dtype=torch.bool), pads)
-        T, H, W = t + ft + bt, h + fh + bh, w + fw + bw
-        nt, nh, nw = T // wt, H // wh, W // ww
-
-        def to_windows(g: torch.Tensor) -> torch.Tensor:
-            bb, c = g.shape[0], g.shape[-1]
-            g = g.view(bb, nt, wt, nh, wh, nw, ww, c).permute(0, 1, 3, 5, 2, 4, 6, 7)
-            return g.reshape(bb * nt * nh * nw, wt * wh * ww, c)
-
-        q, k, v = (heads(u, self.num_heads) for u in to_windows(qkv).chunk(3, dim=-1))  # (B·nWin)×heads×Lw×Dh
+        slots, key_ok = window_slots(grid, self.window, shifted, x.device)
+        nwin, lw = key_ok.shape
+        nh = self.num_heads
+        # project and QK-normalise the real tokens only (padding needs neither: its q, k, v
+        # are zeros), then scatter q, k, v into their window slots in one zeroed buffer
+        qkv = self.project(x, rope)
+        q, k, v = qkv.view(b, n, 3, nh, d // nh).unbind(2)
         q, k = self.norm(q, k)
-        key_ok = to_windows(valid)[:, :, 0]  # nWin×Lw (same for every batch item)
-        mask = key_ok.repeat(b, 1)[:, None, None, :] if any(pads) else None
-        out = merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
-        out = out.view(b, nt, nh, nw, wt, wh, ww, d).permute(0, 1, 4, 2, 5, 3, 6, 7).reshape(b, T, H, W, d)
-        out = out[:, ft:ft + t, fh:fh + h, fw:fw + w]
-        return self.proj(out.reshape(b, n, d))
+        padded = nwin * lw != n
+        buf = (qkv.new_zeros if padded else qkv.new_empty)(3, b, nwin * lw, d)  # autocast: the projection's dtype
+        for i, u in enumerate((q, k, v)):
+            buf[i].index_copy_(1, slots, u.reshape(b, n, d).to(buf.dtype))
+        q, k, v = (heads(u.view(b * nwin, lw, d), nh) for u in buf)  # (B·nWin)×heads×Lw×Dh
+        mask = key_ok[None, :, None, None, :].expand(b, -1, 1, 1, -1).reshape(b * nwin, 1, 1, lw) if padded else None
+        out = merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))  # (B·nWin)×Lw×D
+        return self.proj(out.view(b, nwin * lw, d).index_select(1, slots))
+
+
+@functools.lru_cache(maxsize=64)
+def _window_slots_cpu(grid: tuple[int, int, int], window: tuple[int, int, int], shifted: bool):
+    with torch.inference_mode(False):  # cached: must serve training forwards too (see scan_order._perm)
+        return _window_slots_build(grid, window, shifted)
+
+
+def _window_slots_build(grid: tuple[int, int, int], window: tuple[int, int, int], shifted: bool):
+    geo = window_geometry(grid, window, shifted)
+    win, pos, counts = [], [], []
+    for n, (w, s, _, back) in zip(grid, geo):
+        c = torch.arange(n) + s  # coordinate in the padded grid (``s`` tokens of front padding)
+        win.append(c // w)
+        pos.append(c % w)
+        counts.append((n + s + back) // w)
+    (it, ih, iw), (jt, jh, jw) = (torch.meshgrid(*a, indexing="ij") for a in (win, pos))
+    (wt, *_), (wh, *_), (ww, *_) = geo
+    lw = wt * wh * ww
+    slots = (((it * counts[1] + ih) * counts[2] + iw) * lw + (jt * wh + jh) * ww + jw).reshape(-1)
+    key_ok = torch.zeros(counts[0] * counts[1] * counts[2] * lw, dtype=torch.bool)
+    key_ok[slots] = True
+    return slots, key_ok.view(-1, lw)
+
+
+def window_slots(grid: tuple[int, int, int], window: tuple[int, int, int], shifted: bool,
+                 device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each token sits in the window layout: ``(slots LongTensor (T·H·W,), key_ok bool nWin×Lw)``.
+
+    Token i (canonical t,h,w order) goes to flat slot ``window_id · Lw + position in window``
+    of the padded grid (windows in t,h,w order, positions in t,h,w order inside a window;
+    Lw = Tw·Hw·Ww); ``key_ok`` is False at padding slots. Cached per (grid, window, shifted).
+    """
+    slots, key_ok = _window_slots_cpu(tuple(grid), tuple(window), bool(shifted))
+    return slots.to(device), key_ok.to(device)
