@@ -26,6 +26,7 @@ def evaluate(
     save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="Also write each clip as mp4 here."),
     ground_truth: bool = typer.Option(False, "--ground-truth", help="Score the shapes world's own renders of each prompt (judge calibration; no model)."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write per-prompt scores and the summary as JSON."),
+    frames_cache: Optional[Path] = typer.Option(None, "--frames-cache", help="Keep generated clips here (keyed by weights, prompt, seed and settings) and reuse them: re-judge without generating again."),
 ) -> None:
     """Score a model's clips against their prompts; prints a table and a summary of pass rates."""
     import torch
@@ -54,6 +55,14 @@ def evaluate(
             pipe = LinGenPipeline.from_pretrained(model, device="cuda" if torch.cuda.is_available() else "cpu")
             fps, size = pipe.native["fps"], (pipe.native["height"], pipe.native["width"])
         num_frames, _ = frames_for_length(length, fps)
+        digest = None
+        if frames_cache is not None and pipe is not None:
+            from lingen_cli import frames_cache as fcache
+
+            digest = fcache.weights_digest(pipe.denoiser, pipe.vae)
+            sampling = pipe.config.get("sampling", {})
+            steps_used = steps or sampling.get("steps", 20)
+            cfg_used = sampling.get("cfg_scale", 5.0) if cfg is None else cfg
     except (CLIError, CheckpointError, ValueError) as e:
         raise fail(str(e))
     rows, t0 = [], time.time()
@@ -66,7 +75,14 @@ def evaluate(
 
             frames = render(scene_from_prompt(prompt, np.random.default_rng(seed_base + i)), num_frames, *size, fps)
         else:
-            frames = pipe(prompt, num_frames=num_frames, steps=steps, cfg_scale=cfg, seed=seed_base + i)
+            frames, key = None, None
+            if digest is not None:
+                key = fcache.clip_key(digest, prompt, seed_base + i, num_frames, *size, steps_used, cfg_used)
+                frames = fcache.load(frames_cache, key)
+            if frames is None:
+                frames = pipe(prompt, num_frames=num_frames, steps=steps, cfg_scale=cfg, seed=seed_base + i)
+                if key is not None:
+                    fcache.store(frames_cache, key, frames)
         try:
             score = score_clip(frames, prompt, fps)
         except ValueError as e:
