@@ -26,6 +26,7 @@ def evaluate(
     save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="Also write each clip as mp4 here."),
     ground_truth: bool = typer.Option(False, "--ground-truth", help="Score the shapes world's own renders of each prompt (judge calibration; no model)."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write per-prompt scores and the summary as JSON."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="K/N: score only prompts whose index is K mod N (same seeds as the full run), to split one run over processes."),
     frames_cache: Optional[Path] = typer.Option(None, "--frames-cache", help="Keep generated clips here (keyed by weights, prompt, seed and settings) and reuse them: re-judge without generating again."),
 ) -> None:
     """Score a model's clips against their prompts; prints a table and a summary of pass rates."""
@@ -49,6 +50,15 @@ def evaluate(
         else:
             items = list(EVAL_PROMPTS) + (list(EVAL_PROMPTS_TWO) if two_objects else [])
         items = items[:limit] if limit else items
+        indices = list(range(len(items)))
+        if shard is not None:
+            try:
+                k, n = (int(v) for v in shard.split("/"))
+                if n < 1 or not 0 <= k < n:
+                    raise ValueError
+            except ValueError:
+                raise CLIError(f"--shard must be K/N with 0 <= K < N, got {shard!r}") from None
+            indices = indices[k::n]
         if ground_truth:
             pipe, fps, size = None, 8.0, (128, 128)
         else:
@@ -66,7 +76,8 @@ def evaluate(
     except (CLIError, CheckpointError, ValueError) as e:
         raise fail(str(e))
     rows, t0 = [], time.time()
-    for i, prompt in enumerate(items):
+    for i in indices:
+        prompt = items[i]
         t1 = time.time()
         if pipe is None:
             import numpy as np
