@@ -23,7 +23,7 @@ def evaluate(
     seed_base: int = typer.Option(1_000_003, "--seed-base", help="Seed of prompt i is seed_base + i (never used in training)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N prompts."),
     two_objects: bool = typer.Option(False, "--two-objects", help="Add the built-in two-object prompts."),
-    save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="Also write each clip as mp4 here."),
+    save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="Also write each clip as mp4 here, and beside it a PNG contact sheet (a frame every 0.5 s, every 2 s for clips over 8 s)."),
     ground_truth: bool = typer.Option(False, "--ground-truth", help="Score the shapes world's own renders of each prompt (judge calibration; no model)."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write per-prompt scores and the summary as JSON."),
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: score only prompts whose index is K mod N (same seeds as the full run), to split one run over processes."),
@@ -35,7 +35,7 @@ def evaluate(
 
     from lingen_cli.options import frames_for_length
     from lingen_model.checkpoint import CheckpointError
-    from lingen_model.judge import CRITERIA, score_clip
+    from lingen_model.judge import ALL_CRITERIA, score_clip, summarize
     from lingen_model.pipeline import LinGenPipeline
     from lingen_model.world import EVAL_PROMPTS, EVAL_PROMPTS_TWO
 
@@ -100,27 +100,34 @@ def evaluate(
             print(f"[{i + 1}/{len(items)}] {prompt!r}: not scored ({e})", file=sys.stderr)
             continue
         if save_dir is not None:
+            from lingen_cli.contact_sheet import write_contact_sheet
             from lingen_cli.options import slugify
             from lingen_cli.video import write_mp4
 
-            write_mp4(frames, save_dir / f"{i:03d}-{slugify(prompt)}.mp4", fps)
-        score = {k: v for k, v in score.items() if k in CRITERIA or k in ("passed", "detected")}
+            stem = f"{i:03d}-{slugify(prompt)}"
+            write_mp4(frames, save_dir / f"{stem}.mp4", fps)
+            write_contact_sheet(frames, save_dir / f"{stem}.png", fps, title=f"{prompt} (seed {seed_base + i})")
+        score = {k: v for k, v in score.items() if k in ALL_CRITERIA or k in ("passed", "detected")}
         rows.append({"prompt": prompt, "seed": seed_base + i, **score})
-        print(f"[{i + 1}/{len(items)}] {prompt}: " + " ".join(f"{c} {score[c]:.2f}" for c in CRITERIA)
+        print(f"[{i + 1}/{len(items)}] {prompt}: " + " ".join(f"{c} {score[c]:.2f}" for c in ALL_CRITERIA)
               + f" ({time.time() - t1:.1f}s)", file=sys.stderr, flush=True)
     if not rows:
         raise fail("no clip could be scored", 1)
     label = "ground truth (shapes world)" if ground_truth else (model or "lingen-tiny")
     summary = {"n": len(rows), "num_frames": num_frames, "fps": fps, "model": label,
-               "mean": {c: sum(r[c] for r in rows) / len(rows) for c in CRITERIA},
-               "pass_pct": {c: 100.0 * sum(bool(r["passed"][c]) for r in rows) / len(rows) for c in CRITERIA},
+               "seeds": [rows[0]["seed"], rows[-1]["seed"]], **summarize(rows), "n": len(rows),
                "wall_s": round(time.time() - t0, 1)}
     table = Table(title=f"lingen eval — {summary['model']}, {len(rows)} prompts, {num_frames} frames @ {fps:g} fps")
     table.add_column("criterion")
-    table.add_column("mean score")
-    table.add_column("pass %")
-    for c in CRITERIA:
-        table.add_row(c, f"{summary['mean'][c]:.3f}", f"{summary['pass_pct'][c]:.1f}")
+    table.add_column("mean", justify="right")
+    table.add_column("passed / n", justify="right")
+    table.add_column("pass %", justify="right")
+    table.add_column("95 % interval (Wilson)", justify="right")
+    for c in ALL_CRITERIA:
+        lo, hi = summary["pass_ci95"][c]
+        name = "jumps / min" if c == "jumps" else c
+        table.add_row(name, f"{summary['mean'][c]:.3f}", f"{summary['passed'][c]} / {len(rows)}",
+                      f"{summary['pass_pct'][c]:.1f}", f"{lo:.1f}–{hi:.1f}")
     console.print(table)
     if json_file is not None:
         with atomic_path(json_file) as tmp:
