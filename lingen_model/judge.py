@@ -55,9 +55,23 @@ measurable because the world (:mod:`lingen_model.world`) is known:
    background pixels, i.e. pixels of neither frame's counting blobs (dilated by one
    working pixel). A static background scores 1; independent per-frame noise scores 0.
 
-Scores of multi-object prompts are the means over the named objects. A clip *passes* a
-criterion when its score reaches ``PASS_THRESHOLDS`` (0.5 for colour, shape and motion,
-0.9 for persistence, 0.75 for flicker, i.e. a background MAE of at most 8 levels).
+6. **Coherence** per named object (what a clip-level median cannot see in a long clip):
+
+   * ``unity``: share of the frames where the tracked object is present in which its colour is
+     exactly as many counting blobs as the prompt names objects of that colour (blobs on the
+     torus, so an object crossing an edge is one). A second copy or a fragment fails it.
+   * ``motion_consistency``: share of the ~``MOTION_LAG_S`` lag steps (jumps excluded) whose
+     wrapped displacement classifies as the named motion; orbit / bounce: share of
+     ~``COHERENCE_WINDOW_S`` windows that :func:`classify_motion` recognises (:func:`coherence`).
+   * ``jumps``: steps longer than the world's fastest object of that motion travels in the step
+     (:func:`max_travel`) plus ``JUMP_MARGIN``, overlapping ones merged, per minute of video.
+
+Scores of multi-object prompts are the means over the named objects (``jumps``: the sum). A
+clip *passes* a criterion when its score reaches ``PASS_THRESHOLDS`` (0.5 for colour, shape and
+motion, 0.9 for persistence, 0.75 for flicker, i.e. a background MAE of at most 8 levels) or
+``COHERENCE_PASS`` (0.9 for unity and motion consistency), and ``jumps`` when it is at most
+``MAX_JUMPS_PER_MIN`` (1 per minute); see :func:`passes`. Pass rates come with 95 % Wilson
+intervals (:func:`wilson_interval`, :func:`summarize`).
 """
 from __future__ import annotations
 
