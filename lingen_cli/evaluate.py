@@ -24,10 +24,12 @@ def evaluate(
     seed_base: int = typer.Option(1_000_003, "--seed-base", help="Seed of prompt i is seed_base + i (never used in training)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N prompts."),
     two_objects: bool = typer.Option(False, "--two-objects", help="Add the built-in two-object prompts."),
-    save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="Also write each clip as mp4 here."),
+    save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="Also write each clip as mp4 here, and beside it a PNG contact sheet (a frame every 0.5 s, every 2 s for clips over 8 s)."),
     ground_truth: bool = typer.Option(False, "--ground-truth", help="Score the shapes world's own renders of each prompt (judge calibration; no model)."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write per-prompt scores and the summary as JSON."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="K/N: score only prompts whose index is K mod N (same seeds as the full run), to split one run over processes."),
     cache: Optional[str] = typer.Option(None, "--cache", help="Step caching: none, delta (Δ-DiT) or taylor (TaylorSeer) (default: the model's)."),
+    frames_cache: Optional[Path] = typer.Option(None, "--frames-cache", help="Keep generated clips here (keyed by weights, prompt, seed and settings) and reuse them: re-judge without generating again."),
 ) -> None:
     """Score a model's clips against their prompts; prints a table and a summary of pass rates."""
     import torch
@@ -35,30 +37,46 @@ def evaluate(
 
     from lingen_model.generation.checkpoint import CheckpointError
     from lingen_model.generation.pipeline import GenerationRequest, LinGenPipeline
+    from lingen_model.generation.step_cache import CACHE_MODES
     from lingen_model.geometry import frames_for_length
     from lingen_model.io.prompts import read_prompt_lines
-    from lingen_model.shapes.judge import CRITERIA, score_clip
+    from lingen_model.shapes.judge import ALL_CRITERIA, score_clip, summarize
     from lingen_model.shapes.prompts import EVAL_PROMPTS, EVAL_PROMPTS_TWO
 
     try:
-        if cache not in (None, "none", "delta", "taylor"):
-            raise CLIError(f"unknown cache {cache!r}; use none, delta or taylor")
+        if cache is not None and cache not in CACHE_MODES:
+            raise CLIError(f"unknown cache {cache!r}; use {', '.join(CACHE_MODES)}")
         if prompts is not None:
             items = [line for _, line in read_prompt_lines(prompts)]
         else:
             items = list(EVAL_PROMPTS) + (list(EVAL_PROMPTS_TWO) if two_objects else [])
         items = items[:limit] if limit else items
+        indices = list(range(len(items)))
+        if shard is not None:
+            try:
+                k, n = (int(v) for v in shard.split("/"))
+                if n < 1 or not 0 <= k < n:
+                    raise ValueError
+            except ValueError:
+                raise CLIError(f"--shard must be K/N with 0 <= K < N, got {shard!r}") from None
+            indices = indices[k::n]
         if ground_truth:
             pipe, fps, size = None, 8.0, (128, 128)
         else:
             pipe = LinGenPipeline.from_pretrained(model, device="cuda" if torch.cuda.is_available() else "cpu")
             fps, size = pipe.native["fps"], (pipe.native["height"], pipe.native["width"])
         num_frames, _ = frames_for_length(length, fps)
+        digest = None
+        if frames_cache is not None and pipe is not None:
+            from lingen_model.io import frames_cache as fcache
+
+            digest = fcache.weights_digest(pipe.denoiser, pipe.vae)
     except (CLIError, CheckpointError, ValueError) as e:
         raise fail(str(e))
     rows, t0 = [], time.time()
-    for i, prompt in enumerate(items):
-        t1 = time.time()
+    for i in indices:
+        prompt = items[i]
+        t1, timing = time.time(), {}
         if pipe is None:
             import numpy as np
 
@@ -67,9 +85,20 @@ def evaluate(
 
             frames = render(scene_from_prompt(prompt, np.random.default_rng(seed_base + i)), num_frames, *size, fps)
         else:
-            result = pipe.generate(GenerationRequest(prompt, num_frames=num_frames, steps=steps, cfg_scale=cfg,
-                                                     seed=seed_base + i, cache=cache))
-            frames = result.frames
+            req = pipe.resolve(GenerationRequest(prompt, num_frames=num_frames, steps=steps, cfg_scale=cfg,
+                                                 seed=seed_base + i, cache=cache))
+            frames, key = None, None
+            if digest is not None:
+                key = fcache.clip_key(digest, req.to_dict())
+                frames = fcache.load(frames_cache, key)
+            if frames is None:
+                result = pipe.generate(req)
+                frames = result.frames
+                timing["denoise_s"] = round(result.timings.get("denoise_s", 0.0), 2)
+                if pipe.last_cache is not None:
+                    timing["full_calls"] = pipe.last_cache.full_calls
+                if key is not None:
+                    fcache.store(frames_cache, key, frames)
         try:
             score = score_clip(frames, prompt, fps)
         except ValueError as e:
@@ -77,30 +106,34 @@ def evaluate(
             continue
         if save_dir is not None:
             from lingen_cli.options import slugify
+            from lingen_model.io.contact_sheet import write_contact_sheet
             from lingen_model.io.video import write_mp4
 
-            write_mp4(frames, save_dir / f"{i:03d}-{slugify(prompt)}.mp4", fps)
-        score = {k: v for k, v in score.items() if k in CRITERIA or k in ("passed", "detected")}
-        timing = {} if pipe is None else {"denoise_s": round(result.timings.get("denoise_s", 0.0), 2)}
-        if pipe is not None and pipe.last_cache is not None:
-            timing["full_calls"] = pipe.last_cache.full_calls
+            stem = f"{i:03d}-{slugify(prompt)}"
+            write_mp4(frames, save_dir / f"{stem}.mp4", fps)
+            write_contact_sheet(frames, save_dir / f"{stem}.png", fps, title=f"{prompt} (seed {seed_base + i})")
+        score = {k: v for k, v in score.items() if k in ALL_CRITERIA or k in ("passed", "detected")}
         rows.append({"prompt": prompt, "seed": seed_base + i, **score, **timing})
-        print(f"[{i + 1}/{len(items)}] {prompt}: " + " ".join(f"{c} {score[c]:.2f}" for c in CRITERIA)
+        print(f"[{i + 1}/{len(items)}] {prompt}: " + " ".join(f"{c} {score[c]:.2f}" for c in ALL_CRITERIA)
               + f" ({time.time() - t1:.1f}s)", file=sys.stderr, flush=True)
     if not rows:
         raise fail("no clip could be scored", 1)
     label = "ground truth (shapes world)" if ground_truth else (model or "lingen-tiny")
     summary = {"n": len(rows), "num_frames": num_frames, "fps": fps, "model": label,
-               "mean": {c: sum(r[c] for r in rows) / len(rows) for c in CRITERIA},
-               "pass_pct": {c: 100.0 * sum(bool(r["passed"][c]) for r in rows) / len(rows) for c in CRITERIA},
+               "seeds": [rows[0]["seed"], rows[-1]["seed"]], **summarize(rows), "n": len(rows),
                "wall_s": round(time.time() - t0, 1),
                "cache": cache or ("none" if pipe is None else pipe.config.get("sampling", {}).get("cache", "none"))}
     table = Table(title=f"lingen eval — {summary['model']}, {len(rows)} prompts, {num_frames} frames @ {fps:g} fps")
     table.add_column("criterion")
-    table.add_column("mean score")
-    table.add_column("pass %")
-    for c in CRITERIA:
-        table.add_row(c, f"{summary['mean'][c]:.3f}", f"{summary['pass_pct'][c]:.1f}")
+    table.add_column("mean", justify="right")
+    table.add_column("passed / n", justify="right")
+    table.add_column("pass %", justify="right")
+    table.add_column("95 % interval (Wilson)", justify="right")
+    for c in ALL_CRITERIA:
+        lo, hi = summary["pass_ci95"][c]
+        name = "jumps / min" if c == "jumps" else c
+        table.add_row(name, f"{summary['mean'][c]:.3f}", f"{summary['passed'][c]} / {len(rows)}",
+                      f"{summary['pass_pct'][c]:.1f}", f"{lo:.1f}–{hi:.1f}")
     console.print(table)
     if json_file is not None:
         with atomic_path(json_file) as tmp:

@@ -55,9 +55,23 @@ measurable because the world (:mod:`lingen_model.shapes.world`) is known:
    background pixels, i.e. pixels of neither frame's counting blobs (dilated by one
    working pixel). A static background scores 1; independent per-frame noise scores 0.
 
-Scores of multi-object prompts are the means over the named objects. A clip *passes* a
-criterion when its score reaches ``PASS_THRESHOLDS`` (0.5 for colour, shape and motion,
-0.9 for persistence, 0.75 for flicker, i.e. a background MAE of at most 8 levels).
+6. **Coherence** per named object (what a clip-level median cannot see in a long clip):
+
+   * ``unity``: share of the frames where the tracked object is present in which its colour is
+     exactly as many counting blobs as the prompt names objects of that colour (blobs on the
+     torus, so an object crossing an edge is one). A second copy or a fragment fails it.
+   * ``motion_consistency``: share of the ~``MOTION_LAG_S`` lag steps (jumps excluded) whose
+     wrapped displacement classifies as the named motion; orbit / bounce: share of
+     ~``COHERENCE_WINDOW_S`` windows that :func:`classify_motion` recognises (:func:`coherence`).
+   * ``jumps``: steps longer than the world's fastest object of that motion travels in the step
+     (:func:`max_travel`) plus ``JUMP_MARGIN``, overlapping ones merged, per minute of video.
+
+Scores of multi-object prompts are the means over the named objects (``jumps``: the sum). A
+clip *passes* a criterion when its score reaches ``PASS_THRESHOLDS`` (0.5 for colour, shape and
+motion, 0.9 for persistence, 0.75 for flicker, i.e. a background MAE of at most 8 levels) or
+``COHERENCE_PASS`` (0.9 for unity and motion consistency), and ``jumps`` when it is at most
+``MAX_JUMPS_PER_MIN`` (1 per minute); see :func:`passes`. Pass rates come with 95 % Wilson
+intervals (:func:`wilson_interval`, :func:`summarize`).
 """
 from __future__ import annotations
 
@@ -405,6 +419,7 @@ class _Blobs:
         self.shape = np.full((T, _N_OBJ, R), -1, dtype=np.int64)
         self.c34 = np.full((T, _N_OBJ, R, 2), np.nan)
         self.top_mask = np.zeros((T, h, w), dtype=bool)  # pixels of counting blobs
+        self.count = np.zeros((T, _N_OBJ), dtype=np.int64)  # counting blobs per frame and colour
         if pix.size == 0:
             return
         uniq, inv = np.unique(root[pix], return_inverse=True)
@@ -412,6 +427,9 @@ class _Blobs:
         area = np.bincount(inv, minlength=K).astype(np.float64)
         t_of = uniq // (h * w)
         col_of = labels.reshape(-1)[uniq].astype(np.int64)
+        counting_comp = (area >= self.min_area) & (area <= self.max_area)
+        self.count = np.bincount(t_of[counting_comp] * _N_OBJ + col_of[counting_comp],
+                                 minlength=T * _N_OBJ).reshape(T, _N_OBJ)
         yy = (pix // w) % h + 0.5
         xx = pix % w + 0.5
         # circular mean on the torus, then one refinement step with wrapped offsets
@@ -537,6 +555,162 @@ def classify_motion(t: np.ndarray, x: np.ndarray, y: np.ndarray, fps: float, hei
         out["motion"] = "right" if vx > 0 else "left"
     else:
         out["motion"] = "down" if vy > 0 else "up"
+    return out
+
+
+# --------------------------------------------------------------------------- coherence
+
+COHERENCE_WINDOW_S = 4.0  # seconds per window for orbit / bounce consistency and per-window reports
+JUMP_MARGIN = 0.05        # frame extents (of min(H, W)) added to the largest true travel: centroid noise
+COHERENCE_PASS = {"unity": 0.9, "motion_consistency": 0.9}
+"""A clip passes ``unity`` / ``motion_consistency`` when its score is at least this."""
+MAX_JUMPS_PER_MIN = 1.0
+"""A clip passes ``jumps`` when it has at most this many jumps per minute of video."""
+COHERENCE = ("unity", "motion_consistency", "jumps")
+ALL_CRITERIA = CRITERIA + COHERENCE
+"""Every criterion a clip is judged on: ``CRITERIA`` (scores, higher is better) and
+``COHERENCE`` (``jumps`` is a count per minute, lower is better)."""
+
+
+def passes(criterion: str, value: float) -> bool:
+    """Whether a clip's value of ``criterion`` passes (``jumps``: ≤ ``MAX_JUMPS_PER_MIN``; others: ≥ threshold).
+
+    Raises:
+        KeyError: unknown criterion.
+    """
+    if criterion == "jumps":
+        return bool(value <= MAX_JUMPS_PER_MIN)
+    return bool(value >= {**PASS_THRESHOLDS, **COHERENCE_PASS}[criterion])
+
+
+def max_travel(motion: str | None, dt: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Largest centroid travel of any object of the shapes world with this motion in ``dt`` seconds.
+
+    Args:
+        motion: the named motion (None or a linear / still motion: the fastest linear mover).
+        dt: seconds, any shape.
+        height, width: frame size in pixels.
+
+    Returns:
+        ``(limit, axis)``: ``limit`` (shaped like ``dt``) in units of min(H, W); ``axis`` is
+        ``"xy"`` (limit on the displacement length) or ``"x"`` (bounce: limit on horizontal
+        travel only, since a hop can cover the whole box in one lag). From the world's
+        constants: linear ``SPEED_RANGE[1]`` frame extents/s; orbit the chord of the largest,
+        fastest circle (``ORBIT_RADIUS_RANGE[1]``, ``ORBIT_PERIOD_RANGE[0]``), at most its diameter.
+    """
+    dt = np.asarray(dt, dtype=np.float64)
+    m = min(height, width)
+    if motion == "bounce":
+        return np.zeros_like(dt), "x"
+    if motion == "orbit":
+        r, p = world.ORBIT_RADIUS_RANGE[1], world.ORBIT_PERIOD_RANGE[0]
+        return 2.0 * r * np.sin(np.minimum(np.pi * dt / p, np.pi / 2.0)), "xy"
+    return world.SPEED_RANGE[1] * max(height, width) / m * dt, "xy"
+
+
+def _lag(fps: float, span: int) -> int:
+    return max(1, min(int(round(MOTION_LAG_S * fps)), max(1, span)))
+
+
+def _step_pairs(t: np.ndarray, lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (i0, i1) into a track: every pair exactly ``lag`` frames apart, plus consecutive
+    present frames more than ``lag`` apart (the object was missing in between)."""
+    pos = {int(ti): k for k, ti in enumerate(t)}
+    i0 = [k for k, ti in enumerate(t) if int(ti) + lag in pos]
+    i1 = [pos[int(t[k]) + lag] for k in i0]
+    gap = np.flatnonzero(np.diff(t) > lag)
+    return np.array(i0 + gap.tolist(), dtype=np.int64), np.array(i1 + (gap + 1).tolist(), dtype=np.int64)
+
+
+def coherence(t: np.ndarray, x: np.ndarray, y: np.ndarray, fps: float, height: int, width: int,
+              motion: str | None, num_frames: int) -> dict:
+    """Motion consistency and jumps of one object's centroid track.
+
+    Lag steps are the pairs of present frames ``lag = round(MOTION_LAG_S · fps)`` frames apart
+    (``MOTION_LAG_S`` ≈ 0.5 s); where the object is missing for longer, the step spans the gap.
+    Displacements are wrapped (the world is a torus).
+
+    * A step is a **jump** when its length exceeds :func:`max_travel` for its duration plus
+      ``JUMP_MARGIN``: no object of the world moves that fast. Overlapping jump steps are one
+      jump (one teleport spans ``lag`` overlapping steps).
+    * ``motion_consistency`` for ``left/right/up/down/still``: the share of lag steps (jumps
+      excluded; they are counted as jumps) whose velocity classifies as the named motion by the
+      rule of :func:`classify_motion` (below ``STILL_SPEED``: still; else dominant axis and
+      sign). For ``orbit`` / ``bounce``: the clip is cut into ``≈ COHERENCE_WINDOW_S`` windows
+      and :func:`classify_motion` judges each window's track; the score is the share of
+      windows (with ≥ 2 present frames) that show the named motion. No motion named: 1.
+
+    Args:
+        t: increasing int frame indices where the object was seen; x, y: centroid there,
+            fractions of width / height.
+        fps: frames per second; height, width: pixels; motion: the named motion or None;
+        num_frames: frames in the clip (for the windows and the per-minute rate).
+
+    Returns:
+        dict: ``motion_consistency`` (float in [0, 1], None when no step could be judged),
+        ``jumps`` (count), ``jumps_per_min``, ``jump_times_s`` (each jump's time, seconds: the
+        middle of the frames shared by its overlapping steps),
+        ``consistency_by_window`` (per window: share of consistent steps, or 1/0 verdict for
+        orbit/bounce; None where nothing was seen) and ``window_s`` (window length, seconds).
+    """
+    t = np.asarray(t, dtype=np.int64)
+    n_win = max(1, int(round(num_frames / fps / COHERENCE_WINDOW_S)))
+    edges = np.linspace(0, num_frames, n_win + 1)
+    out = {"motion_consistency": None, "jumps": 0, "jumps_per_min": 0.0, "jump_times_s": [],
+           "consistency_by_window": [None] * n_win, "window_s": float(num_frames / fps / n_win)}
+    if len(t) < 2:
+        return out
+    lag = _lag(fps, int(t[-1] - t[0]))
+    i0, i1 = _step_pairs(t, lag)
+    m = min(height, width)
+    dt = (t[i1] - t[i0]) / fps
+    dx = _wrap(x[i1] - x[i0], 1.0)
+    dy = _wrap(y[i1] - y[i0], 1.0)
+    limit, axis = max_travel(motion, dt, height, width)
+    dxm, dym = dx * width / m, dy * height / m
+    travel = np.abs(dxm) if axis == "x" else np.hypot(dxm, dym)
+    jump = travel > limit + JUMP_MARGIN
+    # merge overlapping jump steps into events
+    events = []  # [start, end, latest start, earliest end] of overlapping jump steps
+    for a, b in sorted(zip(t[i0[jump]].tolist(), t[i1[jump]].tolist())):
+        if events and a < events[-1][1]:
+            e = events[-1]
+            e[1], e[2], e[3] = max(e[1], b), max(e[2], a), min(e[3], b)
+        else:
+            events.append([a, b, a, b])
+    minutes = num_frames / fps / 60.0
+    out.update(jumps=len(events), jumps_per_min=float(len(events) / minutes) if minutes > 0 else 0.0,
+               jump_times_s=[round((e[2] + e[3]) / 2.0 / fps, 3) for e in events])
+    win_of = lambda frames: np.clip(np.searchsorted(edges, frames, side="right") - 1, 0, n_win - 1)  # noqa: E731
+    if motion is None:
+        out["motion_consistency"] = 1.0
+        out["consistency_by_window"] = [1.0] * n_win
+    elif motion in ("orbit", "bounce"):
+        w_of = win_of(t)
+        verdicts = []
+        for k in range(n_win):
+            sel = w_of == k
+            if sel.sum() < 2:
+                continue
+            v = float(classify_motion(t[sel], x[sel], y[sel], fps, height, width)["motion"] == motion)
+            out["consistency_by_window"][k] = v
+            verdicts.append(v)
+        if verdicts:
+            out["motion_consistency"] = float(np.mean(verdicts))
+    else:
+        keep = ~jump
+        vx, vy = dx[keep] / dt[keep], dy[keep] / dt[keep]
+        cls = np.where(np.hypot(vx, vy) < STILL_SPEED, "still",
+                       np.where(np.abs(vx) >= np.abs(vy), np.where(vx > 0, "right", "left"),
+                                np.where(vy > 0, "down", "up")))
+        ok = cls == motion
+        if ok.size:
+            out["motion_consistency"] = float(ok.mean())
+            w_of = win_of(t[i0[keep]])
+            for k in range(n_win):
+                sel = w_of == k
+                if sel.any():
+                    out["consistency_by_window"][k] = round(float(ok[sel].mean()), 3)
     return out
 
 
@@ -673,6 +847,19 @@ def score_clip(frames: np.ndarray, prompt: str, fps: float) -> dict:
         if T == 1 and frames_seen.size == 1:
             mot["motion"] = "still"  # a single frame shows no motion
         motion_score = 1.0 if obj.motion is None else float(mot["motion"] == obj.motion)
+        # coherence: one blob of the colour, one motion, no teleports
+        expected = max(1, sum(1 for o in target.objects if o.color == _COLOR_NAMES[track_c]))
+        one = tp & (blobs.count[:, track_c] == expected)
+        unity = float(one.sum() / tp.sum()) if tp.any() else 0.0
+        coh = coherence(frames_seen, blobs.cx[frames_seen, track_c, track_r],
+                        blobs.cy[frames_seen, track_c, track_r], float(fps), H, W, obj.motion, T)
+        consistency = coh["motion_consistency"]
+        if consistency is None:  # nothing to judge step by step (e.g. one frame): the clip's verdict
+            consistency = motion_score
+        n_win = len(coh["consistency_by_window"])
+        win = np.minimum((np.arange(T) * n_win) // T, n_win - 1)
+        unity_by_window = [round(float(one[(win == k) & tp].sum() / ((win == k) & tp).sum()), 3)
+                           if ((win == k) & tp).any() else None for k in range(n_win)]
         res.update(
             color=_COLOR_NAMES[track_c] if frames_seen.size else None,
             shape=det_shape, motion=mot["motion"], vx=mot["vx"], vy=mot["vy"],
@@ -680,13 +867,21 @@ def score_clip(frames: np.ndarray, prompt: str, fps: float) -> dict:
             c3=float(np.nanmedian(blobs.c34[frames_seen, track_c, track_r, 0])) if frames_seen.size else None,
             c4=float(np.nanmedian(blobs.c34[frames_seen, track_c, track_r, 1])) if frames_seen.size else None,
             scores={"color": color_score, "shape": shape_score, "motion": motion_score,
-                    "persistence": persistence})
+                    "persistence": persistence, "unity": unity, "motion_consistency": float(consistency),
+                    "jumps": coh["jumps_per_min"]},
+            coherence={"blobs_of_color_median": float(np.median(blobs.count[tp, track_c])) if tp.any() else 0.0,
+                       "jumps": coh["jumps"], "jump_times_s": coh["jump_times_s"], "window_s": coh["window_s"],
+                       "unity_by_window": unity_by_window,
+                       "consistency_by_window": coh["consistency_by_window"]})
         objects.append(res)
 
     flicker, mae = _flicker(frames, blobs.top_mask, f)
     scores = {name: float(np.mean([o["scores"][name] for o in objects]))
               for name in ("color", "shape", "motion", "persistence")}
     scores["flicker"] = float(flicker)
+    for name in ("unity", "motion_consistency"):
+        scores[name] = float(np.mean([o["scores"][name] for o in objects]))
+    scores["jumps"] = float(np.sum([o["scores"]["jumps"] for o in objects]))
     bg_med = np.median(bg.astype(np.float64), axis=0)
     bg_names = list(world.BACKGROUNDS)
     bg_lab = srgb_to_lab(np.array([world.BACKGROUNDS[b] for b in bg_names], dtype=np.float64))
@@ -695,7 +890,7 @@ def score_clip(frames: np.ndarray, prompt: str, fps: float) -> dict:
                 "flicker_mae": mae, "objects": objects}
     if k == 1:
         detected.update(color=objects[0]["color"], shape=objects[0]["shape"], motion=objects[0]["motion"])
-    return {**scores, "passed": {n: bool(scores[n] >= PASS_THRESHOLDS[n]) for n in CRITERIA},
+    return {**scores, "passed": {n: passes(n, scores[n]) for n in ALL_CRITERIA},
             "detected": detected}
 
 
@@ -708,9 +903,8 @@ def score_batch(clips: Iterable[np.ndarray], prompts: Sequence[str], fps) -> tup
         fps: one frame rate for all clips, or a sequence with one per clip.
 
     Returns:
-        ``(per_clip, summary)``: the :func:`score_clip` dicts, and a summary with ``n``,
-        ``mean`` (criterion → mean score), ``pass_pct`` (criterion → percent of clips
-        passing) and ``thresholds`` (``PASS_THRESHOLDS``).
+        ``(per_clip, summary)``: the :func:`score_clip` dicts, and the :func:`summarize`
+        summary (``n``, ``mean``, ``passed``, ``pass_pct``, ``pass_ci95``, ``thresholds``).
 
     Raises:
         ValueError: clip/prompt/fps counts differ, no clips, or any bad clip or prompt.
@@ -725,10 +919,52 @@ def score_batch(clips: Iterable[np.ndarray], prompts: Sequence[str], fps) -> tup
     if len(fps_list) != len(clips):
         raise ValueError(f"need one fps per clip, got {len(fps_list)} for {len(clips)} clips")
     per_clip = [score_clip(c, p, r) for c, p, r in zip(clips, prompts, fps_list)]
-    summary = {
-        "n": len(per_clip),
-        "mean": {n: float(np.mean([s[n] for s in per_clip])) for n in CRITERIA},
-        "pass_pct": {n: 100.0 * float(np.mean([s["passed"][n] for s in per_clip])) for n in CRITERIA},
-        "thresholds": dict(PASS_THRESHOLDS),
+    return per_clip, summarize(per_clip)
+
+
+def wilson_interval(passed: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (Wilson, JASA 1927).
+
+    ``(p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)`` with ``p = passed / n``; the
+    default ``z`` is the two-sided 95 % normal quantile.
+
+    Args:
+        passed: successes, 0 ≤ passed ≤ n; n: trials ≥ 1.
+
+    Returns:
+        (low, high), fractions in [0, 1].
+
+    Raises:
+        ValueError: n < 1 or passed outside [0, n].
+    """
+    if int(n) != n or n < 1 or int(passed) != passed or not 0 <= passed <= n:
+        raise ValueError(f"need integers 0 <= passed <= n and n >= 1, got passed={passed}, n={n}")
+    p = passed / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    low = 0.0 if passed == 0 else max(0.0, centre - half)
+    high = 1.0 if passed == n else min(1.0, centre + half)
+    return low, high
+
+
+def summarize(per_clip: Sequence[dict]) -> dict:
+    """Summary of :func:`score_clip` results: ``n``, ``mean`` (criterion → mean value; ``jumps``
+    in jumps per minute), ``passed`` (criterion → clips passing), ``pass_pct``, ``pass_ci95``
+    (criterion → [low, high] % , Wilson 95 % interval) and the thresholds.
+
+    Raises:
+        ValueError: no results.
+    """
+    if not per_clip:
+        raise ValueError("summarize needs at least one result")
+    n = len(per_clip)
+    passed = {c: int(sum(bool(s["passed"][c]) for s in per_clip)) for c in ALL_CRITERIA}
+    return {
+        "n": n,
+        "mean": {c: float(np.mean([s[c] for s in per_clip])) for c in ALL_CRITERIA},
+        "passed": passed,
+        "pass_pct": {c: 100.0 * passed[c] / n for c in ALL_CRITERIA},
+        "pass_ci95": {c: [round(100.0 * v, 1) for v in wilson_interval(passed[c], n)] for c in ALL_CRITERIA},
+        "thresholds": {**PASS_THRESHOLDS, **COHERENCE_PASS, "jumps_per_min_max": MAX_JUMPS_PER_MIN},
     }
-    return per_clip, summary
