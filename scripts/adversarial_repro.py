@@ -290,7 +290,7 @@ def sidecar_blocked(w, ck):
 def stale_temp_cleaned(w, ck):
     r = Result()
     (w / "o").mkdir()
-    stale = w / "o" / ".a-red-circle-1.mp4.k3j4h5.mp4"
+    stale = w / "o" / ".a-red-circle-1.mp4.k3j4h5ab.mp4"
     stale.write_bytes(b"")
     old = time.time() - 3 * 3600
     os.utime(stale, (old, old))
