@@ -266,16 +266,27 @@ class Trainer:
         state_file = self.run_dir / "train_state.json"
         if not state_file.is_file():
             return
-        state = json.loads(state_file.read_text())
+        try:
+            state = json.loads(state_file.read_text())
+            if not isinstance(state, dict):
+                raise ValueError("train_state.json is not a JSON object")
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot resume from {self.run_dir}: train_state.json is unreadable or truncated "
+                             f"({str(e).splitlines()[0]}); use a new run_dir") from None
         if state.get("stage") != self.stage:
             raise ValueError(f"{self.run_dir} holds a {state.get('stage')} run, not {self.stage}")
-        self.model.load_state_dict(load_file(str(self.run_dir / f"{self._prefix}.safetensors")))
-        ema = load_file(str(self.run_dir / f"{self._prefix}_ema.safetensors"))
-        self.ema.shadow = {k: v.float() for k, v in ema.items()}
         optim_file = self.run_dir / "optimizer.safetensors"
-        self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
-        if optim_file.is_file():
-            load_optimizer_tensors(self.opt, load_file(str(optim_file)), state["optimizer"])
+        try:  # truncated files, or weights of another model size than this config's
+            self.model.load_state_dict(load_file(str(self.run_dir / f"{self._prefix}.safetensors")))
+            ema = load_file(str(self.run_dir / f"{self._prefix}_ema.safetensors"))
+            self.ema.shadow = {k: v.float() for k, v in ema.items()}
+            self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
+            if optim_file.is_file():
+                load_optimizer_tensors(self.opt, load_file(str(optim_file)), state["optimizer"])
+        except Exception as e:  # noqa: BLE001 - safetensors, torch and key errors all mean "cannot resume"
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"cannot resume from {self.run_dir}: its state does not load into this config "
+                             f"({why[:160]}); use a new run_dir") from None
         else:  # fresh Adam moments: ramp the learning rate up again over warmup_steps
             self._rewarm_from = self.step
         self.history = state.get("history", [])
@@ -285,16 +296,29 @@ class Trainer:
         """Write weights, EMA, optimizer and JSON state into the run dir (rank 0; atomic per file)."""
         if self.rank != 0:
             return
-        _save_tensors(self.model.state_dict(), self.run_dir / f"{self._prefix}.safetensors")
-        _save_tensors(self.ema.shadow, self.run_dir / f"{self._prefix}_ema.safetensors")
+        from contextlib import ExitStack
+
+        from safetensors.torch import save_file
+
+        vae_config = self._vae_config_with_latent_stats() if self.stage == "vae" else None  # may fail: before any write
         tensors, meta = optimizer_tensors(self.opt)
-        _save_tensors(tensors, self.run_dir / "optimizer.safetensors")
-        if self.stage == "vae":
-            _save_json(self._vae_config_with_latent_stats(), self.run_dir / "vae_config.json")
         cfg_json = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in self.cfg.items()}
-        _save_json({"stage": self.stage, "step": self.step, "elapsed_s": self.elapsed, "optimizer": meta,
-                    "config": cfg_json, "world_size": self.world, "device": str(self.device),
-                    "history": self.history[-2000:]}, self.run_dir / "train_state.json")
+        state = {"stage": self.stage, "step": self.step, "elapsed_s": self.elapsed, "optimizer": meta,
+                 "config": cfg_json, "world_size": self.world, "device": str(self.device),
+                 "history": self.history[-2000:]}
+        # every file goes to a temporary name first; only when all are written are they renamed, the
+        # state last (contexts exit in reverse), so a failed save leaves the previous save whole
+        with ExitStack() as stack:
+            tmp_state = stack.enter_context(atomic_path(self.run_dir / "train_state.json"))
+            files = [(self.model.state_dict(), f"{self._prefix}.safetensors"),
+                     (self.ema.shadow, f"{self._prefix}_ema.safetensors"), (tensors, "optimizer.safetensors")]
+            for ts, name in files:
+                tmp = stack.enter_context(atomic_path(self.run_dir / name))
+                save_file({k: v.detach().contiguous().cpu() for k, v in ts.items()}, str(tmp))
+            if vae_config is not None:
+                tmp = stack.enter_context(atomic_path(self.run_dir / "vae_config.json"))
+                tmp.write_text(json.dumps(vae_config, indent=2, default=str) + "\n", encoding="utf-8")
+            tmp_state.write_text(json.dumps(state, indent=2, default=str) + "\n", encoding="utf-8")
         if self.stage == "denoiser" and self.cfg.get("export"):
             self.export(self.cfg["export"])
 
