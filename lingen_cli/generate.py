@@ -270,7 +270,7 @@ def generate(
     except LinGenError as e:
         raise fail(str(e), e.exit_code)
     if _trained_on_shapes(pipe, model_label):
-        _warn_unknown_prompts(plans, single)
+        _warn_unknown_prompts(plans[rank::world], single, len(jobs))
     results = []
     for job, req, out_path, error in plans[rank::world]:
         prefix = "" if single else f"[{job.index + 1}/{len(jobs)}] "
@@ -489,7 +489,7 @@ def _trained_on_shapes(pipe, model_label: str) -> bool:
     return model_label == "lingen-tiny" or (isinstance(training, dict) and training.get("data") == "shapes")
 
 
-def _warn_unknown_prompts(plans: list, single: bool) -> None:
+def _warn_unknown_prompts(plans: list, single: bool, n_jobs: int) -> None:
     """One line for each prompt that names no colour, shape or motion of the shapes world
     (:func:`lingen_model.shapes.world.parse_prompt`); the run goes on."""
     from lingen_model.shapes.world import parse_prompt
@@ -503,7 +503,7 @@ def _warn_unknown_prompts(plans: list, single: bool) -> None:
         except ValueError:
             known = False
         if not known:
-            prefix = "" if single else f"[{job.index + 1}/{len(plans)}] "
+            prefix = "" if single else f"[{job.index + 1}/{n_jobs}] "
             print(f"{prefix}note: the prompt names no colour, shape or motion the embedded model was trained on "
                   "(the shapes world); expect an unrelated clip", file=sys.stderr, flush=True)
 

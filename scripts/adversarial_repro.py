@@ -557,7 +557,8 @@ for _k in ("truncated", "weights", "mismatch"):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-k", default="", help="only cases whose name contains this")
+    ap.add_argument("-k", default="", help="only cases whose name contains one of these (comma-separated)")
+    ap.add_argument("--start", default=None, help="skip the cases before this one")
     ap.add_argument("--json", type=Path, help="also write the per-case results here")
     a = ap.parse_args()
     sys.path.insert(0, str(ROOT / "tests"))
@@ -568,8 +569,10 @@ def main() -> int:
     ck = make_tiny_checkpoint(scratch / "ckpt")
     totals = {"traceback": 0, "overwrite": 0, "broken": 0, "blind": 0}
     rows = []
+    started = a.start is None
     for c in CASES:
-        if a.k not in c.name:
+        started = started or c.name == a.start
+        if not started or not any(k in c.name for k in a.k.split(",")):
             continue
         w = scratch / c.name
         w.mkdir()
