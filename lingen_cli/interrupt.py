@@ -12,7 +12,8 @@ Two phases:
 from __future__ import annotations
 
 import os
-import signal
+
+import _signal as signal  # the C module: no import time, so the handler is in place at once
 
 EXIT_INTERRUPTED = 130
 #: interrupted: a SIGINT arrived; reported: its line was printed.
@@ -32,8 +33,19 @@ def _raise(signum, frame):
     raise KeyboardInterrupt
 
 
+def _running_as_cli() -> bool:
+    """The process is the ``lingen`` command (console script, or ``python -m lingen_cli``: while ``-m``
+    imports the package, ``sys.argv[0]`` is ``"-m"``), not a program importing lingen_cli."""
+    import sys
+
+    argv0 = sys.argv[0] if sys.argv else ""
+    return argv0 == "-m" or os.path.basename(argv0) in ("lingen", "lingen.exe")
+
+
 def install_early() -> None:
-    """Leave at once on SIGINT (the import phase). Only in the main thread; a no-op elsewhere."""
+    """Leave at once on SIGINT (the import phase), when running as the CLI; only in the main thread."""
+    if not _running_as_cli():
+        return
     try:
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, _leave_now)
