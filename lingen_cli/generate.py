@@ -341,9 +341,9 @@ def _prepare(prompt, length, res, fps, seed, preset, out, prompts, sampler, devi
         raise CLIError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
     tier = pick_tier(preset)
     directory, file = _check_output(out, batch=prompts is not None)
-    for job in jobs:  # named sizes resolve to their values once
-        job.length = sizes["lengths"].get(job.length, job.length) if job.length else None
-        job.res = sizes["resolutions"].get(job.res, job.res) if job.res else None
+    for job in jobs:  # named sizes resolve to their values once (other types are refused when the job is resolved)
+        job.length = sizes["lengths"].get(job.length, job.length) if isinstance(job.length, str) else job.length
+        job.res = sizes["resolutions"].get(job.res, job.res) if isinstance(job.res, str) else job.res
     return jobs, {"tier": tier, "directory": directory, "file": file, "device": device, "dtype": dtype,
                   "length": sizes["lengths"].get(length, length), "res": sizes["resolutions"].get(res, res) if res else None}
 
