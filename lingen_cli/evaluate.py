@@ -41,6 +41,7 @@ def evaluate(
 
     try:
         _check_options(steps, cfg, limit, save_dir, json_file)
+        _check_seconds(length)
         if prompts is not None:
             items = [line for _, line in read_prompt_lines(prompts)]
         else:
@@ -127,6 +128,15 @@ def _check_options(steps, cfg, limit, save_dir, json_file) -> None:
             save_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise CLIError(f"cannot create --save-dir {save_dir}: {e.strerror or e}") from None
+
+
+def _check_seconds(length: str) -> None:
+    """A length in seconds past the limit is refused before the model loads (frames need its fps)."""
+    from lingen_model.geometry import parse_length
+
+    unit, value = parse_length(length)
+    if unit == "s":
+        _check_length(int(value) + 1, 1.0)
 
 
 def _check_length(num_frames: int, fps: float) -> None:

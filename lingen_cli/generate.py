@@ -328,7 +328,6 @@ def _prepare(prompt, length, res, fps, seed, preset, out, prompts, sampler, devi
     else:
         jobs = [Job(index=0, prompt=prompt)]
     sizes = load_sizes()
-    parse_length(sizes["lengths"].get(length, length))  # format and > 0
     if res is not None:
         parse_resolution(sizes["resolutions"].get(res, res), stride=1)  # format only; stride checked after load
     if fps is not None and not (0 < fps <= 240):
@@ -340,6 +339,9 @@ def _prepare(prompt, length, res, fps, seed, preset, out, prompts, sampler, devi
     if dtype is not None and dtype not in DTYPES:
         raise CLIError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
     tier = pick_tier(preset)
+    unit, value = parse_length(sizes["lengths"].get(length, length))
+    if unit == "s" and value > tier.max_length_s + 1e-9:  # seconds: refused before the model loads
+        raise CLIError(f"length {length} ({value:.6g} s) exceeds the {tier.name} preset's limit of {tier.max_length_s:g} s")
     directory, file = _check_output(out, batch=prompts is not None)
     for job in jobs:  # named sizes resolve to their values once (other types are refused when the job is resolved)
         job.length = sizes["lengths"].get(job.length, job.length) if isinstance(job.length, str) else job.length

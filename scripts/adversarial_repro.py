@@ -322,7 +322,7 @@ def _bad_config(w: Path, ck: Path, **patch) -> Path:
     return d
 
 
-def _alloc_case(w, args, want=(2,), timeout=120):
+def _alloc_case(w, args, want=(2,), timeout=300):
     r = Result()
     rc, out, err, rss, secs = run(args, w, timeout=timeout)
     r.check_proc(rc, err, want)
@@ -411,13 +411,23 @@ def weights_mismatch_config(w, ck):
 
 @case
 def remove_home_file_keeps_cache(w, ck):
+    """A model in the Hugging Face cache; LINGEN_HOME is a file: remove must fail before deleting."""
     r = Result()
+    commit = "a" * 40
+    repo = w / "hub" / "models--acme--clip"
+    snap = repo / "snapshots" / commit
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "blobs").mkdir()
     home = w / "homefile"
     home.write_text("not a folder")
-    rc, out, err, *_ = run(["remove", "lingen-tiny"], w, env={"LINGEN_HOME": str(home)})
+    rc, out, err, *_ = run(["remove", "acme/clip", "--yes"], w, env={"LINGEN_HOME": str(home), "HF_HUB_CACHE": str(w / "hub")})
     r.check_proc(rc, err, (1, 2))
-    if home.read_text() != "not a folder":
+    if rc != 0 and not (snap / "config.json").exists():
         r.broken += 1
+        r.notes.append("deleted the cached model, then failed")
     return r
 
 
