@@ -345,6 +345,18 @@ def test_bad_options_one_line(ckpt, tmp_path, args, needle):
     assert needle in line, line
 
 
+def test_weights_of_another_shape_than_config(ckpt, tmp_path):
+    import shutil
+
+    d = tmp_path / "bad"
+    shutil.copytree(ckpt, d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["denoiser"]["ffn_dim"] = 96
+    (d / "config.json").write_text(json.dumps(cfg))
+    line = one_line_error(gen("x", "--model", d, "--length", "5f", "--out", tmp_path / "o"))
+    assert "does not match its config" in line and "[128, 32] in the file and [192, 32] by config.json" in line
+
+
 def test_invalid_utf8_prompt(ckpt, tmp_path):
     line = one_line_error(gen("a red \udcff circle", "--model", ckpt, "--length", "5f", "--out", tmp_path))
     assert "not valid UTF-8" in line

@@ -73,6 +73,12 @@ def _load_weights(module: torch.nn.Module, file: Path, what: str) -> None:
         state = load_file(str(file))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{file} is truncated or corrupt ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    own = module.state_dict()
+    wrong = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if wrong:
+        k = wrong[0]
+        raise CheckpointError(f"{file} does not match its config: {len(wrong)} tensor(s) of another shape, e.g. {k} is "
+                              f"{list(state[k].shape)} in the file and {list(own[k].shape)} by config.json")
     result = module.load_state_dict(state, strict=False)
     problems = []
     if result.missing_keys:
