@@ -59,6 +59,12 @@ def main() -> None:
     except BaseException:
         if not STATE["interrupted"]:
             raise
+    try:  # the command is over: a late Ctrl-C must not interrupt the interpreter's shutdown (threads, atexit)
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ValueError, OSError):
+        pass
     if STATE["interrupted"]:
         if not STATE["reported"]:
             STATE["reported"] = True

@@ -459,10 +459,11 @@ def ctrl_c_early(w, ck):
         time.sleep(delay)
         p.send_signal(signal.SIGINT)
         try:
-            out, err = p.communicate(timeout=120)
+            out, err = p.communicate(timeout=600)
         except subprocess.TimeoutExpired:
             p.kill()
             out, err = p.communicate()
+            r.notes.append(f"{delay}s: still running 600 s after Ctrl-C")
         err = err.decode("utf-8", "replace")
         if p.returncode == 0:
             continue  # finished before the signal
