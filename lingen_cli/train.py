@@ -33,9 +33,13 @@ def train(
             raise fail(f"{config}: data: {e}")
     import logging
 
+    data_log = logging.getLogger("lingen.data")  # skipped clips: "warning: ..." lines on this run's stderr
+    for h in [h for h in data_log.handlers if getattr(h, "lingen_cli", False)]:
+        data_log.removeHandler(h)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("warning: %(message)s"))
-    logging.getLogger("lingen.data").addHandler(handler)
+    handler.lingen_cli = True
+    data_log.addHandler(handler)
     bars = not quiet and sys.stderr.isatty()
     try:
         trainer, result = _run(cfg, bars)

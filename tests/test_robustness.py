@@ -456,6 +456,7 @@ def test_train_folder_missing_empty_and_a_corrupt_clip_skipped(tmp_path):
     r = runner.invoke(app, ["train", str(_write_vae_yaml(tmp_path, folder)), "--quiet", "--steps", "3"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "run" / "train_state.json").is_file()
+    assert "does not decode" in r.output and "2 clip(s) skipped so far" in r.output, r.output
 
 
 def test_train_failed_save_leaves_the_previous_save_whole(tmp_path, monkeypatch):
