@@ -204,13 +204,15 @@ def test_stale_temp_files_of_ours_are_removed_and_nothing_else(tmp_path):
     legacy_new = tmp_path / ".d.mp4.k3j4h5ab.mp4"
     foreign = tmp_path / ".bashrc"
     young = tmp_path / f".e.json.lingen-{dead.pid}-abcdefgh.json"
-    for p in (stale_pid, live_pid, legacy_old, legacy_new, foreign, young):
+    other_live = tmp_path / ".f.mp4.lingen-1-abcdefgh.mp4"  # PID 1 is always running
+    for p in (stale_pid, live_pid, legacy_old, legacy_new, foreign, young, other_live):
         p.write_bytes(b"")
-    for p, age in ((stale_pid, 120), (live_pid, 120), (legacy_old, 2 * 3600), (legacy_new, 60), (foreign, 10**6), (young, 5)):
+    for p, age in ((stale_pid, 120), (live_pid, 120), (legacy_old, 2 * 3600), (legacy_new, 60), (foreign, 10**6), (young, 5),
+                   (other_live, 120)):
         os.utime(p, (now - age, now - age))
     removed = clean_stale_temps(tmp_path, now=now)
     assert sorted(p.name for p in removed) == sorted([stale_pid.name, legacy_old.name])
-    assert live_pid.exists() and legacy_new.exists() and foreign.exists() and young.exists()
+    assert live_pid.exists() and legacy_new.exists() and foreign.exists() and young.exists() and other_live.exists()
 
 
 # ----------------------------------------------------------------------------- 3. estimate before allocating
