@@ -250,7 +250,7 @@ def _left_at_final(w: Path, names) -> int:
 @case
 def disk_full_single(w, ck):
     r = Result()
-    rc, out, err, *_ = run(["generate", "a red circle", "--model", ck, "--length", "17f", "--out", "e.mp4"], w, fsize=1500)
+    rc, out, err, *_ = run(["generate", "a red circle", "--model", ck, "--length", "17f", "--out", "e.mp4"], w, fsize=600)
     r.check_proc(rc, err, (1,))
     if rc != 0:
         r.broken += _left_at_final(w, ["e.mp4", "e.json"])
