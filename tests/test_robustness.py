@@ -602,6 +602,8 @@ def test_property_train_options_and_data(tmp_path_factory, opts, data):
     tmp = tmp_path_factory.mktemp("prop")
     (tmp / "t.yaml").write_text(yaml.safe_dump(_train_doc(tmp, data)))
     flat = [x for k, v in opts for x in (k, v if not (k == "--steps" and v.isdigit() and int(v) > 2) else "2")]
+    flat = [str(tmp / x) if i and flat[i - 1] == "--run-dir" and not x.startswith("/") else x  # never in the cwd
+            for i, x in enumerate(flat)]
     r = runner.invoke(app, ["train", str(tmp / "t.yaml"), "--quiet", *flat])
     _check_train_result(r, tmp / "run")
 
