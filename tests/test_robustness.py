@@ -559,7 +559,8 @@ def test_property_eval_and_benchmark_options(ckpt, tmp_path_factory, opts, comma
     tmp = tmp_path_factory.mktemp("prop")
     allowed = {"eval": {"--steps", "--cfg", "--limit", "--length", "--json", "--save-dir"},
                "benchmark": {"--steps", "--length", "--json", "--fps", "--cell-timeout", "--res", "--repeats"}}[command]
-    flat = [x for k, v in opts if k in allowed for x in (k, v.replace("/tmp", str(tmp)))]
+    flat = [x for k, v in opts if k in allowed
+            for x in (k, str(tmp / v) if k in ("--json", "--save-dir") and not v.startswith("/") else v.replace("/tmp", str(tmp)))]
     base = (["--ground-truth", "--limit", "1", "--length", "1f"] if command == "eval"
             else ["--flops-only", "--res", "32", "--length", "5f"])
     r = runner.invoke(app, [command, *flat, *base])
