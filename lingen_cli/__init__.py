@@ -2,6 +2,10 @@
 import os
 import sys
 
+from lingen_cli import interrupt as _interrupt
+
+_interrupt.install_early()  # Ctrl-C during the imports below: one line, exit 130
+
 # OpenMP wait policy, set before torch loads (an OMP_WAIT_POLICY already in the environment wins).
 # - PASSIVE (idle threads sleep) for every command but `train`: on a CPU shared with other work,
 #   spinning threads slowed the VAE decoder 5-20x (measured on 2 cores).

@@ -19,6 +19,7 @@ VAE decode / mp4 writing shares) with random weights.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -204,11 +205,27 @@ def _validate(model, compare, device, dtype, steps, repeats, warmup, batch, text
             raise CLIError(f"{name} must be >= {lo}, got {v}")
     if threads is not None and threads < 1:
         raise CLIError(f"--threads must be >= 1, got {threads}")
-    if cell_timeout is not None and cell_timeout <= 0:
-        raise CLIError(f"--cell-timeout must be > 0 seconds, got {cell_timeout}")
+    if cell_timeout is not None and not (math.isfinite(cell_timeout) and cell_timeout > 0):
+        raise CLIError(f"--cell-timeout must be a finite number of seconds > 0, got {cell_timeout}")
     if plot is not None and Path(plot).suffix.lower() != ".png":
         raise CLIError(f"--plot must name a .png file, got {plot}")
     return device, DTYPES[dtype]
+
+
+def _check_outputs_and_lengths(cells, json_out, plot, flops_only) -> None:
+    """Output files that cannot be written (a directory) and, unless --flops-only, lengths past the
+    limit ``lingen generate`` applies with its default preset: CLIError before any cell runs."""
+    for opt, path in (("--json", json_out), ("--plot", plot)):
+        if path is not None and Path(path).is_dir():
+            raise CLIError(f"{opt} {path} is a directory; give a file name")
+    if not flops_only:
+        from lingen_model.presets import pick_tier
+
+        tier = pick_tier("auto")
+        for c in cells:
+            if (c.frames - 1) / c.fps > tier.max_length_s + 1e-9:
+                raise CLIError(f"length {c.label} ({(c.frames - 1) / c.fps:.6g} s) exceeds the {tier.name} preset's "
+                               f"limit of {tier.max_length_s:g} s (--flops-only counts any length)")
 
 
 def benchmark(
@@ -241,7 +258,9 @@ def benchmark(
         device, dtype = _validate(model, compare, device, dtype, steps, repeats, warmup, batch, text_len, threads,
                                   cell_timeout, plot, flops_only, pipeline)
         defaults = MODEL_DEFAULTS.get(model, MODEL_DEFAULTS["tiny"])
-        cells = parse_cells(res or defaults["res"], length or defaults["lengths"], fps or defaults["fps"])
+        cells = parse_cells(res or defaults["res"], length or defaults["lengths"],
+                            fps if fps is not None else defaults["fps"])
+        _check_outputs_and_lengths(cells, json_out, plot, flops_only)
     except LinGenError as e:
         raise fail(str(e), e.exit_code)
     settings = BenchSettings(model=model, compare=compare, device=device, dtype=dtype, steps=steps, repeats=repeats,
@@ -265,12 +284,15 @@ def benchmark(
     if hasattr(os, "getloadavg"):
         report["machine"]["load_average_end"] = list(os.getloadavg())
     report["wall_s"] = time.perf_counter() - started
-    if json_out is not None:
-        _write_json(report, json_out)
-        err_console.print(f"wrote {json_out}", highlight=False)
-    if plot is not None and not pipeline:
-        write_plot(report, plot)
-        err_console.print(f"wrote {plot}", highlight=False)
+    try:
+        if json_out is not None:
+            _write_json(report, json_out)
+            err_console.print(f"wrote {json_out}", highlight=False)
+        if plot is not None and not pipeline:
+            write_plot(report, plot)
+            err_console.print(f"wrote {plot}", highlight=False)
+    except OSError as e:
+        raise fail(f"cannot write {e.filename or json_out}: {e.strerror or e}", 1)
     failed = [r for r in report.get("cells", []) if r.get("status") == "error"]
     if failed:
         raise fail(f"{len(failed)} cell(s) failed, first: {failed[0].get('message')}", code=1)

@@ -34,8 +34,53 @@ class CLIError(LinGenError):
         return self.exit_code
 
 
+EXIT_INTERRUPTED = 130
+
+
+def interrupted() -> bool:
+    """Whether Ctrl-C (SIGINT) was received in this process (see :mod:`lingen_cli.interrupt`)."""
+    from lingen_cli.interrupt import STATE
+
+    return STATE["interrupted"]
+
+
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> "typer.Exit":
-    """Print ``error: message`` on one line to stderr and return a ``typer.Exit(code)`` to raise."""
+    """Print ``error: message`` on one line to stderr and return a ``typer.Exit(code)`` to raise.
+
+    After Ctrl-C any failure is reported as the interruption (one line, exit code 130): an
+    interrupted import or computation can surface as an unrelated error."""
+    from lingen_cli.interrupt import STATE
+
+    if STATE["interrupted"]:
+        if not STATE["reported"]:
+            STATE["reported"] = True
+            print("error: interrupted; no partial file was left", file=sys.stderr)
+        return typer.Exit(EXIT_INTERRUPTED)
     first = str(message).strip().splitlines()[0] if str(message).strip() else "unknown error"
     print(f"error: {first}", file=sys.stderr)
     return typer.Exit(code)
+
+
+def write_stdout_line(text: str) -> None:
+    """Write one line to stdout in one call and flush; a closed or broken stdout (``>&-``, a
+    reader that went away) is reported once on stderr and the line dropped, never a traceback."""
+    try:
+        if sys.stdout is None:
+            raise BrokenPipeError
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        _stdout_gone()
+
+
+def _stdout_gone() -> None:
+    import os
+
+    if not getattr(_stdout_gone, "warned", False):
+        _stdout_gone.warned = True
+        print("warning: stdout is closed; result lines are dropped", file=sys.stderr)
+    try:
+        devnull = open(os.devnull, "w")
+        sys.stdout = devnull
+    except OSError:
+        pass

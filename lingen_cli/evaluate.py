@@ -46,6 +46,8 @@ def evaluate(
     try:
         if cache is not None and cache not in CACHE_MODES:
             raise CLIError(f"unknown cache {cache!r}; use {', '.join(CACHE_MODES)}")
+        _check_options(steps, cfg, limit, save_dir, json_file)
+        _check_seconds(length)
         if prompts is not None:
             items = [line for _, line in read_prompt_lines(prompts)]
         else:
@@ -66,12 +68,15 @@ def evaluate(
             pipe = LinGenPipeline.from_pretrained(model, device="cuda" if torch.cuda.is_available() else "cpu")
             fps, size = pipe.native["fps"], (pipe.native["height"], pipe.native["width"])
         num_frames, _ = frames_for_length(length, fps)
+        _check_length(num_frames, fps)
+        if pipe is not None:
+            pipe.resolve(GenerationRequest(prompt="x", num_frames=num_frames, steps=steps, cfg_scale=cfg, cache=cache))
         digest = None
         if frames_cache is not None and pipe is not None:
             from lingen_model.io import frames_cache as fcache
 
             digest = fcache.weights_digest(pipe.denoiser, pipe.vae)
-    except (CLIError, CheckpointError, ValueError) as e:
+    except (CLIError, CheckpointError, ValueError, TypeError) as e:
         raise fail(str(e))
     rows, t0 = [], time.time()
     for i in indices:
@@ -110,8 +115,11 @@ def evaluate(
             from lingen_model.io.video import write_mp4
 
             stem = f"{i:03d}-{slugify(prompt)}"
-            write_mp4(frames, save_dir / f"{stem}.mp4", fps)
-            write_contact_sheet(frames, save_dir / f"{stem}.png", fps, title=f"{prompt} (seed {seed_base + i})")
+            try:
+                write_mp4(frames, save_dir / f"{stem}.mp4", fps)
+                write_contact_sheet(frames, save_dir / f"{stem}.png", fps, title=f"{prompt} (seed {seed_base + i})")
+            except (OSError, RuntimeError) as e:
+                raise fail(f"cannot write to --save-dir {save_dir}: {getattr(e, 'strerror', None) or e}", 1)
         score = {k: v for k, v in score.items() if k in ALL_CRITERIA or k in ("passed", "detected")}
         rows.append({"prompt": prompt, "seed": seed_base + i, **score, **timing})
         print(f"[{i + 1}/{len(items)}] {prompt}: " + " ".join(f"{c} {score[c]:.2f}" for c in ALL_CRITERIA)
@@ -136,8 +144,52 @@ def evaluate(
                       f"{summary['pass_pct'][c]:.1f}", f"{lo:.1f}–{hi:.1f}")
     console.print(table)
     if json_file is not None:
-        with atomic_path(json_file) as tmp:
-            tmp.write_text(json.dumps({"summary": summary, "clips": rows}, indent=2, default=str) + "\n")
+        try:
+            with atomic_path(json_file) as tmp:
+                tmp.write_text(json.dumps({"summary": summary, "clips": rows}, indent=2, default=str) + "\n")
+        except OSError as e:
+            raise fail(f"cannot write --json {json_file}: {e.strerror or e}", 1)
+
+
+def _check_options(steps, cfg, limit, save_dir, json_file) -> None:
+    """The option values that are wrong whatever the model: CLIError naming the option."""
+    import math
+
+    if steps is not None and steps < 1:
+        raise CLIError(f"--steps must be >= 1, got {steps}")
+    if cfg is not None and not (math.isfinite(cfg) and cfg >= 0):
+        raise CLIError(f"--cfg must be a finite number >= 0, got {cfg}")
+    if limit is not None and limit < 1:
+        raise CLIError(f"--limit must be >= 1, got {limit}")
+    for opt, path in (("--json", json_file),):
+        if path is not None and Path(path).is_dir():
+            raise CLIError(f"{opt} {path} is a directory; give a file name")
+    if save_dir is not None:
+        if save_dir.exists() and not save_dir.is_dir():
+            raise CLIError(f"--save-dir {save_dir} is not a directory")
+        try:
+            save_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CLIError(f"cannot create --save-dir {save_dir}: {e.strerror or e}") from None
+
+
+def _check_seconds(length: str) -> None:
+    """A length in seconds past the limit is refused before the model loads (frames need its fps)."""
+    from lingen_model.geometry import parse_length
+
+    unit, value = parse_length(length)
+    if unit == "s":
+        _check_length(int(value) + 1, 1.0)
+
+
+def _check_length(num_frames: int, fps: float) -> None:
+    """The same length limit as ``lingen generate`` with its default preset (``auto``)."""
+    from lingen_model.presets import pick_tier
+
+    tier = pick_tier("auto")
+    if (num_frames - 1) / fps > tier.max_length_s + 1e-9:
+        raise CLIError(f"length {(num_frames - 1) / fps:.6g} s exceeds the {tier.name} preset's limit of "
+                       f"{tier.max_length_s:g} s")
 
 
 def register(app: typer.Typer) -> None:

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -20,12 +21,11 @@ from typing import Optional, Union
 
 import typer
 
-from lingen_cli.common import EXIT_BAD_INPUT, EXIT_FAILED, CLIError, err_console, fail
+from lingen_cli.common import EXIT_BAD_INPUT, EXIT_FAILED, CLIError, err_console, fail, interrupted, write_stdout_line
 from lingen_cli.options import DTYPES, resolve_seed, slugify
 from lingen_model.environment import versions
 from lingen_model.errors import InputError, LinGenError
 from lingen_model.geometry import parse_length, parse_resolution
-from lingen_model.io.files import atomic_path
 from lingen_model.io.prompts import read_prompt_lines
 from lingen_model.schema import from_dict
 
@@ -115,18 +115,35 @@ def _frames_digest(frames) -> str:
     return hashlib.sha256(frames.tobytes()).hexdigest()
 
 
-def _render_job(job: Job, pipe, defaults: dict, tier, directory: Path, file: Optional[Path], base_seed: int,
-                bars: bool, prefix: str, model_label: str) -> dict:
-    """Render one job and write its mp4 + sidecar; returns the result record (raises CLIError on bad input)."""
-    from lingen_cli.progress import PhaseProgress
+def _check_text(what: str, text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CLIError(f"{what} is not valid UTF-8 text") from None
+
+
+def _output_name(req, model_label: str) -> str:
+    """Default clip name: ``slug-seed-hash.mp4``; the hash (6 hex digits of SHA-256) covers the whole
+    prompt and every setting, so two different requests never share a name (the slug alone is cut
+    at 48 characters)."""
+    key = json.dumps({**req.to_dict(), "model": model_label}, sort_keys=True, default=str)
+    return f"{slugify(req.prompt)}-{req.seed}-{hashlib.sha256(key.encode()).hexdigest()[:6]}.mp4"
+
+
+def _plan_job(job: Job, pipe, defaults: dict, tier, directory: Path, file: Optional[Path], base_seed: int,
+              model_label: str):
+    """Resolve one job and decide its output path, before anything renders. Returns (request, mp4 path)
+    (raises CLIError / InputError / TypeError on bad input)."""
     from lingen_model.generation.pipeline import GenerationRequest
-    from lingen_model.io.video import write_mp4
 
     if job.error:
         raise CLIError(job.error)
     prompt = job.prompt.strip() if isinstance(job.prompt, str) else ""
     if not prompt:
         raise CLIError("prompt is empty")
+    _check_text("prompt", prompt)
+    if isinstance(job.negative_prompt, str):
+        _check_text("negative_prompt", job.negative_prompt)
     seed_opt = job.seed if job.seed is not None else defaults["seed"]
     if isinstance(seed_opt, bool) or not isinstance(seed_opt, int):
         raise CLIError(f"seed must be an integer, got {seed_opt!r}")
@@ -140,39 +157,63 @@ def _render_job(job: Job, pipe, defaults: dict, tier, directory: Path, file: Opt
     if req.seconds > tier.max_length_s + 1e-9:
         raise CLIError(f"length {pick('length', defaults['length'])} ({req.seconds:.3g} s) exceeds the "
                        f"{tier.name} preset's limit of {tier.max_length_s:g} s")
-    for note in req.notes:
-        print(f"{prefix}note: {note}", file=sys.stderr, flush=True)
     if file is not None:
         out_path = file
-    elif job.out:
+    elif job.out is not None:
+        if not isinstance(job.out, str) or not Path(job.out).name.strip(". "):
+            raise CLIError(f"'out' must name a file, got {job.out!r}")
         name = Path(job.out).name
         out_path = directory / (name if name.endswith(".mp4") else name + ".mp4")
     else:
-        out_path = directory / f"{slugify(prompt)}-{req.seed}.mp4"
+        out_path = directory / _output_name(req, model_label)
+    return req, out_path
 
+
+def _render_job(job: Job, req, out_path: Path, pipe, tier, bars: bool, prefix: str, model_label: str,
+                overwrite: bool) -> dict:
+    """Render one planned job and write its mp4 + sidecar, both or neither; returns the result record."""
+    from lingen_cli.progress import PhaseProgress
+    from lingen_model.io.outputs import write_clip
+
+    for note in req.notes:
+        print(f"{prefix}note: {note}", file=sys.stderr, flush=True)
     t_start = time.perf_counter()
     with PhaseProgress(bars=bars, prefix=prefix) as progress:
         result = pipe.generate(req, progress=progress.update)
         frames = result.frames
         progress.update("write", 0, 1)
-        t_write = time.perf_counter()
-        write_mp4(frames, out_path, req.fps)
-        write_s = time.perf_counter() - t_write
         record = {
-            "status": "ok", "prompt": prompt, "negative_prompt": req.negative_prompt, "path": str(out_path),
+            "status": "ok", "prompt": req.prompt, "negative_prompt": req.negative_prompt, "path": str(out_path),
             "seed": req.seed, "num_frames": req.num_frames, "fps": req.fps, "length_s": round(req.seconds, 4),
             "width": req.width, "height": req.height, "steps": req.steps, "cfg_scale": req.cfg_scale,
             "sampler": req.method, "cache": req.cache, "model": model_label, "mixer": pipe.mixer, "preset": tier.name,
             "device": str(pipe.device), "dtype": str(pipe.dtype).replace("torch.", ""),
-            "timings_s": {**{k: round(v, 3) for k, v in result.timings.items()}, "write_s": round(write_s, 3),
-                          "total_s": round(time.perf_counter() - t_start, 3)},
             "frames_sha256": _frames_digest(frames), "versions": versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        with atomic_path(out_path.with_suffix(".json")) as tmp:
-            tmp.write_text(json.dumps(record, indent=2) + "\n")
+
+        def sidecar(write_s: float) -> dict:
+            record["timings_s"] = {**{k: round(v, 3) for k, v in result.timings.items()}, "write_s": round(write_s, 3),
+                                   "total_s": round(time.perf_counter() - t_start, 3)}
+            return record
+
+        write_clip(frames, out_path, req.fps, sidecar, overwrite=overwrite)
         progress.update("write", 1, 1)
     return record
+
+
+def _check_collisions(plans: list, source: str) -> None:
+    """Two jobs of one batch writing the same file (mp4 or sidecar) → CLIError naming both, before any render."""
+    seen: dict[str, int] = {}
+    for job, req, path, err in plans:
+        if path is None:
+            continue
+        for name in (str(path), str(path.with_suffix(".json"))):
+            key = os.path.normcase(os.path.abspath(name))
+            if key in seen and seen[key] != job.index:
+                raise CLIError(f"{source}: prompts {seen[key] + 1} and {job.index + 1} would both write {name}; "
+                               "give them different 'out' names or seeds")
+            seen[key] = job.index
 
 
 def generate(
@@ -194,8 +235,13 @@ def generate(
     no_download: bool = typer.Option(False, "--no-download", help="Never download; fail if the model is not cached."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON result line per clip on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars, only plain lines."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files (mp4 and sidecar)."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip clips whose mp4 and sidecar already exist (finish a half-done batch)."),
+    force: bool = typer.Option(False, "--force", help="Try even when the memory estimate exceeds what the device has."),
 ) -> None:
-    """Generate video clip(s) from text prompt(s) and write H.264 mp4 files with JSON sidecars."""
+    """Generate video clip(s) from text prompt(s) and write H.264 mp4 files with JSON sidecars.
+
+    Existing files are never replaced unless --overwrite; --skip-existing keeps them and renders the rest."""
     try:
         jobs, setup = _prepare(prompt, length, res, fps, seed, preset, out, prompts, sampler, device, dtype)
         from lingen_model.generation.step_cache import CACHE_MODES
@@ -211,20 +257,48 @@ def generate(
         pipe, model_label, tier = _load_pipeline(model, setup, no_download, quiet)
     except (LinGenError, ValueError, OSError) as e:  # any model that cannot be used is bad input
         raise fail(str(e), EXIT_BAD_INPUT)
+    if overwrite and skip_existing:
+        raise fail("--overwrite and --skip-existing exclude each other")
     base_seed = _shared_base_seed(world)
-    mine = jobs[rank::world]
     defaults = {"length": setup["length"], "res": setup["res"], "fps": fps, "steps": steps, "cfg": cfg, "seed": seed, "sampler": sampler,
                 "cache": cache}
     bars = not quiet and sys.stderr.isatty()
-    results = []
     single = len(jobs) == 1 and prompts is None
-    for job in mine:
+    plans = []  # (job, request, mp4 path, error): every job is resolved and named before anything renders
+    for job in jobs:
+        try:
+            req, path = _plan_job(job, pipe, defaults, tier, setup["directory"], setup["file"], base_seed, model_label)
+            plans.append((job, req, path, None))
+        except (LinGenError, ValueError, TypeError) as e:
+            if single:
+                raise fail(str(e), getattr(e, "exit_code", EXIT_BAD_INPUT))
+            plans.append((job, None, None, e))
+    try:
+        _check_collisions(plans, str(prompts or "--out"))
+        skipped = _check_existing(plans, overwrite, skip_existing)
+        estimates = _check_memory(plans, pipe, tier, force, quiet)
+    except LinGenError as e:
+        raise fail(str(e), e.exit_code)
+    if _trained_on_shapes(pipe, model_label):
+        _warn_unknown_prompts(plans[rank::world], single, len(jobs))
+    results = []
+    for job, req, out_path, error in plans[rank::world]:
         prefix = "" if single else f"[{job.index + 1}/{len(jobs)}] "
         try:
-            rec = _render_job(job, pipe, defaults, tier, setup["directory"], setup["file"], base_seed, bars, prefix, model_label)
+            if error is not None:
+                raise error
+            if job.index in skipped:
+                rec = {"status": "skipped", "prompt": req.prompt, "path": str(out_path), "seed": req.seed}
+                print(f"{prefix}skipped {out_path} (exists)", file=sys.stderr, flush=True)
+            else:
+                if job.index in estimates:
+                    print(f"{prefix}{estimates[job.index]}", file=sys.stderr, flush=True)
+                rec = _render_job(job, req, out_path, pipe, tier, bars, prefix, model_label, overwrite)
         except KeyboardInterrupt:
             raise fail("interrupted; no partial file was left", 130)
         except (LinGenError, ValueError, TypeError, OSError, RuntimeError) as e:
+            if interrupted():
+                raise fail("interrupted; no partial file was left", 130)
             if single:
                 raise fail(str(e), getattr(e, "exit_code", EXIT_FAILED))
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -233,8 +307,7 @@ def generate(
         rec["index"] = job.index
         results.append(rec)
         if json_out:  # one write per line: ranks of a torchrun share this pipe, and print() writes the
-            sys.stdout.write(json.dumps(rec) + "\n")  # text and the newline apart, which lets lines interleave
-            sys.stdout.flush()
+            write_stdout_line(json.dumps(rec))  # text and the newline apart, which lets lines interleave
         elif rec["status"] == "ok":
             print(f"{prefix}wrote {rec['path']} (seed {rec['seed']}, {rec['num_frames']} frames, "
                   f"{rec['width']}x{rec['height']}, {rec['timings_s']['total_s']:.1f}s)", file=sys.stderr, flush=True)
@@ -245,7 +318,7 @@ def generate(
         dist.all_gather_object(gathered, results)
         results = sorted((r for part in gathered for r in part), key=lambda r: r["index"])
         finish_distributed()
-    failed = [r for r in results if r["status"] != "ok"]
+    failed = [r for r in results if r["status"] == "failed"]
     if not single and rank == 0 and not json_out:
         _summary(results)
     if failed:
@@ -265,7 +338,6 @@ def _prepare(prompt, length, res, fps, seed, preset, out, prompts, sampler, devi
     else:
         jobs = [Job(index=0, prompt=prompt)]
     sizes = load_sizes()
-    parse_length(sizes["lengths"].get(length, length))  # format and > 0
     if res is not None:
         parse_resolution(sizes["resolutions"].get(res, res), stride=1)  # format only; stride checked after load
     if fps is not None and not (0 < fps <= 240):
@@ -279,10 +351,13 @@ def _prepare(prompt, length, res, fps, seed, preset, out, prompts, sampler, devi
     if dtype is not None and dtype not in DTYPES:
         raise CLIError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
     tier = pick_tier(preset)
+    unit, value = parse_length(sizes["lengths"].get(length, length))
+    if unit == "s" and value > tier.max_length_s + 1e-9:  # seconds: refused before the model loads
+        raise CLIError(f"length {length} ({value:.6g} s) exceeds the {tier.name} preset's limit of {tier.max_length_s:g} s")
     directory, file = _check_output(out, batch=prompts is not None)
-    for job in jobs:  # named sizes resolve to their values once
-        job.length = sizes["lengths"].get(job.length, job.length) if job.length else None
-        job.res = sizes["resolutions"].get(job.res, job.res) if job.res else None
+    for job in jobs:  # named sizes resolve to their values once (other types are refused when the job is resolved)
+        job.length = sizes["lengths"].get(job.length, job.length) if isinstance(job.length, str) else job.length
+        job.res = sizes["resolutions"].get(job.res, job.res) if isinstance(job.res, str) else job.res
     return jobs, {"tier": tier, "directory": directory, "file": file, "device": device, "dtype": dtype,
                   "length": sizes["lengths"].get(length, length), "res": sizes["resolutions"].get(res, res) if res else None}
 
@@ -296,6 +371,8 @@ def _load_pipeline(model, setup, no_download, quiet):
 
     tier = setup["tier"]
     device = setup["device"] or tier.device
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", device):
+        raise CLIError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise CLIError(f"device {device} requested but CUDA is not available; use --preset cpu")
     dtype = getattr(torch, DTYPES[setup["dtype"] or tier.dtype])
@@ -304,7 +381,8 @@ def _load_pipeline(model, setup, no_download, quiet):
         try:
             pipe = LinGenPipeline.from_pretrained(model, device=device, dtype=dtype, allow_download=not no_download,
                                                   vae_chunk_frames=tier.vae_chunk_frames,
-                                                  offload_text_encoder=tier.text_encoder_offload)
+                                                  offload_text_encoder=tier.text_encoder_offload,
+                                                  max_params_m=tier.max_params_m)
         except CheckpointError as e:
             raise CLIError(str(e)) from None
         progress.update("load", 1, 1)
@@ -315,6 +393,136 @@ def _load_pipeline(model, setup, no_download, quiet):
     return pipe, label, tier
 
 
+def _check_existing(plans: list, overwrite: bool, skip_existing: bool) -> set[int]:
+    """Existing outputs, before anything renders: an error naming the first one (unless --overwrite),
+    or with --skip-existing the indices of jobs whose mp4 and sidecar both exist (a half pair is an error)."""
+    from lingen_model.io.outputs import OutputExistsError, existing_outputs
+
+    skipped: set[int] = set()
+    clashes = []
+    for job, req, path, err in plans:
+        if path is None:
+            continue
+        found = existing_outputs(path)
+        if any(p.is_dir() for p in found):
+            raise OutputExistsError(f"{next(p for p in found if p.is_dir())} is a directory; cannot write a clip there")
+        if not found or overwrite:
+            continue
+        if skip_existing and len(found) == 2:
+            skipped.add(job.index)
+        elif skip_existing:
+            raise OutputExistsError(f"{found[0]} exists without its {'sidecar' if found[0] == path else 'mp4'}; "
+                                    "remove it or use --overwrite")
+        else:
+            clashes.append(found[0])
+    if clashes:
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        raise OutputExistsError(f"{clashes[0]} already exists{more}; use --overwrite to replace or --skip-existing to keep")
+    return skipped
+
+
+def _check_memory(plans: list, pipe, tier, force: bool, quiet: bool) -> dict[int, str]:
+    """Estimate each job's peak memory before it renders; a job over what the device has becomes an
+    error (unless --force). Returns job index → a one-line estimate for long runs (printed before them)."""
+
+    from lingen_model.errors import InputError
+    from lingen_model.generation.estimate import device_memory_bytes, estimate_request_memory, run_flops
+    from lingen_model.io.files import format_bytes
+
+    den_cfg, vae_cfg = pipe.denoiser.config, pipe.vae.config
+    if getattr(den_cfg, "arch", None) == "wan":  # the memory model covers lingen's own denoiser and VAE only
+        return {}
+    dtype_bytes = pipe.dtype.itemsize if hasattr(pipe.dtype, "itemsize") else 4
+    n_den = sum(p.numel() for p in pipe.denoiser.parameters())
+    n_vae = sum(p.numel() for p in pipe.vae.parameters())
+    avail = device_memory_bytes(pipe.device)
+    lines: dict[int, str] = {}
+    flops_per_s = None
+    for i, (job, req, path, err) in enumerate(plans):
+        if req is None:
+            continue
+        est = estimate_request_memory(den_cfg, vae_cfg, req.num_frames, req.height, req.width, dtype_bytes,
+                                      cfg_batch=2 if req.cfg_scale != 1.0 else 1,
+                                      vae_chunk_frames=pipe.vae_chunk_frames, den_params=n_den, vae_param_count=n_vae)
+        if avail is not None and est.total > avail:
+            msg = (f"this clip needs about {format_bytes(est.total)} of memory ({req.num_frames} frames at "
+                   f"{req.width}x{req.height}); {pipe.device} has {format_bytes(avail)} available; use a shorter "
+                   "length or lower --res, or --force to try anyway")
+            if not force:
+                plans[i] = (job, None, None, InputError(msg))
+                continue
+            print(f"warning: {msg.split('; use')[0]}; trying anyway (--force)", file=sys.stderr, flush=True)
+        flops = run_flops(den_cfg, req.num_frames, req.height, req.width, req.steps,
+                          cfg_batch=2 if req.cfg_scale != 1.0 else 1, heun=req.method == "heun", vae_cfg=vae_cfg)
+        if flops_per_s is None:
+            flops_per_s = _measure_flops_per_s(pipe)
+        seconds = flops / flops_per_s if flops_per_s else None
+        if seconds is not None and seconds > 60:
+            lines[job.index] = (f"estimate: peak memory ~{format_bytes(est.total)}"
+                                + (f" of {format_bytes(avail)} available" if avail else "")
+                                + f", ~{_fmt_duration(seconds)} of denoising ({flops / 1e12:.3g} TFLOP at "
+                                f"{flops_per_s / 1e9:.3g} GFLOP/s measured)")
+    return lines
+
+
+def _fmt_duration(s: float) -> str:
+    return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.1f} min" if s >= 120 else f"{s:.0f} s"
+
+
+def _measure_flops_per_s(pipe) -> float | None:
+    """Denoiser FLOP/s on this device, from one timed forward of a small latent (1 latent frame at the
+    native size) after one warm-up, and the FLOP model (lingen_model.bench.flops)."""
+    import torch
+
+    from lingen_model.bench.flops import denoiser_flops
+
+    try:
+        shape = (1, pipe.denoiser.config.in_channels, 1, max(2, pipe.native["height"] // pipe.vae.spatial_factor),
+                 max(2, pipe.native["width"] // pipe.vae.spatial_factor))
+        z = torch.zeros(shape, device=pipe.device, dtype=pipe.dtype)
+        t = torch.full((1,), 0.5, device=pipe.device, dtype=pipe.dtype)
+        ctx = torch.zeros((1, 8, pipe.denoiser.config.text_dim), device=pipe.device, dtype=pipe.dtype)
+        mask = torch.ones((1, 8), device=pipe.device, dtype=torch.bool)
+        with torch.no_grad():
+            pipe.denoiser(z, t, ctx, mask)
+            if pipe.device.type == "cuda":
+                torch.cuda.synchronize(pipe.device)
+            t0 = time.perf_counter()
+            pipe.denoiser(z, t, ctx, mask)
+            if pipe.device.type == "cuda":
+                torch.cuda.synchronize(pipe.device)
+            dt = time.perf_counter() - t0
+        return denoiser_flops(pipe.denoiser.config, shape[1:], batch=1, text_len=8).total / max(dt, 1e-6)
+    except Exception:  # noqa: BLE001 - an estimate that cannot be made is left out, never fatal
+        return None
+
+
+def _trained_on_shapes(pipe, model_label: str) -> bool:
+    """Whether the model learned only the shapes world: the embedded model, or a checkpoint whose
+    config records shapes-world training data."""
+    training = pipe.config.get("training") if isinstance(pipe.config, dict) else None
+    return model_label == "lingen-tiny" or (isinstance(training, dict) and training.get("data") == "shapes")
+
+
+def _warn_unknown_prompts(plans: list, single: bool, n_jobs: int) -> None:
+    """One line for each prompt that names no colour, shape or motion of the shapes world
+    (:func:`lingen_model.shapes.world.parse_prompt`); the run goes on."""
+    from lingen_model.shapes.language import parse_prompt
+
+    for job, req, path, err in plans:
+        if req is None:
+            continue
+        try:
+            parse_prompt(req.prompt)
+            known = True
+        except ValueError:
+            known = False
+        if not known:
+            prefix = "" if single else f"[{job.index + 1}/{n_jobs}] "
+            print(f"{prefix}note: the prompt names no colour, shape or motion the embedded model was trained on "
+                  "(the shapes world); expect an unrelated clip", file=sys.stderr, flush=True)
+
+
 def _summary(results: list[dict]) -> None:
     from rich.table import Table
 
@@ -323,12 +531,14 @@ def _summary(results: list[dict]) -> None:
         table.add_column(col)
     for r in results:
         ok = r["status"] == "ok"
-        table.add_row(str(r["index"] + 1), "[green]ok[/green]" if ok else "[red]failed[/red]", r["prompt"][:40],
-                      str(r.get("seed", "")), r.get("path", "") if ok else r.get("error", ""),
+        status = {"ok": "[green]ok[/green]", "skipped": "[yellow]skipped[/yellow]"}.get(r["status"], "[red]failed[/red]")
+        table.add_row(str(r["index"] + 1), status, r["prompt"][:40],
+                      str(r.get("seed", "")), r.get("path", "") if r["status"] != "failed" else r.get("error", ""),
                       f"{r['timings_s']['total_s']:.1f}" if ok else "")
     err_console.print(table)
     n_ok = sum(r["status"] == "ok" for r in results)
-    err_console.print(f"{n_ok}/{len(results)} clips written")
+    n_skip = sum(r["status"] == "skipped" for r in results)
+    err_console.print(f"{n_ok}/{len(results)} clips written" + (f", {n_skip} skipped (existing)" if n_skip else ""))
 
 
 def register(app: typer.Typer) -> None:

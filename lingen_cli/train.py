@@ -22,7 +22,6 @@ def train(
 ) -> None:
     """Train a stage; re-running the same command resumes from the run directory."""
     from lingen_model.training.config import load_train_config
-    from lingen_model.training.trainer import Trainer
 
     try:
         cfg = load_train_config(config, {"steps": steps, "run_dir": run_dir, "batch_size": batch_size})
@@ -32,9 +31,47 @@ def train(
         if cfg["stage"] != "denoiser":
             raise fail("--export is for the denoiser stage (a VAE run dir is itself what the denoiser stage loads)")
         cfg["export"] = {**(cfg["export"] or {}), "dir": str(export)}
+    if getattr(cfg.get("data"), "source", None) == "folder":
+        from lingen_model.training.data import list_folder
+
+        try:
+            list_folder(cfg["data"].path)
+        except (ValueError, OSError) as e:
+            raise fail(f"{config}: data: {e}")
+    import logging
+
+    data_log = logging.getLogger("lingen.data")  # skipped clips: "warning: ..." lines on this run's stderr
+    for h in [h for h in data_log.handlers if getattr(h, "lingen_cli", False)]:
+        data_log.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    handler.lingen_cli = True
+    data_log.addHandler(handler)
     bars = not quiet and sys.stderr.isatty()
+    try:
+        trainer, result = _run(cfg, bars)
+    except (ValueError, OSError) as e:
+        raise fail(str(e), 1)
+    from lingen_model.training.distributed import finish_distributed
+
+    finish_distributed()  # torchrun: tear the process group down on every rank before exit
+    if trainer.rank == 0:
+        print(f"done: step {result['step']}, {result['elapsed_s'] / 60:.1f} min of training, run dir {cfg['run_dir']}",
+              file=sys.stderr)
+
+
+def _check_resume(trainer, cfg) -> None:
+    if trainer.step > cfg["steps"]:
+        raise fail(f"the run in {cfg['run_dir']} is already at step {trainer.step}, past the {cfg['steps']} steps asked "
+                   "(--steps); give more steps or a new run_dir")
+
+
+def _run(cfg, bars):
+    from lingen_model.training.trainer import Trainer
+
     if not bars:
         trainer = _make(Trainer, cfg, lambda s: print(s, file=sys.stderr, flush=True), None)
+        _check_resume(trainer, cfg)
         result = trainer.train()
     else:
         from rich.progress import (
@@ -56,14 +93,10 @@ def train(
                 progress.update(task, completed=step, info=f"loss {rec['loss']:.4f}")
 
             trainer = _make(Trainer, cfg, progress.console.print, on_step)
+            _check_resume(trainer, cfg)
             progress.update(task, completed=trainer.step)
             result = trainer.train()
-    from lingen_model.training.distributed import finish_distributed
-
-    finish_distributed()  # torchrun: tear the process group down on every rank before exit
-    if trainer.rank == 0:
-        print(f"done: step {result['step']}, {result['elapsed_s'] / 60:.1f} min of training, run dir {cfg['run_dir']}",
-              file=sys.stderr)
+    return trainer, result
 
 
 def _make(cls, cfg, log, on_step):

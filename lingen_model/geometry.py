@@ -85,7 +85,9 @@ def parse_length(text: str) -> tuple[str, float]:
     if not m:
         raise InputError(f"cannot read length {text!r}: use seconds (4s, 2.5s, 1m) or frames (97f)")
     value, unit = float(m.group(1)), (m.group(2) or "s").lower()
-    if not math.isfinite(value) or value <= 0:
+    if not math.isfinite(value) or value > 1e9:
+        raise InputError(f"length {str(text)[:20]}{'…' if len(str(text)) > 20 else ''} is too large")
+    if value <= 0:
         raise InputError(f"length must be > 0, got {text!r}")
     if unit.startswith("f"):
         if value != int(value):

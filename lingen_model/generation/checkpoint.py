@@ -93,12 +93,17 @@ def _load_weights(module: torch.nn.Module, file: Path, what: str) -> None:
     module.load_state_dict(state)
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                    max_params: float | None = None):
     """Load ``(denoiser, vae, config_dict)`` from a checkpoint directory (eval mode).
+
+    The config's sizes are checked before anything is built: absolute caps, and the denoiser's
+    parameter count (from the config alone) against ``max_params``
+    (:func:`lingen_model.generation.estimate.check_checkpoint_config`).
 
     Raises:
         CheckpointError: see :func:`read_config`, plus missing/truncated/corrupt or
-            mismatching safetensors files, and config values the models reject.
+            mismatching safetensors files, config values the models reject, sizes past a cap.
     """
     from lingen_model.models.config import DenoiserConfig
     from lingen_model.models.denoiser import Denoiser
@@ -106,6 +111,12 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
 
     path = Path(path)
     cfg = read_config(path)
+    from lingen_model.generation.estimate import check_checkpoint_config
+
+    try:
+        check_checkpoint_config(cfg, str(path / "config.json"), max_params)
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
     try:
         if isinstance(cfg["denoiser"], dict) and cfg["denoiser"].get("arch") == "wan":  # Wan-converted (lingen convert)
             from lingen_model.wan.denoiser import WanDenoiser, WanDenoiserConfig

@@ -184,17 +184,25 @@ class LinGenPipeline:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path | None = None, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None, allow_download: bool = True, **kwargs) -> "LinGenPipeline":
+                        dtype: torch.dtype | None = None, allow_download: bool = True,
+                        max_params_m: float | None = None, **kwargs) -> "LinGenPipeline":
         """Load a pipeline from a checkpoint directory, ``lingen-tiny`` (embedded; also the default
         when ``name_or_path`` is None), a model-zoo name or an ``ORG/REPO[@REV]`` id.
+        ``max_params_m``: refuse, before building it, a denoiser with more parameters (millions).
 
         Raises:
-            CheckpointError (a ValueError): missing, incomplete or corrupt checkpoint.
+            CheckpointError (a ValueError): missing, incomplete or corrupt checkpoint, or too large.
+            InputError (a ValueError): an unknown name or a bad device.
+            OperationError (a RuntimeError): the model could not be fetched.
         """
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        try:
+            device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        except (RuntimeError, TypeError) as e:
+            raise InputError(f"unknown device {device!r}: {str(e).splitlines()[0]}") from None
         dtype = dtype or torch.float32
         path = _resolve(name_or_path, allow_download)
-        denoiser, vae, cfg = load_checkpoint(path, device=device, dtype=dtype)
+        denoiser, vae, cfg = load_checkpoint(path, device=device, dtype=dtype,
+                                             max_params=None if max_params_m is None else max_params_m * 1e6)
         text_encoder = build_text_encoder(cfg["text_encoder"], device=device)
         if text_encoder.dim != denoiser.config.text_dim:
             raise CheckpointError(f"{path}: text encoder width {text_encoder.dim} != denoiser text_dim {denoiser.config.text_dim}")

@@ -196,6 +196,9 @@ def plan_remove(target: str, registry: dict[str, ModelEntry] | None = None) -> R
     Raises:
         LinGenError: unknown name, bundled/package/template entries, or nothing cached.
     """
+    from lingen_model.hub.env import check_local_dirs
+
+    check_local_dirs()  # before anything is deleted: the manifest must be writable afterwards
     registry = _registry_or_fail(registry)
     entry = registry.get(target)
     if entry is not None and entry.source_kind == "bundled":

@@ -156,6 +156,10 @@ def plan_download(
     from huggingface_hub.hf_api import RepoFile
     from huggingface_hub.utils import filter_repo_objects
 
+    from lingen_model.hub.env import check_local_dirs
+
+    check_local_dirs()  # a file at HF_HOME is not "cannot reach the Hub"
+
     api = HfApi(endpoint=hub_endpoint(), library_name="lingen")
     try:
         info = api.repo_info(spec.repo, revision=spec.revision)

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lingen_model.errors import OperationError
+from lingen_model.errors import InputError, OperationError
 
 # ---------------------------------------------------------------------------------------
 # Environment
@@ -51,6 +51,21 @@ def hub_cache_dir() -> Path:
         return Path(os.path.expandvars(os.environ["HF_HOME"])).expanduser() / "hub"
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
     return Path(os.path.expandvars(base)).expanduser() / "huggingface" / "hub"
+
+
+def check_local_dirs() -> None:
+    """Check that lingen's folder (``LINGEN_HOME``) and the Hugging Face cache (``HF_HOME`` /
+    ``HF_HUB_CACHE``) can be folders: no part of either path is an existing non-folder.
+
+    Raises:
+        InputError: naming the variable and the file in the way (before anything is deleted or fetched).
+    """
+    for what, path in (("LINGEN_HOME", lingen_home()), ("the Hugging Face cache (HF_HOME/HF_HUB_CACHE)", hub_cache_dir())):
+        for part in (path, *path.parents):
+            if part.exists() and not part.is_dir():
+                raise InputError(f"{what} is {path}, but {part} is a file, not a folder")
+            if part.exists():
+                break
 
 
 def lingen_home() -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,12 +19,24 @@ UNSAFE_SUFFIXES = (
 HASH_CHUNK_BYTES = 1 << 20
 
 
+#: Our temporary files: ``.NAME.lingen-PID-XXXXXXXX.SUFFIX`` (PID of the writer; ``tempfile`` letters),
+#: and the pattern of earlier versions, ``.NAME.XXXXXXXX.SUFFIX`` with NAME ending in the same suffix.
+TEMP_RE = re.compile(r"^\.(?P<name>.+)\.lingen-(?P<pid>\d+)-[a-z0-9_]{8}(?P<suffix>\.[A-Za-z0-9]+)$")
+LEGACY_TEMP_RE = re.compile(r"^\.(?P<name>.+(?P<suffix>\.(?:mp4|json|tmp|safetensors|png)))\.[a-z0-9_]{8}(?P=suffix)$")
+
+
+def temp_prefix(final: str | os.PathLike) -> str:
+    """Name prefix of this process's temporary files for ``final``: ``.NAME.lingen-PID-``."""
+    return f".{Path(final).name}.lingen-{os.getpid()}-"
+
+
 @contextmanager
 def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``final``; rename it onto ``final`` only if the block succeeds.
 
-    The temporary file is ``.NAME.XXXX.SUFFIX`` in the same folder (so the rename is atomic on
-    POSIX). On any exception (KeyboardInterrupt included) it is removed, so no half-written file
+    The temporary file is ``.NAME.lingen-PID-XXXX.SUFFIX`` in the same folder (so the rename is
+    atomic on POSIX; :func:`temp_name_pattern` recognises it, so a later run can remove it if this
+    process is killed). On any exception (KeyboardInterrupt included) it is removed, so no half-written file
     is ever left at ``final``. Parent folders are created.
 
     Raises:
@@ -31,7 +44,7 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or final.suffix or ".tmp", dir=final.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(final), suffix=suffix or final.suffix or ".tmp", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)

@@ -142,13 +142,33 @@ def _load_clip(path: Path, cfg: DataConfig, frames: int, rng: random.Random) -> 
 
 
 def folder_batches(cfg: DataConfig, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, list[str]]]:
-    """Endless batches of random windows from the captioned mp4s of ``cfg.path``."""
+    """Endless batches of random windows from the captioned mp4s of ``cfg.path``.
+
+    A clip that does not decode (corrupt, empty, not a video) is skipped from then on, with one
+    warning per clip on the ``lingen.data`` logger that counts them; ValueError when none is left.
+    """
+    import logging
+
+    log = logging.getLogger("lingen.data")
     pairs = list_folder(cfg.path)
     rng = random.Random(seed)
+    skipped = 0
     while True:
         frames = cfg.draw_frames(rng)
-        picks = [rng.choice(pairs) for _ in range(batch_size)]
-        yield torch.stack([_load_clip(p, cfg, frames, rng) for p, _ in picks]), [c for _, c in picks]
+        clips, caps = [], []
+        while len(clips) < batch_size:
+            if not pairs:
+                raise ValueError(f"no clip in {cfg.path} decodes ({skipped} skipped)")
+            path, caption = rng.choice(pairs)
+            try:
+                clips.append(_load_clip(path, cfg, frames, rng))
+                caps.append(caption)
+            except Exception as e:  # noqa: BLE001 - any decoding failure of one file skips that file
+                pairs.remove((path, caption))
+                skipped += 1
+                why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                log.warning(f"skipped {path} (does not decode: {why[:80]}); {skipped} clip(s) skipped so far")
+        yield torch.stack(clips), caps
 
 
 def batches(cfg: DataConfig, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, list[str]]]:

@@ -10,6 +10,8 @@ ranks at the same sample. Same contract as ``torch.utils.data.distributed.Distri
 """
 from __future__ import annotations
 
+import logging
+
 import random
 from typing import Any
 
@@ -55,6 +57,7 @@ class ShardedBatches:
         self.index = 0  # clips of the global stream consumed so far (shapes world)
         self.batches = 0  # global batches drawn so far
         self._pairs = list_folder(cfg.path) if cfg.source == "folder" else None
+        self.skipped = 0  # folder clips that did not decode
 
     def __iter__(self) -> "ShardedBatches":
         return self
@@ -78,8 +81,20 @@ class ShardedBatches:
             self.index += total
             video = torch.stack(clips)
         else:
-            picks = [self.rng.choice(self._pairs) for _ in range(total)]
-            loaded = [_load_clip(p, cfg, frames, self.rng) for p, _ in picks]
+            picks, loaded = [], []
+            while len(loaded) < total:  # a clip that does not decode is dropped (on every rank alike) and counted
+                if not self._pairs:
+                    raise ValueError(f"no clip in {cfg.path} decodes ({self.skipped} skipped)")
+                pick = self.rng.choice(self._pairs)
+                try:
+                    loaded.append(_load_clip(pick[0], cfg, frames, self.rng))
+                    picks.append(pick)
+                except Exception as e:  # noqa: BLE001 - any decoding failure of one file skips that file
+                    self._pairs.remove(pick)
+                    self.skipped += 1
+                    why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    logging.getLogger("lingen.data").warning(
+                        f"skipped {pick[0]} (does not decode: {why[:80]}); {self.skipped} clip(s) skipped so far")
             video, caps = torch.stack(loaded[lo:lo + b]), [c for _, c in picks[lo:lo + b]]
         self.batches += 1
         if cfg.crop:

@@ -264,22 +264,33 @@ class Trainer:
         state_file = self.run_dir / "train_state.json"
         if not state_file.is_file():
             return
-        state = json.loads(state_file.read_text())
+        try:
+            state = json.loads(state_file.read_text())
+            if not isinstance(state, dict):
+                raise ValueError("train_state.json is not a JSON object")
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot resume from {self.run_dir}: train_state.json is unreadable or truncated "
+                             f"({str(e).splitlines()[0]}); use a new run_dir") from None
         if state.get("stage") != self.stage:
             raise ValueError(f"{self.run_dir} holds a {state.get('stage')} run, not {self.stage}")
         self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
         self.history = state.get("history", [])
-        if "checkpoint" in state:  # distributed checkpoint (any world size)
-            rng = load_training_checkpoint(self.run_dir / state["checkpoint"], self.model, self.opt, self.ema.shadow,
-                                           state["optimizer"]["param_groups"], self._rng_state())
-            self._set_rng_state(rng)
-            self._rewarm_from = state.get("rewarm_from")
-            self.data = self._data_stream(int(state["data"]["seed"]))
-            self.data.load_state_dict(state["data"])
-            where = f"{state['checkpoint']}, written by {state.get('world_size', 1)} rank(s)"
-        else:
-            self._resume_single_file(state)
-            where = "single-file state"
+        try:  # truncated or missing files, or a state of another model size than this config's
+            if "checkpoint" in state:  # distributed checkpoint (any world size)
+                rng = load_training_checkpoint(self.run_dir / state["checkpoint"], self.model, self.opt, self.ema.shadow,
+                                               state["optimizer"]["param_groups"], self._rng_state())
+                self._set_rng_state(rng)
+                self._rewarm_from = state.get("rewarm_from")
+                self.data = self._data_stream(int(state["data"]["seed"]))
+                self.data.load_state_dict(state["data"])
+                where = f"{state['checkpoint']}, written by {state.get('world_size', 1)} rank(s)"
+            else:
+                self._resume_single_file(state)
+                where = "single-file state"
+        except Exception as e:  # noqa: BLE001 - safetensors, DCP, torch and key errors all mean "cannot resume"
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"cannot resume from {self.run_dir}: its state does not load into this config "
+                             f"({why[:160]}); use a new run_dir") from None
         self.log(f"resumed {self.run_dir} at step {self.step} ({self.elapsed / 60:.1f} min trained; {where})")
 
     def _resume_single_file(self, state: dict) -> None:
@@ -311,12 +322,15 @@ class Trainer:
         from lingen_model.training.parallel import full_tensors
 
         rel = f"checkpoints/step-{self.step:08d}"
-        groups = save_training_checkpoint(self.run_dir / rel, self.model, self.opt, self.ema.shadow, self._rng_state())
-        if self.stage == "vae":
-            ema = full_tensors(self.ema.shadow, keep=self.rank == 0)
+        vae_ema = vae_config = None
+        if self.stage == "vae":  # computed before anything is written: a failure leaves the previous save whole
+            vae_ema = full_tensors(self.ema.shadow, keep=self.rank == 0)
             if self.rank == 0:
-                _save_tensors(ema, self.run_dir / f"{self._prefix}_ema.safetensors")
-                _save_json(self._vae_config_with_latent_stats(ema), self.run_dir / "vae_config.json")
+                vae_config = self._vae_config_with_latent_stats(vae_ema)
+        groups = save_training_checkpoint(self.run_dir / rel, self.model, self.opt, self.ema.shadow, self._rng_state())
+        if self.stage == "vae" and self.rank == 0:
+            _save_tensors(vae_ema, self.run_dir / f"{self._prefix}_ema.safetensors")
+            _save_json(vae_config, self.run_dir / "vae_config.json")
         if self.rank == 0:
             cfg_json = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in self.cfg.items()}
             _save_json({"stage": self.stage, "step": self.step, "elapsed_s": self.elapsed, "checkpoint": rel,
