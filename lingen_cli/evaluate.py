@@ -100,8 +100,8 @@ def evaluate(
                 result = pipe.generate(req)
                 frames = result.frames
                 timing["denoise_s"] = round(result.timings.get("denoise_s", 0.0), 2)
-                if pipe.last_cache is not None:
-                    timing["full_calls"] = pipe.last_cache.full_calls
+                if result.request.cache != "none":
+                    timing["full_calls"] = result.full_calls
                 if key is not None:
                     fcache.store(frames_cache, key, frames)
         try:

@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from lingen_model.generation.flow import make_step_cache
 from lingen_model.generation.pipeline import LinGenPipeline
 
 
@@ -40,9 +41,11 @@ def main() -> None:
     for r in range(args.rounds):
         for m in modes[r % 3:] + modes[:r % 3]:
             t0 = time.perf_counter()
-            outs[m] = pipe.denoise(noise, ctx[:1], mask[:1], ctx[1:], mask[1:], steps=steps, cfg_scale=cfg, cache=m)
+            step_cache = make_step_cache(m, steps)
+            outs[m] = pipe.denoise(noise, ctx[:1], mask[:1], ctx[1:], mask[1:], steps=steps, cfg_scale=cfg,
+                                   cache=step_cache if step_cache is not None else "none")
             times[m].append(time.perf_counter() - t0)
-            full[m] = pipe.last_cache.full_calls if pipe.last_cache is not None else steps
+            full[m] = step_cache.full_calls if step_cache is not None else steps
     base = statistics.median(times["none"])
     print(f"{args.length} ({frames} frames), {steps} Euler steps, CFG {cfg:g}, {args.threads} threads, "
           f"{args.rounds} alternating rounds")

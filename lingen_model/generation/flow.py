@@ -276,7 +276,7 @@ def sample(
         model_context, model_mask = context, context_mask
 
     t_dtype = torch.float64 if noise.dtype == torch.float64 else torch.float32
-    step_cache = _make_cache(cache, steps * (2 if method == "heun" else 1))
+    step_cache = make_step_cache(cache, steps, method)
     extra = {} if step_cache is None else {"cache": step_cache}
 
     def velocity(z: Tensor, t: float) -> Tensor:
@@ -315,13 +315,19 @@ def sample(
     return z
 
 
-def _make_cache(cache, num_calls: int):
-    """None for ``"none"``, a fresh ``StepCache`` for a mode name, or the caller's ``StepCache``."""
+def make_step_cache(cache: "str | StepCache", steps: int, method: str = "euler") -> "StepCache | None":
+    """The step cache of one sampling run: None for ``"none"``, a fresh ``StepCache`` sized for
+    ``steps`` steps of ``method`` (Heun makes 2 denoiser calls a step) for a mode name, or the
+    caller's ``StepCache`` as it is (so the caller can read ``full_calls`` afterwards).
+
+    Raises:
+        ValueError: an unknown mode name.
+    """
     if isinstance(cache, StepCache):
         return cache
     if cache not in CACHE_MODES:
         raise ValueError(f"cache must be one of {list(CACHE_MODES)} or a StepCache, got {cache!r}")
-    return None if cache == "none" else StepCache(cache, num_calls)
+    return None if cache == "none" else StepCache(cache, steps * (2 if method == "heun" else 1))
 
 
 # --------------------------------------------------------------------------- training

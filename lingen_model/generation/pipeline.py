@@ -27,7 +27,7 @@ import torch
 
 from lingen_model.errors import InputError
 from lingen_model.generation.checkpoint import CheckpointError, load_checkpoint
-from lingen_model.generation.flow import METHODS, sample, shift_for_tokens
+from lingen_model.generation.flow import METHODS, make_step_cache, sample, shift_for_tokens
 from lingen_model.generation.step_cache import CACHE_MODES
 from lingen_model.geometry import (
     DEFAULT_LENGTH_S,
@@ -114,11 +114,13 @@ class ResolvedRequest:
 @dataclasses.dataclass
 class GenerationOutput:
     """What :meth:`LinGenPipeline.generate` returns: ``frames`` uint8 T×H×W×3, the ``request`` as
-    resolved, and ``timings`` (seconds per phase: ``encode_s``, ``denoise_s``, ``decode_s``)."""
+    resolved, ``timings`` (seconds per phase: ``encode_s``, ``denoise_s``, ``decode_s``) and
+    ``full_calls`` (denoiser evaluations that ran the whole network)."""
 
     frames: np.ndarray
     request: ResolvedRequest
     timings: dict[str, float]
+    full_calls: int = 0  # denoiser evaluations that ran every block (fewer than the calls with step caching)
 
 
 def _int_field(name: str, value: Any, lo: int, hi: int | None = None) -> int:
@@ -178,7 +180,6 @@ class LinGenPipeline:
         # Wan-converted models integrate the flow ODE in float32 (as Wan's pipeline does), so the
         # timestep the model sees is not rounded to the low-precision dtype either.
         self.state_dtype = torch.float32 if getattr(denoiser.config, "arch", None) == "wan" else dtype
-        self.last_cache = None  # the StepCache of the last denoise (None without caching)
         self.vae_chunk_frames = vae_chunk_frames or 4
         self.offload_text_encoder = offload_text_encoder
 
@@ -271,15 +272,13 @@ class LinGenPipeline:
                 progress: Progress | None = None, cache="none") -> torch.Tensor:
         """Integrate from t=1 (noise) to t=0 (latent). ``shift`` None: chosen from the token count.
         ``cache``: step caching, ``"none"`` | ``"delta"`` | ``"taylor"`` or a ``StepCache`` (see
-        ``flow.sample``); the cache of the last run is left in ``self.last_cache`` (None if none)."""
+        ``flow.sample``; pass a ``StepCache`` made by ``flow.make_step_cache`` to read its
+        ``full_calls`` afterwards)."""
         if shift is None:
             shift = self.config.get("sampling", {}).get("shift") or shift_for_tokens(
                 int(np.prod(self.denoiser.token_grid(noise.shape))))
 
-        self.last_cache = None
-
         def velocity(z, t, ctx, m, cache=None):
-            self.last_cache = cache
             extra = {} if cache is None else {"cache": cache}  # denoisers without step caching (Wan) take none
             return self.denoiser(z, t.to(z.dtype), ctx, m, **extra)
 
@@ -368,14 +367,17 @@ class LinGenPipeline:
         timings["encode_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         noise = self.prepare_latents(req.num_frames, req.height, req.width, req.seed)
+        step_cache = make_step_cache(req.cache, req.steps, req.method)
         z0 = self.denoise(noise, ctx[:1], mask[:1], ctx[1:] if use_cfg else None, mask[1:] if use_cfg else None,
                           steps=req.steps, cfg_scale=req.cfg_scale, shift=req.shift, method=req.method,
-                          progress=progress, cache=req.cache)
+                          progress=progress, cache=step_cache if step_cache is not None else "none")
         timings["denoise_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         frames = self.decode(z0, progress=progress)
         timings["decode_s"] = time.perf_counter() - t0
-        return GenerationOutput(frames=frames, request=req, timings=timings)
+        calls = req.steps * (2 if req.method == "heun" else 1)
+        return GenerationOutput(frames=frames, request=req, timings=timings,
+                                full_calls=step_cache.full_calls if step_cache is not None else calls)
 
     def __call__(self, prompt: str, num_frames: int | None = None, height: int | None = None,
                  width: int | None = None, fps: float | None = None, steps: int | None = None,
