@@ -232,3 +232,23 @@ def test_rms_permutation_cached_in_inference_mode_serves_training():
     x = torch.randn(1, 105, 4, requires_grad=True)
     review_tokens(x, grid, 2, order).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_mixer_index_caches_filled_in_inference_mode_serve_training():
+    """Every cached index of MATE (RMS permutation, TESA window slots, backward scan order) built
+    first under inference_mode must still serve a training forward and backward."""
+    from lingen_model import build_denoiser
+    from lingen_model.models.mamba2 import _backward_index_cpu
+    from lingen_model.models.scan_order import _perm
+    from lingen_model.models.tesa import _window_slots_cpu
+
+    for cached in (_perm, _window_slots_cpu, _backward_index_cpu):
+        cached.cache_clear()
+    torch.manual_seed(0)
+    model = build_denoiser("tiny", width=32, depth=2, num_heads=2, headdim=16, d_state=8, ffn_dim=64, chunk_size=16,
+                           window=(2, 2, 2))
+    args = (torch.randn(1, 8, 3, 6, 6), torch.rand(1), torch.randn(1, 5, 384), torch.ones(1, 5, dtype=torch.bool))
+    with torch.inference_mode():
+        model(*args)
+    model(*args).sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

@@ -14,13 +14,13 @@ SiLU → SSD scan (+D skip) → gated RMSNorm → out_proj — made bidirectiona
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lingen_model.models.index_cache import index_cache
 from lingen_model.models.layers import GatedRMSNorm
 from lingen_model.models.ssd import ssd_scan
 
@@ -33,7 +33,7 @@ def reorder_for_backward(seq: torch.Tensor, num_prefix: int) -> torch.Tensor:
     return seq.index_select(1, _backward_index(seq.shape[1], num_prefix, seq.device))
 
 
-@functools.lru_cache(maxsize=32)
+@index_cache(maxsize=32)
 def _backward_index_cpu(length: int, num_prefix: int) -> torch.Tensor:
     return torch.cat([torch.arange(min(num_prefix, length)), torch.arange(length - 1, num_prefix - 1, -1)])
 

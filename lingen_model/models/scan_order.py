@@ -12,10 +12,11 @@ a summary of the whole clip.
 """
 from __future__ import annotations
 
-import functools
 
 import torch
 import torch.nn.functional as F
+
+from lingen_model.models.index_cache import index_cache
 
 SCAN_ORDERS: tuple[tuple[str, str, str], ...] = (("t", "h", "w"), ("t", "w", "h"), ("h", "w", "t"), ("w", "h", "t"))
 
@@ -25,17 +26,13 @@ def scan_order(layer_idx: int) -> tuple[str, str, str]:
     return SCAN_ORDERS[layer_idx % 4]
 
 
-@functools.lru_cache(maxsize=256)
+@index_cache(maxsize=256)
 def _perm(t: int, h: int, w: int, order: tuple[str, str, str], device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cached per device, so the denoiser's layers do not rebuild or re-copy them every step.
-
-    Built outside inference mode: a cached tensor made under ``torch.inference_mode`` (a benchmark
-    or sampling call) could not be used later by a forward that autograd records (training)."""
-    with torch.inference_mode(False):
-        idx = torch.arange(t * h * w).view(t, h, w)
-        axes = {"t": 0, "h": 1, "w": 2}
-        perm = idx.permute(*(axes[a] for a in order)).reshape(-1)
-        return perm.to(device), torch.argsort(perm).to(device)
+    """Cached per device, so the denoiser's layers do not rebuild or re-copy them every step."""
+    idx = torch.arange(t * h * w).view(t, h, w)
+    axes = {"t": 0, "h": 1, "w": 2}
+    perm = idx.permute(*(axes[a] for a in order)).reshape(-1)
+    return perm.to(device), torch.argsort(perm).to(device)
 
 
 def rms_permutation(grid: tuple[int, int, int], order: tuple[str, str, str], device=None) -> tuple[torch.Tensor, torch.Tensor]:

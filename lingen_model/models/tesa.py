@@ -12,11 +12,11 @@ Window id of a token at coordinate c along an axis: ``(c + shift) // window``;
 """
 from __future__ import annotations
 
-import functools
 
 import torch
 import torch.nn.functional as F
 
+from lingen_model.models.index_cache import index_cache
 from lingen_model.models.layers import SelfAttention, heads, merge_heads
 
 
@@ -81,13 +81,8 @@ class TESA(SelfAttention):
         return self.proj(out.view(b, nwin * lw, d).index_select(1, slots))
 
 
-@functools.lru_cache(maxsize=64)
+@index_cache(maxsize=64)
 def _window_slots_cpu(grid: tuple[int, int, int], window: tuple[int, int, int], shifted: bool):
-    with torch.inference_mode(False):  # cached: must serve training forwards too (see scan_order._perm)
-        return _window_slots_build(grid, window, shifted)
-
-
-def _window_slots_build(grid: tuple[int, int, int], window: tuple[int, int, int], shifted: bool):
     geo = window_geometry(grid, window, shifted)
     win, pos, counts = [], [], []
     for n, (w, s, _, back) in zip(grid, geo):
