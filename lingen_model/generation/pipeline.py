@@ -323,7 +323,6 @@ class LinGenPipeline:
             notes += [note] if note else []
         else:
             num_frames = frames_for_seconds(DEFAULT_LENGTH_S, fps, self.vae.temporal_factor)
-        latent_frames(num_frames, self.vae.temporal_factor)  # 1 + 4k
         if request.resolution is not None:
             if request.height is not None or request.width is not None:
                 raise InputError("give height/width or resolution, not both")

@@ -56,7 +56,7 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
@@ -76,9 +76,6 @@ def _save_tensors(tensors: dict[str, torch.Tensor], file: Path) -> None:
     with atomic_path(file) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
 
-
-def _save_json(obj: Any, file: Path) -> None:
-    atomic_write_json(file, obj)
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -330,13 +327,13 @@ class Trainer:
         groups = save_training_checkpoint(self.run_dir / rel, self.model, self.opt, self.ema.shadow, self._rng_state())
         if self.stage == "vae" and self.rank == 0:
             _save_tensors(vae_ema, self.run_dir / f"{self._prefix}_ema.safetensors")
-            _save_json(vae_config, self.run_dir / "vae_config.json")
+            atomic_write_json(self.run_dir / "vae_config.json", vae_config)
         if self.rank == 0:
             cfg_json = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in self.cfg.items()}
-            _save_json({"stage": self.stage, "step": self.step, "elapsed_s": self.elapsed, "checkpoint": rel,
-                        "optimizer": {"param_groups": groups}, "data": self.data.state_dict(),
-                        "rewarm_from": self._rewarm_from, "config": cfg_json, "world_size": self.world,
-                        "device": str(self.device), "history": self.history[-2000:]}, self.run_dir / "train_state.json")
+            atomic_write_json(self.run_dir / "train_state.json", {
+                "stage": self.stage, "step": self.step, "elapsed_s": self.elapsed, "checkpoint": rel,
+                "optimizer": {"param_groups": groups}, "data": self.data.state_dict(), "rewarm_from": self._rewarm_from,
+                "config": cfg_json, "world_size": self.world, "device": str(self.device), "history": self.history[-2000:]})
             for old in (self.run_dir / "checkpoints").iterdir():
                 if old.name != Path(rel).name:
                     shutil.rmtree(old, ignore_errors=True)
