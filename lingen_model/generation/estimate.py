@@ -106,6 +106,7 @@ class MemoryEstimate:
 
     @property
     def total(self) -> int:
+        """Sum of the parts (bytes)."""
         return sum(self.parts.values())
 
 

@@ -68,6 +68,7 @@ def _pick(rng: np.random.Generator, options, canonical_prob: float = 0.0):
 
 
 def article(word: str) -> str:
+    """The indefinite article of an English word by its first letter: ``"an"`` before a vowel, else ``"a"``."""
     return "an" if word[0] in "aeiou" else "a"
 
 

@@ -89,6 +89,11 @@ def background_image(scene: SceneSpec, height: int, width: int) -> np.ndarray:
 
 
 def check_clip_size(num_frames: int, height: int, width: int, fps: float) -> None:
+    """Check a clip size for rendering: frames ≥ 1, height and width ≥ 8 pixels (integers), fps > 0 (frames/s).
+
+    Raises:
+        ValueError: naming the bad value.
+    """
     if int(num_frames) != num_frames or num_frames < 1:
         raise ValueError(f"num_frames must be a positive integer, got {num_frames}")
     if int(height) != height or int(width) != width or height < 8 or width < 8:

@@ -115,6 +115,8 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module, step: int) -> None:
+        """Move the shadow weights toward ``model``'s after optimizer step ``step`` (decay warmed up as
+        ``min(decay, (1 + step) / (10 + step))``); under FSDP2 each rank updates its own shards."""
         from lingen_model.training.parallel import local
 
         d = min(self.decay, (1 + step) / (10 + step))  # warm-up of the decay

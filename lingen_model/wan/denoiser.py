@@ -181,6 +181,8 @@ class WanTESA(TESA):
         self.norm_k = nn.RMSNorm(dim, eps=eps)
 
     def project(self, x: torch.Tensor, rope=None) -> torch.Tensor:
+        """Wan's per-token q|k|v, B×N×3D: projection, RMS-norm of q and k across all heads, then 3D RoPE
+        (``rope``: the cos/sin tables of the token grid, or None) before TESA pads and windows."""
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         q, k = self.norm_q(q), self.norm_k(k)
         if rope is not None:
