@@ -28,7 +28,7 @@ class TrainConfig:
     """Every key of a training YAML, with its default and range.
 
     Units: ``lr`` per step; ``warmup_steps``, ``save_every_steps``, ``log_every`` in optimizer steps;
-    ``save_every_minutes`` in minutes; ``t_offset_max`` in latent frames; times ``t`` in [0, 1].
+    ``save_every_minutes`` and ``max_minutes`` (a wall-clock budget for one invocation) in minutes; ``t_offset_max`` in latent frames; times ``t`` in [0, 1].
     ``data`` is a :class:`~lingen_model.training.data.DataConfig`, ``vae`` a
     :class:`~lingen_model.models.vae.VAEConfig` (VAE stage), ``denoiser`` ``{size, mixer}``,
     ``text_encoder`` the backend spec, ``export`` ``{dir, name, sampling}`` (denoiser stage).
@@ -49,6 +49,7 @@ class TrainConfig:
     log_every: int = field(default=10, metadata={"ge": 1})
     save_every_steps: int = field(default=200, metadata={"ge": 1})
     save_every_minutes: float = field(default=10.0, metadata={"gt": 0})
+    max_minutes: Optional[float] = field(default=None, metadata={"gt": 0})
     num_threads: Optional[int] = field(default=None, metadata={"ge": 1})
     data: dict[str, Any] = field(default_factory=dict)
     vae: dict[str, Any] = field(default_factory=dict)

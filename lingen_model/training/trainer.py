@@ -8,6 +8,7 @@ Config (YAML, every key checked)::
     batch_size: 8                     # per process
     lr: 1.0e-3, weight_decay: 0.0, warmup_steps: 100, grad_clip: 1.0, ema_decay: 0.999
     seed: 0, log_every: 10, save_every_steps: 200, save_every_minutes: 10, num_threads: null
+    max_minutes: null                 # stop (save, export) after this many wall-clock minutes of this invocation
     data: {source: shapes|folder|shards, path, height, width, fps, frames, still_prob, max_objects, entry_prob, workers}
     vae: {VAEConfig fields}           # vae stage: the architecture
     kl_weight: 1.0e-6                 # vae stage
@@ -455,6 +456,7 @@ class Trainer:
         if self.world > 1:
             import torch.distributed as dist
         last_save, t_log, n_log, clips = time.time(), time.time(), 0, 0
+        budget_end = time.time() + 60 * cfg["max_minutes"] if cfg.get("max_minutes") else None
         self.model.train()
         while self.step < cfg["steps"]:
             t0 = time.time()
@@ -484,14 +486,16 @@ class Trainer:
             self.elapsed += time.time() - t0
             clips += n_clips * self.world
             n_log += 1
+            over = budget_end is not None and time.time() >= budget_end  # max_minutes of this invocation spent
             due = (self.step % cfg["save_every_steps"] == 0 or time.time() - last_save > 60 * cfg["save_every_minutes"]
-                   or self.step == cfg["steps"])
+                   or self.step == cfg["steps"] or over)
             loss_value = float(loss.detach())
-            if dist is not None:  # global-batch loss; rank 0's clock decides time-based saves for all
-                packed = torch.tensor([loss_value, float(due and self.rank == 0)], dtype=torch.float64,
-                                      device=self.device)
+            if dist is not None:  # global-batch loss; rank 0's clock decides time-based saves and the budget for all
+                packed = torch.tensor([loss_value, float(due and self.rank == 0), float(over and self.rank == 0)],
+                                      dtype=torch.float64, device=self.device)
                 dist.all_reduce(packed)
                 loss_value = float(packed[0]) / self.world
+                over = float(packed[2]) > 0
                 due = (self.step % cfg["save_every_steps"] == 0 or self.step == cfg["steps"] or float(packed[1]) > 0)
             rec = {"step": self.step, "loss": loss_value, "grad_norm": float(gnorm), "lr": self.opt.param_groups[0]["lr"],
                    "frames": int(frames), **{k: stats[k] for k in ("t_offset", "t") if k in stats}}
@@ -508,6 +512,9 @@ class Trainer:
                 self.save()
                 last_save = time.time()
                 self.log(f"saved {self.run_dir} at step {self.step}")
+            if over:
+                self.log(f"stopping at step {self.step}: max_minutes ({cfg['max_minutes']:g}) of this run spent")
+                break
         if self.stage == "denoiser" and cfg.get("export") and self._exported_step != self.step:
             self.export(cfg["export"])  # e.g. ``lingen train --export`` on a finished run
         if dist is not None:
