@@ -122,8 +122,12 @@ def evaluate(
                 raise fail(f"cannot write to --save-dir {save_dir}: {getattr(e, 'strerror', None) or e}", 1)
         score = {k: v for k, v in score.items() if k in ALL_CRITERIA or k in ("passed", "detected")}
         rows.append({"prompt": prompt, "seed": seed_base + i, **score, **timing})
-        print(f"[{i + 1}/{len(items)}] {prompt}: " + " ".join(f"{c} {score[c]:.2f}" for c in ALL_CRITERIA)
+        print(f"[{i + 1}/{len(items)}] {prompt}: " + " ".join(f"{c} {_fmt(score[c], '.2f')}" for c in ALL_CRITERIA)
               + f" ({time.time() - t1:.1f}s)", file=sys.stderr, flush=True)
+        unread = [c for c in ("color", "shape", "motion") if score[c] is None]
+        if unread:
+            print(f"[{i + 1}/{len(items)}] note: the prompt names no {'/'.join(unread)} the shapes world knows; "
+                  f"{', '.join(unread)} not judged for it", file=sys.stderr, flush=True)
     if not rows:
         raise fail("no clip could be scored", 1)
     label = "ground truth (shapes world)" if ground_truth else (model or "lingen-tiny")
@@ -138,9 +142,12 @@ def evaluate(
     table.add_column("pass %", justify="right")
     table.add_column("95 % interval (Wilson)", justify="right")
     for c in ALL_CRITERIA:
-        lo, hi = summary["pass_ci95"][c]
         name = "jumps / min" if c == "jumps" else c
-        table.add_row(name, f"{summary['mean'][c]:.3f}", f"{summary['passed'][c]} / {len(rows)}",
+        if not summary["n_judged"][c]:
+            table.add_row(name, "–", "0 / 0", "not judged", "–")
+            continue
+        lo, hi = summary["pass_ci95"][c]
+        table.add_row(name, f"{summary['mean'][c]:.3f}", f"{summary['passed'][c]} / {summary['n_judged'][c]}",
                       f"{summary['pass_pct'][c]:.1f}", f"{lo:.1f}–{hi:.1f}")
     console.print(table)
     if json_file is not None:
@@ -149,6 +156,11 @@ def evaluate(
                 tmp.write_text(json.dumps({"summary": summary, "clips": rows}, indent=2, default=str) + "\n")
         except OSError as e:
             raise fail(f"cannot write --json {json_file}: {e.strerror or e}", 1)
+
+
+def _fmt(value, spec: str) -> str:
+    """``value`` formatted, or "–" for a criterion that was not judged (None)."""
+    return "–" if value is None else format(value, spec)
 
 
 def _check_options(steps, cfg, limit, save_dir, json_file) -> None:

@@ -380,3 +380,22 @@ def test_blob_split_across_the_seam_is_one_object():
         dy = (blobs.cy[0, red, 0] - y0 + 0.5) % 1.0 - 0.5
         assert abs(dx) < 0.01 and abs(dy) < 0.01
         assert w.SHAPES[blobs.shape[0, red, 0]] == "square"
+
+
+def test_criteria_the_prompt_does_not_name_are_not_judged():
+    """A prompt naming a shape the world lacks ("hexagon") or no motion gets no vacuous 1.0: the
+    criterion is None (not judged) and summarize() leaves the clip out of that rate's n."""
+    scene = shapes_clips.scene_from_prompt("a purple circle moving left", np.random.default_rng(0))
+    frames = shapes_render.render(scene, 33, 64, 64, 8.0)
+    s = j.score_clip(frames, "a purple hexagon dancing", 8.0)
+    assert s["shape"] is None and s["motion"] is None and s["motion_consistency"] is None
+    assert s["passed"]["shape"] is None and s["passed"]["motion"] is None
+    assert s["color"] == pytest.approx(1.0) and s["passed"]["color"] and s["passed"]["unity"]
+    wrong = shapes_render.render(replace(scene, objects=[replace(scene.objects[0], shape="square")]), 33, 64, 64, 8.0)
+    full = j.score_clip(wrong, "a purple circle moving left", 8.0)
+    assert not full["passed"]["shape"]
+    summary = j.summarize([s, full])
+    assert summary["n"] == 2 and summary["n_judged"]["shape"] == 1 and summary["n_judged"]["color"] == 2
+    assert summary["passed"]["shape"] == 0 and summary["pass_pct"]["shape"] == 0.0
+    only = j.summarize([s])
+    assert only["mean"]["shape"] is None and only["pass_pct"]["shape"] is None and only["pass_ci95"]["shape"] is None

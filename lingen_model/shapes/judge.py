@@ -682,9 +682,8 @@ def coherence(t: np.ndarray, x: np.ndarray, y: np.ndarray, fps: float, height: i
     out.update(jumps=len(events), jumps_per_min=float(len(events) / minutes) if minutes > 0 else 0.0,
                jump_times_s=[round((e[2] + e[3]) / 2.0 / fps, 3) for e in events])
     win_of = lambda frames: np.clip(np.searchsorted(edges, frames, side="right") - 1, 0, n_win - 1)  # noqa: E731
-    if motion is None:
-        out["motion_consistency"] = 1.0
-        out["consistency_by_window"] = [1.0] * n_win
+    if motion is None:  # the prompt names no motion: nothing to be consistent with (not judged)
+        pass
     elif motion in ("orbit", "bounce"):
         w_of = win_of(t)
         verdicts = []
@@ -777,8 +776,9 @@ def score_clip(frames: np.ndarray, prompt: str, fps: float) -> dict:
 
     Returns:
         dict with ``color``, ``shape``, ``motion``, ``persistence``, ``flicker`` (floats in
-        [0, 1], 1 = good; see the module docstring), ``passed`` (criterion → bool, by
-        ``PASS_THRESHOLDS``) and ``detected``: ``background`` (nearest background name),
+        [0, 1], 1 = good; see the module docstring; ``None`` = not judged: the prompt names no
+        colour / shape / motion the world knows, e.g. "a purple hexagon" has no shape to check),
+        ``passed`` (criterion → bool, by ``PASS_THRESHOLDS``; ``None`` where not judged) and ``detected``: ``background`` (nearest background name),
         ``colors`` (the colours most often among the k largest blobs, k = objects named),
         ``flicker_mae`` (levels; None when no background pixel is left), and
         ``objects``: per named object its target and what was found (``color``,
@@ -827,7 +827,7 @@ def score_clip(frames: np.ndarray, prompt: str, fps: float) -> dict:
         else:
             track_c, track_r = (_COLOR_NAMES.index(dominant[0][0]), 0) if dominant else (0, 0)
             present = blobs.area[:, track_c, 0] >= blobs.min_area
-            color_score, persistence = 1.0, float(present.mean()) if dominant else 0.0
+            color_score, persistence = None, float(present.mean()) if dominant else 0.0
         tp = blobs.area[:, track_c, track_r] >= blobs.min_area
         frames_seen = np.flatnonzero(tp)
         shapes = blobs.shape[frames_seen, track_c, track_r]
@@ -836,8 +836,8 @@ def score_clip(frames: np.ndarray, prompt: str, fps: float) -> dict:
             det_shape = world.SHAPES[int(shape_counts.argmax())]
         else:
             shape_counts, det_shape = np.zeros(len(world.SHAPES), dtype=np.int64), None
-        if obj.shape is None:
-            shape_score = 1.0
+        if obj.shape is None:  # the prompt names no shape the world knows: not judged
+            shape_score = None
         elif frames_seen.size:
             shape_score = float(shape_counts[world.SHAPES.index(obj.shape)] / frames_seen.size)
         else:
@@ -846,7 +846,7 @@ def score_clip(frames: np.ndarray, prompt: str, fps: float) -> dict:
                               blobs.cy[frames_seen, track_c, track_r], float(fps), H, W)
         if T == 1 and frames_seen.size == 1:
             mot["motion"] = "still"  # a single frame shows no motion
-        motion_score = 1.0 if obj.motion is None else float(mot["motion"] == obj.motion)
+        motion_score = None if obj.motion is None else float(mot["motion"] == obj.motion)
         # coherence: one blob of the colour, one motion, no teleports
         expected = max(1, sum(1 for o in target.objects if o.color == _COLOR_NAMES[track_c]))
         one = tp & (blobs.count[:, track_c] == expected)
@@ -867,7 +867,8 @@ def score_clip(frames: np.ndarray, prompt: str, fps: float) -> dict:
             c3=float(np.nanmedian(blobs.c34[frames_seen, track_c, track_r, 0])) if frames_seen.size else None,
             c4=float(np.nanmedian(blobs.c34[frames_seen, track_c, track_r, 1])) if frames_seen.size else None,
             scores={"color": color_score, "shape": shape_score, "motion": motion_score,
-                    "persistence": persistence, "unity": unity, "motion_consistency": float(consistency),
+                    "persistence": persistence, "unity": unity,
+                    "motion_consistency": None if consistency is None else float(consistency),
                     "jumps": coh["jumps_per_min"]},
             coherence={"blobs_of_color_median": float(np.median(blobs.count[tp, track_c])) if tp.any() else 0.0,
                        "jumps": coh["jumps"], "jump_times_s": coh["jump_times_s"], "window_s": coh["window_s"],
@@ -876,11 +877,14 @@ def score_clip(frames: np.ndarray, prompt: str, fps: float) -> dict:
         objects.append(res)
 
     flicker, mae = _flicker(frames, blobs.top_mask, f)
-    scores = {name: float(np.mean([o["scores"][name] for o in objects]))
-              for name in ("color", "shape", "motion", "persistence")}
+    def judged_mean(name: str) -> float | None:  # None: no object of the prompt names what this judges
+        values = [o["scores"][name] for o in objects if o["scores"][name] is not None]
+        return float(np.mean(values)) if values else None
+
+    scores = {name: judged_mean(name) for name in ("color", "shape", "motion", "persistence")}
     scores["flicker"] = float(flicker)
     for name in ("unity", "motion_consistency"):
-        scores[name] = float(np.mean([o["scores"][name] for o in objects]))
+        scores[name] = judged_mean(name)
     scores["jumps"] = float(np.sum([o["scores"]["jumps"] for o in objects]))
     bg_med = np.median(bg.astype(np.float64), axis=0)
     bg_names = list(world.BACKGROUNDS)
@@ -890,7 +894,7 @@ def score_clip(frames: np.ndarray, prompt: str, fps: float) -> dict:
                 "flicker_mae": mae, "objects": objects}
     if k == 1:
         detected.update(color=objects[0]["color"], shape=objects[0]["shape"], motion=objects[0]["motion"])
-    return {**scores, "passed": {n: passes(n, scores[n]) for n in ALL_CRITERIA},
+    return {**scores, "passed": {n: None if scores[n] is None else passes(n, scores[n]) for n in ALL_CRITERIA},
             "detected": detected}
 
 
@@ -949,22 +953,27 @@ def wilson_interval(passed: int, n: int, z: float = 1.959963984540054) -> tuple[
 
 
 def summarize(per_clip: Sequence[dict]) -> dict:
-    """Summary of :func:`score_clip` results: ``n``, ``mean`` (criterion → mean value; ``jumps``
-    in jumps per minute), ``passed`` (criterion → clips passing), ``pass_pct``, ``pass_ci95``
-    (criterion → [low, high] % , Wilson 95 % interval) and the thresholds.
+    """Summary of :func:`score_clip` results: ``n`` (clips), ``n_judged`` (criterion → clips whose
+    prompt names what it judges; the denominator of the rates), ``mean`` (criterion → mean value
+    over judged clips; ``jumps`` in jumps per minute), ``passed`` (criterion → judged clips
+    passing), ``pass_pct``, ``pass_ci95`` (criterion → [low, high] %, Wilson 95 % interval; both
+    ``None`` where no clip was judged) and the thresholds.
 
     Raises:
         ValueError: no results.
     """
     if not per_clip:
         raise ValueError("summarize needs at least one result")
-    n = len(per_clip)
-    passed = {c: int(sum(bool(s["passed"][c]) for s in per_clip)) for c in ALL_CRITERIA}
+    judged = {c: [s for s in per_clip if s[c] is not None] for c in ALL_CRITERIA}
+    n_judged = {c: len(judged[c]) for c in ALL_CRITERIA}
+    passed = {c: int(sum(bool(s["passed"][c]) for s in judged[c])) for c in ALL_CRITERIA}
     return {
-        "n": n,
-        "mean": {c: float(np.mean([s[c] for s in per_clip])) for c in ALL_CRITERIA},
+        "n": len(per_clip),
+        "n_judged": n_judged,
+        "mean": {c: float(np.mean([s[c] for s in judged[c]])) if judged[c] else None for c in ALL_CRITERIA},
         "passed": passed,
-        "pass_pct": {c: 100.0 * passed[c] / n for c in ALL_CRITERIA},
-        "pass_ci95": {c: [round(100.0 * v, 1) for v in wilson_interval(passed[c], n)] for c in ALL_CRITERIA},
+        "pass_pct": {c: 100.0 * passed[c] / n_judged[c] if n_judged[c] else None for c in ALL_CRITERIA},
+        "pass_ci95": {c: [round(100.0 * v, 1) for v in wilson_interval(passed[c], n_judged[c])] if n_judged[c] else None
+                      for c in ALL_CRITERIA},
         "thresholds": {**PASS_THRESHOLDS, **COHERENCE_PASS, "jumps_per_min_max": MAX_JUMPS_PER_MIN},
     }
