@@ -13,19 +13,22 @@ _EVAL_MOTION_TEXT = {"left": "moving left", "right": "moving right", "up": "movi
 
 
 def _eval_prompts() -> list[str]:
-    """40 one-object prompts: every (colour, motion) pair once, shapes and backgrounds cycled."""
+    """80 one-object prompts: every (colour, motion) pair twice, each time with another shape and
+    background. The first 40 are the set of sessions 1-7 unchanged (their numbers still reproduce
+    with ``--limit 40``); prompts 40-79 shift shape and background by one."""
     colors, bgs = list(COLORS), list(BACKGROUNDS)
     out = []
-    for i in range(40):
-        c, s, m = colors[i % 8], SHAPES[i % 3], BASIC_MOTIONS[i % 5]
-        b = bgs[(i // 8 + i) % 3]
+    for i in range(80):
+        j, shift = i % 40, i // 40
+        c, s, m = colors[j % 8], SHAPES[(j + shift) % 3], BASIC_MOTIONS[j % 5]
+        b = bgs[(j // 8 + j + shift) % 3]
         out.append(f"{article(c)} {c} {s} {_EVAL_MOTION_TEXT[m]} on a {b} background")
     return out
 
 
 EVAL_PROMPTS: list[str] = _eval_prompts()
-"""Built-in evaluation prompts, one object each (40): all colours, shapes, basic
-motions (including still) and backgrounds, in canonical phrasing."""
+"""Built-in evaluation prompts, one object each (80): every colour × basic motion (including
+still) pair twice, shapes and backgrounds cycled, in canonical phrasing."""
 
 EVAL_PROMPTS_TWO: list[str] = [
     "a red circle moving left and a blue square moving right on a black background",
