@@ -36,10 +36,12 @@ STEPS, CUT = 3, 1  # denoiser runs: steps in all, and the step of the checkpoint
 # means reduce-scattered and halved, vs one mean): ~1e-7 relative. Losses and gradient norms then agree
 # to float32 rounding (measured over 3-4 steps: <= 1e-7 relative), so RTOL 1e-5 leaves 100x headroom.
 # AdamW divides each gradient entry by sqrt(v) + 1e-8, which turns rounding differences of near-zero
-# entries into update differences of up to ~lr: weights agree to 4.4e-6 absolute after 4 steps at
-# lr 3e-3 (W_ATOL 2e-5 = 0.7 % of one step's largest update). A missing gradient average doubles the
-# gradient norm; a rank training on the wrong rows or noise moves losses by ~1e-2.
-RTOL, ATOL, W_ATOL = 1e-5, 1e-7, 2e-5
+# entries into update differences of up to ~lr. Measured after 3-4 steps at lr 3e-3: 4.4e-6 absolute
+# on an AVX-512 VM, 2.2e-5 on an AVX2-only VM (another convolution reduction order; the VAE's
+# decoder.blocks.0.conv1). W_ATOL 1e-4 is 3 % of one step's largest update (lr), so it bounds the
+# mechanism, not one machine's rounding. A missing gradient average doubles the gradient norm; a rank
+# training on the wrong rows or noise moves losses by ~1e-2: the history checks (RTOL) catch those.
+RTOL, ATOL, W_ATOL = 1e-5, 1e-7, 1e-4
 
 
 def _yaml(path: Path, **cfg) -> Path:
