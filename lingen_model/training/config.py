@@ -97,7 +97,7 @@ class TrainConfig:
             raise ValueError("'student' and 'train' are keys of the distill stage")
         if isinstance(self.data, dict) and self.data.get("source") == "shards" and (
                 self.stage == "vae" or self.contrast_weight > 0):
-            raise ValueError("data.source 'shards' (preprocessed latents) is for the denoiser and distill stages "
+            raise ValueError("data.source 'shards' (preprocessed latents) is for the denoiser stage and the distill stage, "
                              "without contrast_weight (its negative needs the raw clip)")
 
 
