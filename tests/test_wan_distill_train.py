@@ -147,6 +147,23 @@ def test_distill_resume_equals_the_uninterrupted_run(student, tmp_path, train):
     assert (n_trained < n_all) == (train == "ma")
 
 
+def test_distill_activation_checkpointing_changes_nothing(student, tmp_path):
+    """Each WanBlock recomputed in backward (the teacher pass of ``train: ma`` runs the same blocks
+    under no_grad with full windows): the same losses as without, bit for bit."""
+    hist, calls = {}, {}
+    for ac in (False, True):
+        t = Trainer(load_train_config(_cfg(tmp_path / str(ac), student, steps=2, activation_checkpointing=ac)))
+        calls[ac] = 0
+
+        def count(*_, ac=ac):
+            calls[ac] += 1
+        t.model.blocks[0].register_forward_pre_hook(count)
+        t.train()
+        hist[ac] = [(h["loss"], h["rel_err"]) for h in t.history]
+    assert hist[True] == hist[False]
+    assert (calls[False], calls[True]) == (4, 6)  # per step: teacher + student (+ the recomputation)
+
+
 def test_distill_from_preprocessed_wan_shards(student, tmp_path):
     """`lingen preprocess --vae <converted checkpoint>` writes Wan latents and UMT5 tokens; the distill
     stage trains on them (the manifest's text-encoder spec matches the student's)."""
