@@ -142,6 +142,11 @@ def test_distill_resume_equals_the_uninterrupted_run(student, tmp_path, train):
         assert torch.equal(v, resumed.model.state_dict()[k]), k
     for k, v in straight.ema.shadow.items():
         assert torch.equal(v, resumed.ema.shadow[k]), k
+    if train == "ma":  # the EMA keeps the frozen Wan weights exact (copied, not averaged with rounding)
+        frozen = [n for n, p in resumed.model.named_parameters() if not p.requires_grad]
+        for step in range(300):  # 300 more averages: d·w + (1−d)·w rounds away from w in ~80 % of entries
+            resumed.ema.update(resumed.model, step)
+        assert frozen and all(torch.equal(resumed.ema.shadow[n], resumed.model.state_dict()[n]) for n in frozen)
     n_trained = sum(p.numel() for p in resumed.model.parameters() if p.requires_grad)
     n_all = sum(p.numel() for p in resumed.model.parameters())
     assert (n_trained < n_all) == (train == "ma")

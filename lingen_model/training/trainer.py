@@ -113,11 +113,14 @@ class EMA:
     """Exponential moving average of parameters (and copies of buffers): ``e ← d·e + (1−d)·p``.
 
     Under FSDP2 the shadow tensors are DTensors sharded like the parameters and each rank
-    updates its own shards (no communication)."""
+    updates its own shards (no communication). Frozen parameters (``requires_grad`` off, e.g.
+    the Wan weights of the distill stage's ``train: ma``) are copied like buffers: the average
+    of a constant is the constant, but ``d·w + (1−d)·w`` in float32 is not always ``w``."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
         self.shadow = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
+        self.frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module, step: int) -> None:
@@ -128,7 +131,7 @@ class EMA:
         d = min(self.decay, (1 + step) / (10 + step))  # warm-up of the decay
         for k, v in model.state_dict().items():
             shadow, v = local(self.shadow[k]), local(v.detach())
-            if v.dtype.is_floating_point:
+            if v.dtype.is_floating_point and k not in self.frozen:
                 shadow.mul_(d).add_(v.float(), alpha=1 - d)
             else:
                 shadow.copy_(v)
