@@ -242,3 +242,10 @@ def test_two_ranks_distill_like_one_rank(student, tmp_path):
         w = {k: v for k, v in dumped[0].items() if not k.startswith("ema.")}
         for k, v in one.model.state_dict().items():  # see W_ATOL
             torch.testing.assert_close(w[k], v, rtol=1e-5, atol=W_ATOL, msg=k)
+
+
+@pytest.mark.parametrize("name", ["stage-a", "stage-b"])
+def test_shipped_distill_recipes_pass_the_schema(name):
+    cfg = load_train_config(ROOT / "recipes" / "wan2.1-1.3b-distill" / f"{name}.yaml")
+    assert cfg["stage"] == "distill" and cfg["train"] == ("ma" if name == "stage-a" else "all")
+    assert cfg["data"].source == "shards" and cfg["activation_checkpointing"]
