@@ -1,8 +1,10 @@
-"""``lingen convert SRC OUT``: a Wan 2.1 checkpoint (diffusers layout) → a lingen checkpoint."""
+"""``lingen convert SRC OUT``: a Wan 2.1 checkpoint (diffusers layout; the transformer may be in the original
+Wan2.1 layout) → a lingen checkpoint."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -36,6 +38,8 @@ def convert(
     seed: int = typer.Option(0, "--seed", help="Seed of the MA-branch initialisation (its out_proj starts at zero)."),
     dtype: str = typer.Option("float32", "--dtype", help="Storage dtype of the denoiser: float32 or bfloat16."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+    transformer: Optional[Path] = typer.Option(None, "--transformer", help="Take the transformer from this folder instead "
+                                     "(config.json + safetensors, diffusers or original Wan2.1 layout, detected)."),
 ) -> None:
     """Initialise a LinGen from Wan 2.1: copy every Wan weight, use its self-attention as TESA and add the MA-branch at zero."""
     import torch
@@ -49,7 +53,7 @@ def convert(
     try:
         opts = dict(window=_window(window), mixer=mixer, review_size=review_size, d_state=d_state, headdim=headdim,
                     expand=expand, shift_windows=not no_shift)
-        path = convert_wan_directory(src, out, seed=seed, dtype=getattr(torch, dtype), **opts)
+        path = convert_wan_directory(src, out, seed=seed, dtype=getattr(torch, dtype), transformer=transformer, **opts)
     except (WanConvertError, ValueError, ImportError) as e:
         raise fail(str(e))
     print(f"wrote {path}", file=sys.stderr)

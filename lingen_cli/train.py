@@ -1,4 +1,4 @@
-"""``lingen train CONFIG.yaml``: run a VAE or denoiser training stage (resumable; torchrun for FSDP2)."""
+"""``lingen train CONFIG.yaml``: run a VAE, denoiser or distill training stage (resumable; torchrun for FSDP2)."""
 from __future__ import annotations
 
 import sys
@@ -16,7 +16,7 @@ def train(
     run_dir: Optional[str] = typer.Option(None, "--run-dir", help="Override the run directory."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the per-process batch size."),
     export: Optional[Path] = typer.Option(
-        None, "--export", help="Denoiser stage: write the pipeline checkpoint that `lingen generate` loads here, "
+        None, "--export", help="Denoiser and distill stages: write the pipeline checkpoint that `lingen generate` loads here, "
                                "at every save and at the end (on a finished run: at once, without training)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain log lines instead of a progress bar."),
 ) -> None:
@@ -28,8 +28,9 @@ def train(
     except ValueError as e:
         raise fail(str(e))
     if export is not None:
-        if cfg["stage"] != "denoiser":
-            raise fail("--export is for the denoiser stage (a VAE run dir is itself what the denoiser stage loads)")
+        if cfg["stage"] == "vae":
+            raise fail("--export is for the denoiser and distill stages (a VAE run dir is itself what the denoiser "
+                       "stage loads)")
         cfg["export"] = {**(cfg["export"] or {}), "dir": str(export)}
     if getattr(cfg.get("data"), "source", None) == "folder":
         from lingen_model.training.data import list_folder

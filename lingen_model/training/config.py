@@ -9,6 +9,14 @@ Example (``recipes/lingen-tiny/denoiser.yaml``)::
     steps: 3000
     data: {source: shapes, height: 128, width: 128, fps: 8, frames: [33]}
     export: {dir: ..., name: lingen-tiny, sampling: {steps: 20, cfg_scale: 5.0}}   # denoiser stage
+
+Distillation of a Wan-converted checkpoint (``lingen convert``; docs/wan.md)::
+
+    stage: distill
+    run_dir: runs/wan-distill
+    student: ./lingen-wan-1.3b        # its denoiser is the student, its VAE/text encoder encode the data
+    train: ma                         # ma: MA-branch only, teacher = the same weights (as_teacher); all: every weight, frozen teacher copy
+    data: {source: shards, path: shards/wan-480p}
 """
 from __future__ import annotations
 
@@ -31,12 +39,16 @@ class TrainConfig:
     ``save_every_minutes`` and ``max_minutes`` (a wall-clock budget for one invocation) in minutes; ``t_offset_max`` in latent frames; times ``t`` in [0, 1].
     ``data`` is a :class:`~lingen_model.training.data.DataConfig`, ``vae`` a
     :class:`~lingen_model.models.vae.VAEConfig` (VAE stage), ``denoiser`` ``{size, mixer}``,
-    ``text_encoder`` the backend spec, ``export`` ``{dir, name, sampling}`` (denoiser stage).
+    ``text_encoder`` the backend spec, ``export`` ``{dir, name, sampling}`` (denoiser and distill stages).
+    Distill stage: ``student`` is a checkpoint directory written by ``lingen convert`` (its VAE and
+    text encoder are used; ``vae_checkpoint``, ``denoiser``, ``text_encoder`` do not apply), ``train``
+    ``ma`` (only the MA-branch; the teacher is the student's own weights with full windows, MA off)
+    or ``all`` (every weight; the teacher is a frozen copy of the converted weights).
     Under torchrun: ``activation_checkpointing`` recomputes each block in backward (FSDP2 run),
     ``dp_replicate`` > 1 makes a 2-D (replicate, shard) mesh (HSDP); ``batch_size`` is per rank.
     """
 
-    stage: Literal["vae", "denoiser"]
+    stage: Literal["vae", "denoiser", "distill"]
     run_dir: str
     steps: int = field(default=1000, metadata={"ge": 1})
     batch_size: int = field(default=8, metadata={"ge": 1})
@@ -69,13 +81,23 @@ class TrainConfig:
     t_high_min: float = field(default=0.9, metadata={"ge": 0, "le": 0.99})
     activation_checkpointing: bool = False
     dp_replicate: int = field(default=1, metadata={"ge": 1})
+    student: Optional[str] = None
+    train: Literal["ma", "all"] = "ma"
 
     def __post_init__(self) -> None:
         if self.stage == "denoiser" and not self.vae_checkpoint:
             raise ValueError("the denoiser stage needs 'vae_checkpoint'")
+        if self.stage == "distill":
+            if not self.student:
+                raise ValueError("the distill stage needs 'student' (a checkpoint directory written by lingen convert)")
+            if self.vae_checkpoint or self.contrast_weight > 0:
+                raise ValueError("the distill stage takes its VAE from 'student' and has no contrastive term: "
+                                 "drop 'vae_checkpoint' and 'contrast_weight'")
+        elif self.student or self.train != "ma":
+            raise ValueError("'student' and 'train' are keys of the distill stage")
         if isinstance(self.data, dict) and self.data.get("source") == "shards" and (
-                self.stage != "denoiser" or self.contrast_weight > 0):
-            raise ValueError("data.source 'shards' (preprocessed latents) is for the denoiser stage "
+                self.stage == "vae" or self.contrast_weight > 0):
+            raise ValueError("data.source 'shards' (preprocessed latents) is for the denoiser stage and the distill stage, "
                              "without contrast_weight (its negative needs the raw clip)")
 
 

@@ -55,14 +55,15 @@ def mixed_precision_policy(device: torch.device, bf16: bool):
 def sharding_units(model: nn.Module) -> list[nn.Module]:
     """The blocks that become FSDP units (and activation-checkpoint units), in forward order.
 
-    Denoiser: ``blocks[i]``. CausalVideoVAE: the encoder's blocks and middle block, then the
+    Denoiser and the Wan-converted ``WanDenoiser``: ``blocks[i]`` (each ``WanBlock``). CausalVideoVAE: the encoder's blocks and middle block, then the
     decoder's middle block and blocks (the encoder and decoder themselves are units too, see
     :func:`apply_fsdp`). Raises TypeError for another model.
     """
     from lingen_model.models.denoiser import Denoiser
     from lingen_model.models.vae import CausalVideoVAE
+    from lingen_model.wan.denoiser import WanDenoiser
 
-    if isinstance(model, Denoiser):
+    if isinstance(model, (Denoiser, WanDenoiser)):
         return list(model.blocks)
     if isinstance(model, CausalVideoVAE):
         return [*model.encoder.blocks, model.encoder.mid, model.decoder.mid, *model.decoder.blocks]
@@ -98,7 +99,7 @@ def apply_fsdp(model: nn.Module, mesh, mp_policy=None) -> nn.Module:
 
     # The denoiser returns a view (cropped unpatchify); FSDP2 warns that an in-place op on it would
     # skip its backward hook. The losses here only read the output (flow_matching_loss is out of place).
-    warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module \(FSDPDenoiser\) returned a view tensor")
+    warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module \(FSDP(Wan)?Denoiser\) returned a view tensor")
 
     kw = {"mesh": mesh}
     if mp_policy is not None:

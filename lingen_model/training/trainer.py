@@ -1,8 +1,9 @@
-"""Training: a VAE stage and a denoiser stage, resumable, single process or FSDP2 under torchrun.
+"""Training: a VAE stage, a denoiser stage and a distill stage (Wan-converted students), resumable,
+single process or FSDP2 under torchrun.
 
 Config (YAML, every key checked)::
 
-    stage: vae | denoiser
+    stage: vae | denoiser | distill
     run_dir: runs/tiny-vae            # checkpoints + state; resumed when it already holds one
     steps: 3000                       # total optimiser steps (resume continues up to this)
     batch_size: 8                     # per process
@@ -30,13 +31,17 @@ Config (YAML, every key checked)::
     contrast_t_min: 0.5               #   negative is the same clip played backwards, for captioned samples
                                       #   with t ≥ contrast_t_min: the caption's motion words must explain
                                       #   the direction of time (0 = off)
-    export: {dir: ..., name: lingen-tiny, sampling: {steps: 20, cfg_scale: 5.0}}   # denoiser stage
+    export: {dir: ..., name: lingen-tiny, sampling: {steps: 20, cfg_scale: 5.0}}   # denoiser and distill stages
+    student: ./lingen-wan-1.3b        # distill stage: a `lingen convert` checkpoint (student, VAE, text encoder)
+    train: ma                         # distill stage: ma (MA-branch only; teacher = same weights, as_teacher)
+                                      #   | all (every weight; teacher = frozen copy of the converted weights)
     activation_checkpointing: false   # recompute each block in backward (denoiser blocks; VAE blocks)
     dp_replicate: 1                   # torchrun: replica groups (1 = FSDP, shard over all ranks; R > 1 = HSDP:
                                       #   shard within each of R groups of world/R ranks, all-reduce across them)
 
 Method: rectified flow with logit-normal timesteps (SD3, Esser et al. 2024 §3–5), 10 %
-caption dropout, AdamW, EMA of the weights, bf16 autocast (on CUDA by default; on a CPU with ``amp: bf16``,
+caption dropout, AdamW, EMA of the weights (distill stage: velocity distillation against the
+full-attention teacher on the same noised latents, ``lingen_model.wan.distill``), bf16 autocast (on CUDA by default; on a CPU with ``amp: bf16``,
 where it wraps the denoiser only: VAE latents, flow targets and the loss stay float32), hybrid image/video
 batches (LinGen §4). Files in ``run_dir`` are safetensors + JSON only, written atomically.
 
@@ -108,11 +113,14 @@ class EMA:
     """Exponential moving average of parameters (and copies of buffers): ``e ← d·e + (1−d)·p``.
 
     Under FSDP2 the shadow tensors are DTensors sharded like the parameters and each rank
-    updates its own shards (no communication)."""
+    updates its own shards (no communication). Frozen parameters (``requires_grad`` off, e.g.
+    the Wan weights of the distill stage's ``train: ma``) are copied like buffers: the average
+    of a constant is the constant, but ``d·w + (1−d)·w`` in float32 is not always ``w``."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
         self.shadow = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
+        self.frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module, step: int) -> None:
@@ -123,7 +131,7 @@ class EMA:
         d = min(self.decay, (1 + step) / (10 + step))  # warm-up of the decay
         for k, v in model.state_dict().items():
             shadow, v = local(self.shadow[k]), local(v.detach())
-            if v.dtype.is_floating_point:
+            if v.dtype.is_floating_point and k not in self.frozen:
                 shadow.mul_(d).add_(v.float(), alpha=1 - d)
             else:
                 shadow.copy_(v)
@@ -142,7 +150,8 @@ def _lr_at(step: int, cfg: dict) -> float:
 
 
 def load_vae(path: str | Path, device="cpu"):
-    """The VAE of a VAE-stage run dir (``vae_config.json`` + ``vae_ema.safetensors``) or of a checkpoint dir."""
+    """The VAE of a VAE-stage run dir (``vae_config.json`` + ``vae_ema.safetensors``) or of a checkpoint dir
+    (a ``WanVAE`` for a Wan-converted one: ``lingen preprocess --vae`` on a ``lingen convert`` output)."""
     from safetensors.torch import load_file
 
     from lingen_model.models.vae import CausalVideoVAE, VAEConfig
@@ -156,6 +165,12 @@ def load_vae(path: str | Path, device="cpu"):
         weights = path / "vae.safetensors"
     else:
         raise ValueError(f"no VAE found in {path} (expected vae_config.json or config.json)")
+    if cfg.get("arch") == "wan":
+        from lingen_model.wan.vae import WanVAE, WanVAEConfig
+
+        vae = WanVAE(WanVAEConfig.from_dict(cfg))
+        vae.load_state_dict(load_file(str(weights)))
+        return vae.to(device).eval().requires_grad_(False)
     vae = CausalVideoVAE(VAEConfig.from_dict(cfg))
     vae.load_state_dict(load_file(str(weights)))
     return vae.to(device).eval().requires_grad_(False)
@@ -184,11 +199,14 @@ class Trainer:
         self.run_dir = Path(cfg["run_dir"])
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.stage = cfg["stage"]
+        self.teacher = None  # distill stage, ``train: all``: a frozen copy of the converted weights
         torch.manual_seed(cfg["seed"])
         if self.stage == "vae":
             from lingen_model.models.vae import CausalVideoVAE, VAEConfig
 
             self.model = CausalVideoVAE(VAEConfig(**cfg["vae"]))
+        elif self.stage == "distill":
+            self._init_distill()
         else:
             from lingen_model.models.config import get_config
             from lingen_model.models.denoiser import Denoiser
@@ -206,10 +224,16 @@ class Trainer:
         if self.world > 1:  # same seed on every rank, so every rank holds the same weights before sharding
             self.mesh = device_mesh(self.world, self.device, cfg["dp_replicate"])
             apply_fsdp(self.model, self.mesh, mixed_precision_policy(self.device, self.amp))
+            if self.teacher is not None:  # the frozen teacher copy is sharded like the student
+                apply_fsdp(self.teacher, self.mesh, mixed_precision_policy(self.device, self.amp))
         self.model.to(self.device)
+        if self.teacher is not None:
+            self.teacher.to(self.device)
         self.ema = EMA(self.model, cfg["ema_decay"])
         decay, no_decay = [], []
         for n, p in self.model.named_parameters():
+            if not p.requires_grad:  # distill stage ``train: ma``: the frozen Wan weights
+                continue
             (no_decay if p.dim() < 2 or "norm" in n or "table" in n else decay).append(p)
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
                                       {"params": no_decay, "weight_decay": 0.0}], lr=cfg["lr"], betas=(0.9, 0.99))
@@ -223,6 +247,40 @@ class Trainer:
         if cfg["data"].source == "shards":
             self._check_shards()
         self._resume()
+
+    def _init_distill(self) -> None:
+        """Distill stage: the student, its VAE and text encoder from the ``student`` checkpoint
+        directory (``lingen convert``), float32 master weights; ``train: ma`` freezes every
+        weight outside the MA-branch (the teacher is then the student under ``as_teacher``),
+        ``train: all`` keeps a frozen teacher copy (full window, no MA-branch) of the converted weights.
+        The run's text-encoder spec becomes the checkpoint's. Raises ValueError (not a
+        Wan-converted checkpoint, no MA-branch to train, unreadable checkpoint)."""
+        from lingen_model.generation.checkpoint import load_checkpoint
+        from lingen_model.models.text_encoder import build_text_encoder
+        from lingen_model.wan.denoiser import WanDenoiser, WanDenoiserConfig
+        from lingen_model.wan.distill import ma_parameters
+
+        path = self.cfg["student"]
+        student, vae, ckpt = load_checkpoint(path)  # CheckpointError is a ValueError
+        if not isinstance(student, WanDenoiser):
+            raise ValueError(f"{path}: the distill stage needs a Wan-converted checkpoint (lingen convert), "
+                             f"this one's denoiser is not arch 'wan'")
+        if student.config.mixer != "mate" and self.cfg["train"] == "ma":
+            raise ValueError(f"{path} has no MA-branch (converted with --mixer attention): nothing for train 'ma'")
+        self.student_checkpoint = ckpt
+        self.cfg = {**self.cfg, "text_encoder": dict(ckpt["text_encoder"])}
+        self.vae = vae.to(self.device).eval().requires_grad_(False)
+        self.text_encoder = build_text_encoder(self.cfg["text_encoder"], device=self.device)
+        if self.cfg["train"] == "ma":
+            trained = {id(p) for p in ma_parameters(student)}
+            for p in student.parameters():
+                p.requires_grad_(id(p) in trained)
+        else:
+            tcfg = WanDenoiserConfig.from_dict({**student.config.to_dict(), "mixer": "attention", "window": [0, 0, 0]})
+            self.teacher = WanDenoiser(tcfg)
+            self.teacher.load_state_dict({k: v for k, v in student.state_dict().items() if ".ma." not in k})
+            self.teacher.eval().requires_grad_(False)
+        self.model = student.train()
 
     def _data_stream(self, seed: int):
         """This rank's batches: the shapes world / an mp4 folder (``ShardedBatches``) or preprocessed
@@ -340,7 +398,7 @@ class Trainer:
             for old in (self.run_dir / "checkpoints").iterdir():
                 if old.name != Path(rel).name:
                     shutil.rmtree(old, ignore_errors=True)
-        if self.stage == "denoiser" and self.cfg.get("export"):
+        if self.stage in ("denoiser", "distill") and self.cfg.get("export"):
             self.export(self.cfg["export"])
 
     @torch.no_grad()
@@ -372,6 +430,8 @@ class Trainer:
         self._exported_step = self.step
         if self.rank != 0:
             return None
+        if self.stage == "distill":
+            return self._export_distilled(spec, ema)
         ema_model = Denoiser(self.model.config)
         ema_model.load_state_dict({k: v.to(ema_model.state_dict()[k].dtype) for k, v in ema.items()})
         data = self.cfg["data"]
@@ -380,6 +440,28 @@ class Trainer:
                               "data": data.source}}
         return save_checkpoint(spec["dir"], ema_model, self.vae, self.cfg["text_encoder"], native,
                                spec.get("sampling", {}), name=spec.get("name"), extra=extra)
+
+    def _export_distilled(self, spec: dict, ema: dict[str, torch.Tensor]) -> Path:
+        """Distill stage export (rank 0): the student's EMA weights (float32) with the student
+        checkpoint's VAE, text encoder, native format, sampling defaults (``spec['sampling']`` on
+        top), source and licence; LICENSE and NOTICE are carried over, NOTICE gains a line."""
+        from lingen_model.generation.checkpoint import save_checkpoint
+        from lingen_model.wan.denoiser import WanDenoiser
+
+        model = WanDenoiser(self.model.config)
+        model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in ema.items()})
+        src, ckpt = Path(self.cfg["student"]), self.student_checkpoint
+        files = {n: (src / n).read_text(errors="replace") for n in ("LICENSE", "NOTICE") if (src / n).is_file()}
+        files["NOTICE"] = files.get("NOTICE", "") + (
+            f"- then distilled by `lingen train` (stage distill, train '{self.cfg['train']}', {self.step} steps) "
+            f"from {src.resolve()} toward its full-attention teacher.\n")
+        extra = {k: ckpt[k] for k in ("source", "license") if k in ckpt}
+        extra["training"] = {"stage": "distill", "train": self.cfg["train"], "steps": self.step,
+                             "elapsed_s": round(self.elapsed, 1), "run_dir": str(self.run_dir),
+                             "student": str(src.resolve()), "data": self.cfg["data"].source}
+        return save_checkpoint(spec["dir"], model, self.vae, ckpt["text_encoder"], ckpt["native"],
+                               {**ckpt.get("sampling", {}), **spec.get("sampling", {})},
+                               name=spec.get("name") or ckpt.get("name"), extra=extra, files=files)
 
     # -- steps ---------------------------------------------------------------
     def _loss(self, video: torch.Tensor | None, captions: list[str], gen: torch.Generator,
@@ -422,6 +504,8 @@ class Trainer:
         t_all = mix_high_noise_times(t_all, self.cfg["t_high_prob"], self.cfg["t_high_min"], gen)
         noise = torch.randn((total, *latents.shape[1:]), generator=gen, device=gen.device, dtype=latents.dtype)
         t, noise = t_all[rows].to(latents.device), noise[rows].to(latents.device)
+        if self.stage == "distill":
+            return self._distill_loss(latents, ctx, mask, t, noise, offset, t_all)
         weight = None
         if negative is not None:  # only captioned samples at high noise, where the layout is decided
             captioned = torch.tensor([bool(c) for c in kept], device=t.device)
@@ -429,6 +513,28 @@ class Trainer:
         loss = flow_matching_loss(model_fn, latents, ctx, mask, t=t, noise=noise, negative=negative,
                                   negative_weight=weight)
         return loss, {"t_offset": offset, "t": [round(x, 4) for x in t_all.tolist()]}
+
+    def _distill_loss(self, latents, ctx, mask, t, noise, offset: int, t_all) -> tuple[torch.Tensor, dict]:
+        """Distill stage: velocity MSE of the student against the teacher on ``z_t = (1−t)x₀ + t·ε``
+        (:func:`lingen_model.wan.distill.velocity_distill_loss`); both run under the same bf16 autocast
+        (``amp``), the loss in float32. The teacher is the student under ``as_teacher`` (``train: ma``)
+        or the frozen copy (``train: all``). Stats carry this rank's squared-error sums."""
+        from lingen_model.wan.distill import velocity_distill_loss
+
+        def run(model, z, tt, c, m):
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                return model(z, tt, c, m, t_offset=offset).float()
+
+        def teacher(*args):
+            if self.teacher is not None:
+                return run(self.teacher, *args)
+            with self.model.as_teacher():
+                return run(self.model, *args)
+
+        loss, sq_err, sq_ref = velocity_distill_loss(lambda *a: run(self.model, *a), teacher, latents, t, noise,
+                                                     ctx, mask)
+        return loss, {"t_offset": offset, "t": [round(x, 4) for x in t_all.tolist()],
+                      "sq": (float(sq_err), float(sq_ref))}
 
     def _drop_encoded(self, ctx: torch.Tensor, mask: torch.Tensor, captions: list[str],
                       kept: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -490,22 +596,27 @@ class Trainer:
             due = (self.step % cfg["save_every_steps"] == 0 or time.time() - last_save > 60 * cfg["save_every_minutes"]
                    or self.step == cfg["steps"] or over)
             loss_value = float(loss.detach())
+            sq = stats.get("sq", (0.0, 0.0))  # distill stage: squared error and squared teacher velocity
             if dist is not None:  # global-batch loss; rank 0's clock decides time-based saves and the budget for all
-                packed = torch.tensor([loss_value, float(due and self.rank == 0), float(over and self.rank == 0)],
+                packed = torch.tensor([loss_value, float(due and self.rank == 0), float(over and self.rank == 0), *sq],
                                       dtype=torch.float64, device=self.device)
                 dist.all_reduce(packed)
                 loss_value = float(packed[0]) / self.world
                 over = float(packed[2]) > 0
                 due = (self.step % cfg["save_every_steps"] == 0 or self.step == cfg["steps"] or float(packed[1]) > 0)
+                sq = (float(packed[3]), float(packed[4]))
             rec = {"step": self.step, "loss": loss_value, "grad_norm": float(gnorm), "lr": self.opt.param_groups[0]["lr"],
                    "frames": int(frames), **{k: stats[k] for k in ("t_offset", "t") if k in stats}}
+            if "sq" in stats:  # relative error ‖v_student − v_teacher‖ / ‖v_teacher‖ of the global batch
+                rec["rel_err"] = math.sqrt(sq[0] / max(sq[1], 1e-30))
             self.history.append(rec)
             if self.on_step:
                 self.on_step(self.step, rec)
             if self.step % cfg["log_every"] == 0 or self.step == cfg["steps"]:
                 recent = [h["loss"] for h in self.history[-n_log:]]
                 dt = time.time() - t_log
-                self.log(f"step {self.step}/{cfg['steps']} loss {sum(recent) / len(recent):.4f} "
+                rel = f" rel_err {rec['rel_err']:.4f}" if "rel_err" in rec else ""
+                self.log(f"step {self.step}/{cfg['steps']} loss {sum(recent) / len(recent):.4f}{rel} "
                          f"lr {rec['lr']:.2e} {n_log / dt:.2f} steps/s {clips / dt:.1f} clips/s")
                 t_log, n_log, clips = time.time(), 0, 0
             if due:
@@ -515,7 +626,7 @@ class Trainer:
             if over:
                 self.log(f"stopping at step {self.step}: max_minutes ({cfg['max_minutes']:g}) of this run spent")
                 break
-        if self.stage == "denoiser" and cfg.get("export") and self._exported_step != self.step:
+        if self.stage in ("denoiser", "distill") and cfg.get("export") and self._exported_step != self.step:
             self.export(cfg["export"])  # e.g. ``lingen train --export`` on a finished run
         if dist is not None:
             dist.barrier()

@@ -1,4 +1,4 @@
-"""Wan 2.1 (diffusers layout) → LinGen ``arch="wan"`` weights and configs.
+"""Wan 2.1 (diffusers layout, or the original Wan2.1 repository's layout) → LinGen ``arch="wan"`` weights and configs.
 
 Every Wan transformer weight is copied (self-attention q/k/v/o become the TE-branch,
 :class:`~lingen_model.wan.denoiser.WanTESA`); the MA-branch is freshly initialised with
@@ -6,6 +6,12 @@ its ``out_proj`` at zero, so the converted model with a full window equals Wan.
 Initialising a sub-quadratic student from a pretrained transformer's weights follows
 "The Mamba in the Llama" (Wang et al., arXiv 2408.15237) and LinVideo (data-free
 attention replacement in Wan); here the attention is kept, windowed.
+
+Two transformer layouts are read and told apart by their keys (:func:`detect_layout`): diffusers'
+``WanTransformer3DModel`` and the original ``WanModel`` of the Wan2.1 repository (``wan/modules/model.py``:
+``self_attn``/``cross_attn``/``ffn.0``/``modulation``/``head.head`` keys, a ``config.json`` with
+``dim``/``num_heads``/``in_dim``...). The original layout is renamed onto diffusers' keys
+(:func:`original_to_diffusers`, :func:`config_from_original`) and then converted the same way.
 
 Pure functions on state dicts; :mod:`lingen_cli.convert` does the file handling.
 """
@@ -55,6 +61,143 @@ def config_from_diffusers(dconf: dict[str, Any], **options: Any) -> WanDenoiserC
             freq_dim=int(dconf.get("freq_dim", 256)), eps=float(dconf.get("eps", 1e-6)), **options)
     except (TypeError, ValueError) as e:
         raise WanConvertError(str(e)) from None
+
+
+# ----------------------------------------------------------------------------- original Wan2.1 layout
+
+#: Original ``WanModel`` module names → diffusers ``WanTransformer3DModel`` names, outside the blocks
+#: (each has ``.weight`` and ``.bias``). ``head.modulation`` is handled apart (a bare parameter).
+ORIGINAL_TOP = {
+    "patch_embedding": "patch_embedding",
+    "text_embedding.0": "condition_embedder.text_embedder.linear_1",
+    "text_embedding.2": "condition_embedder.text_embedder.linear_2",
+    "time_embedding.0": "condition_embedder.time_embedder.linear_1",
+    "time_embedding.2": "condition_embedder.time_embedder.linear_2",
+    "time_projection.1": "condition_embedder.time_proj",
+    "head.head": "proj_out",
+}
+#: The same inside ``blocks.N.``. The original block applies norm1, then ``norm3`` (the affine
+#: LayerNorm before cross-attention, diffusers' ``norm2``), then norm2 (no weights, before the FFN).
+ORIGINAL_BLOCK = {
+    **{f"self_attn.{n}": f"attn1.to_{n}" for n in "qkv"}, "self_attn.o": "attn1.to_out.0",
+    **{f"cross_attn.{n}": f"attn2.to_{n}" for n in "qkv"}, "cross_attn.o": "attn2.to_out.0",
+    **{f"{a}.norm_{n}": f"attn{i}.norm_{n}" for i, a in ((1, "self_attn"), (2, "cross_attn")) for n in "qk"},
+    "norm3": "norm2",
+    "ffn.0": "ffn.net.0.proj",
+    "ffn.2": "ffn.net.2",
+}
+#: Sizes every original ``config.json`` must state, and the optional keys with ``WanModel``'s defaults.
+_ORIGINAL_SIZES = ("dim", "ffn_dim", "num_heads", "num_layers")
+_ORIGINAL_DEFAULTS = {"patch_size": [1, 2, 2], "text_len": 512, "in_dim": 16, "out_dim": 16, "freq_dim": 256,
+                      "text_dim": 4096, "eps": 1e-6}
+
+
+def detect_layout(keys) -> str:
+    """``"diffusers"`` or ``"original"`` from a transformer state dict's keys.
+
+    Raises:
+        WanConvertError: neither layout (one line naming a key), or keys of both.
+    """
+    keys = list(keys)
+    diff = any(k.startswith("condition_embedder.") or re.match(r"blocks\.\d+\.attn1\.", k) for k in keys)
+    orig = any(k.startswith(("time_embedding.", "text_embedding.")) or re.match(r"blocks\.\d+\.self_attn\.", k)
+               for k in keys)
+    if diff and orig:
+        raise WanConvertError("the transformer weights mix the diffusers and the original Wan layouts")
+    if not (diff or orig):
+        raise WanConvertError("unknown transformer layout: neither diffusers' WanTransformer3DModel nor the original "
+                              f"WanModel (first key: {keys[0] if keys else 'none'})")
+    return "diffusers" if diff else "original"
+
+
+def original_to_diffusers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename an original-layout ``WanModel`` state dict onto diffusers' keys (tensors shared, not copied).
+
+    Raises:
+        WanConvertError: a key outside the T2V model (e.g. ``img_emb.*`` of I2V/FLF2V, ``k_img`` of
+            image cross-attention), named in the message.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        new = None
+        if key == "head.modulation":
+            new = "scale_shift_table"
+        elif m := re.fullmatch(r"blocks\.(\d+)\.modulation", key):
+            new = f"blocks.{m[1]}.scale_shift_table"
+        elif m := re.fullmatch(r"blocks\.(\d+)\.(.+)\.(weight|bias)", key):
+            if m[2] in ORIGINAL_BLOCK:
+                new = f"blocks.{m[1]}.{ORIGINAL_BLOCK[m[2]]}.{m[3]}"
+        elif m := re.fullmatch(r"(.+)\.(weight|bias)", key):
+            if m[1] in ORIGINAL_TOP:
+                new = f"{ORIGINAL_TOP[m[1]]}.{m[2]}"
+        if new is None:
+            raise WanConvertError(f"original Wan checkpoint has a weight this converter does not know: {key} "
+                                  "(only text-to-video Wan 2.1 converts)")
+        out[new] = value
+    return out
+
+
+def config_from_original(conf: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """A diffusers-style ``WanTransformer3DModel`` config and ``text_len`` from an original ``WanModel``
+    ``config.json`` (``dim``, ``ffn_dim``, ``num_heads``, ``num_layers`` required; ``patch_size``,
+    ``text_len``, ``in_dim``, ``out_dim``, ``freq_dim``, ``text_dim``, ``eps`` default as in ``WanModel``).
+
+    Raises:
+        WanConvertError: another model type than ``t2v``, windowed attention, no QK-norm or
+            cross-attention norm, a missing size, or non-integer sizes.
+    """
+    if conf.get("_class_name", "WanModel") != "WanModel":
+        raise WanConvertError(f"expected a WanModel config, got _class_name={conf.get('_class_name')!r}")
+    if conf.get("model_type", "t2v") != "t2v":
+        raise WanConvertError(f"unsupported Wan variant: model_type={conf['model_type']!r} (only text-to-video Wan 2.1 converts)")
+    for k, want in (("qk_norm", True), ("cross_attn_norm", True)):
+        if conf.get(k, want) is not want:
+            raise WanConvertError(f"unsupported Wan variant: {k}={conf[k]!r}")
+    if list(conf.get("window_size", [-1, -1])) != [-1, -1]:
+        raise WanConvertError(f"unsupported Wan variant: window_size={conf['window_size']!r} (global attention only)")
+    missing = [k for k in _ORIGINAL_SIZES if k not in conf]
+    if missing:
+        raise WanConvertError(f"original Wan config lacks {missing[0]}")
+    c = {**_ORIGINAL_DEFAULTS, **conf}
+    try:
+        dim, heads = int(c["dim"]), int(c["num_heads"])
+        if heads < 1 or dim % heads:
+            raise ValueError(f"dim {dim} is not a multiple of num_heads {heads}")
+        dconf = {"_class_name": "WanTransformer3DModel", "patch_size": list(c["patch_size"]),
+                 "num_attention_heads": heads, "attention_head_dim": dim // heads, "in_channels": int(c["in_dim"]),
+                 "out_channels": int(c["out_dim"]), "text_dim": int(c["text_dim"]), "freq_dim": int(c["freq_dim"]),
+                 "ffn_dim": int(c["ffn_dim"]), "num_layers": int(c["num_layers"]), "eps": float(c["eps"]),
+                 "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads"}
+        return dconf, int(c["text_len"])
+    except (TypeError, ValueError) as e:
+        raise WanConvertError(f"original Wan config: {e}") from None
+
+
+def is_original_config(conf: dict[str, Any]) -> bool:
+    """Whether a transformer ``config.json`` is the original ``WanModel``'s (``_class_name`` WanModel,
+    or ``dim`` without diffusers' ``num_attention_heads``)."""
+    return conf.get("_class_name") == "WanModel" or ("dim" in conf and "num_attention_heads" not in conf)
+
+
+def to_diffusers(state: dict[str, torch.Tensor], conf: dict[str, Any],
+                 options: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
+    """``(state, config, layout)`` in diffusers form from a transformer of either layout; for the
+    original layout its ``text_len`` goes into ``options`` unless given there.
+
+    Raises:
+        WanConvertError: unknown layout, or weights and config of different layouts.
+    """
+    layout = detect_layout(state)
+    if is_original_config(conf) != (layout == "original"):
+        raise WanConvertError(f"the transformer weights are in the {layout} layout but its config.json is not")
+    if layout == "diffusers":
+        return state, conf, layout
+    dconf, text_len = config_from_original(conf)
+    options.setdefault("text_len", text_len)
+    return original_to_diffusers(state), dconf, layout
+
+
+# ----------------------------------------------------------------------------- diffusers layout
 
 
 def _block_map(i: int) -> dict[str, tuple[str, ...]]:
@@ -123,7 +266,8 @@ def convert_state_dict(wan_state: dict[str, torch.Tensor], model: WanDenoiser) -
 
 
 def convert_wan(wan_state: dict[str, torch.Tensor], dconf: dict[str, Any], seed: int = 0, **options: Any) -> WanDenoiser:
-    """Build the LinGen-Wan denoiser (float32) for a diffusers Wan config and state dict.
+    """Build the LinGen-Wan denoiser (float32) for a Wan config and state dict, in diffusers layout
+    or in the original Wan2.1 layout (detected from the keys, :func:`to_diffusers`).
 
     MA-branch parameters are drawn with ``torch.manual_seed(seed)`` (mamba_ssm's init) and
     its ``out_proj`` is zero. ``options`` go to :func:`config_from_diffusers`.
@@ -131,6 +275,7 @@ def convert_wan(wan_state: dict[str, torch.Tensor], dconf: dict[str, Any], seed:
     Raises:
         WanConvertError: see :func:`config_from_diffusers` and :func:`convert_state_dict`.
     """
+    wan_state, dconf, _ = to_diffusers(wan_state, dconf, options)
     cfg = config_from_diffusers(dconf, **options)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -215,11 +360,16 @@ _APACHE_POINTER = (
 
 
 def convert_wan_directory(src, out, *, seed: int = 0, dtype: torch.dtype = torch.float32, name: str | None = None,
-                          **options: Any):
+                          transformer=None, **options: Any):
     """Convert a Wan 2.1 T2V pipeline in diffusers layout into a lingen checkpoint directory.
 
     ``src`` holds ``transformer/`` (``WanTransformer3DModel`` config + safetensors, sharded
     or not), ``vae/`` (``AutoencoderKLWan``), ``text_encoder/`` (UMT5) and ``tokenizer/``.
+    The transformer may instead be in the original Wan2.1 layout (``WanModel`` ``config.json`` +
+    ``diffusion_pytorch_model*.safetensors``, e.g. the root of ``Wan-AI/Wan2.1-T2V-1.3B``), in
+    ``src/transformer/`` or in the folder ``transformer``; the layout is detected from the keys.
+    (The original repository's VAE and UMT5 are pickle ``.pth`` files, which are not read: they
+    come from the diffusers layout.)
     ``out`` receives ``config.json`` (denoiser arch ``wan``, VAE arch ``wan``, text encoder
     ``umt5`` pointing at ``src``'s folders, native 832×480 at 16 fps, Wan's sampling defaults
     and negative prompt), ``denoiser.safetensors``, ``vae.safetensors``, ``LICENSE`` (copied
@@ -246,14 +396,29 @@ def convert_wan_directory(src, out, *, seed: int = 0, dtype: torch.dtype = torch
     src, out = Path(src).expanduser(), Path(out).expanduser()
     if not src.is_dir():
         raise WanConvertError(f"no such directory: {src}")
-    tdir = src / "transformer" if (src / "transformer").is_dir() else src
-    if not (tdir / "config.json").is_file():
-        raise WanConvertError(f"{src} is not a Wan model in diffusers layout (no transformer/config.json)")
+    if transformer is not None:
+        tdir = Path(transformer).expanduser()
+        if not (tdir / "config.json").is_file():
+            raise WanConvertError(f"{tdir} holds no transformer (no config.json)")
+    else:
+        tdir = src / "transformer" if (src / "transformer").is_dir() else src
+        if not (tdir / "config.json").is_file():
+            raise WanConvertError(f"{src} is not a Wan model in diffusers layout (no transformer/config.json)")
+    conf = _read_json(tdir / "config.json")
+    original = is_original_config(conf)
     for sub in ("vae", "text_encoder", "tokenizer"):
         if not (src / sub).is_dir():
+            if original and transformer is None:
+                raise WanConvertError(f"{src} is the original Wan layout, whose VAE and UMT5 are pickle .pth files "
+                                      "(not read): pass the diffusers pipeline as SRC and this folder as --transformer")
             raise WanConvertError(f"{src} lacks {sub}/ (expected the whole diffusers pipeline layout)")
-    dconf = _read_json(tdir / "config.json")
-    cfg = config_from_diffusers(dconf, **options)  # checks the config before reading gigabytes
+    options = dict(options)
+    if original:  # checks the config before reading gigabytes
+        dconf, text_len = config_from_original(conf)
+        options.setdefault("text_len", text_len)
+    else:
+        dconf = conf
+    cfg = config_from_diffusers(dconf, **options)
     vconf = _read_json(src / "vae" / "config.json")
     if vconf.get("_class_name") != "AutoencoderKLWan":
         raise WanConvertError(f"{src / 'vae'} is not an AutoencoderKLWan (_class_name={vconf.get('_class_name')!r})")
@@ -264,7 +429,7 @@ def convert_wan_directory(src, out, *, seed: int = 0, dtype: torch.dtype = torch
         raise WanConvertError(f"text encoder width {tconf.get('d_model')} != transformer text_dim {cfg.text_dim}")
     if not any((src / "text_encoder").glob("*.safetensors")):
         _load_safetensors_dir(src / "text_encoder", "text encoder")  # raises: pickle-only or no weights
-    model = convert_wan(_load_safetensors_dir(tdir, "transformer"), dconf, seed=seed, **options)
+    model = convert_wan(_load_safetensors_dir(tdir, "transformer"), conf, seed=seed, **options)
 
     from lingen_model.wan.vae import WanVAE, WanVAEConfig
 
@@ -286,8 +451,11 @@ def convert_wan_directory(src, out, *, seed: int = 0, dtype: torch.dtype = torch
     text_encoder = {"backend": "umt5", "path": str((src / "text_encoder").resolve()),
                     "tokenizer_path": str((src / "tokenizer").resolve()), "dim": cfg.text_dim, "max_length": cfg.text_len,
                     "dtype": "bfloat16"}  # Wan runs UMT5-XXL in bf16 (11 GB; 23 GB in float32)
-    extra = {"source": {"format": "diffusers", "path": str(src.resolve()), "transformer": dconf.get("_class_name"),
-                        "diffusers_version": dconf.get("_diffusers_version")}, "license": "Apache-2.0"}
+    extra = {"source": {"format": "original" if original else "diffusers", "path": str(src.resolve()),
+                        "transformer": conf.get("_class_name"), "diffusers_version": conf.get("_diffusers_version")},
+             "license": "Apache-2.0"}
+    if transformer is not None:
+        extra["source"]["transformer_path"] = str(tdir.resolve())
     return save_checkpoint(out, model.to(dtype), vae, text_encoder, WAN_NATIVE,
                            {**WAN_SAMPLING, "negative_prompt": WAN_NEGATIVE_PROMPT},
                            name=name or out.name, extra=extra, files=files)
