@@ -1,0 +1,136 @@
+"""Context parallelism (lingen_model/models/context_parallel.py) against one process.
+
+One gloo launch per world size (2 and 4 ranks, ``torch.multiprocessing`` spawn) runs every case;
+each rank builds the same model and inputs from one seed, runs the one-process reference itself
+and the context-parallel forward/backward on its slab, and writes the errors to JSON; the tests
+here read them. Cases cover both mixers (MATE and the DiT twin's full attention), odd spatial
+sizes (padded patches), depth 4 (all four Rotary-Major-Scan orders, shifted TESA on odd layers),
+review tokens on and off, Mamba2 ``ngroups`` 1 and 2, uneven frame and head splits (5 latent
+frames, 3 attention heads and 6 Mamba2 heads over 2 and 4 ranks: one rank holds no attention
+head on 4), a padded text mask, and the sampling wrapper ``ContextParallelDenoiser``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+import torch
+
+TOL = 1e-5  # float32: max|cp − ref| / max|ref|, per tensor
+
+CASES = {
+    "mate": dict(mixer="mate"),
+    "mate_ngroups2_no_review": dict(mixer="mate", ngroups=2, review_size=0),
+    "attention": dict(mixer="attention"),
+}
+
+
+def _model(case: dict):
+    from lingen_model.models.denoiser import build_denoiser
+
+    overrides = dict(in_channels=4, width=48, depth=4, num_heads=3, ffn_dim=64, text_dim=24, d_state=8,
+                     headdim=16, chunk_size=8, window=(2, 3, 2), review_size=2)
+    overrides.update({k: v for k, v in case.items() if k != "mixer"})
+    model = build_denoiser("tiny", case["mixer"], **overrides)
+    with torch.no_grad():  # move every parameter off its init (the zero gates and final layer too)
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def _inputs():
+    b = 2
+    latents = torch.randn(b, 4, 5, 7, 9)  # 5 latent frames; 7×9 pads to a 4×5 token grid
+    t = torch.rand(b)
+    context = torch.randn(b, 6, 24)
+    mask = torch.ones(b, 6, dtype=torch.bool)
+    mask[1, 4:] = False
+    return latents, t, context, mask
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    from lingen_model.models.context_parallel import (ContextParallel, ContextParallelDenoiser, all_reduce_grads,
+                                                      gather_frames)
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    results = {}
+    for name, case in CASES.items():
+        torch.manual_seed(0)
+        model = _model(case)
+        latents, t, context, mask = _inputs()
+        weight = torch.randn_like(latents)
+        # one process, the whole clip
+        ref = model(latents, t, context, mask, t_offset=3)
+        (ref * weight).sum().backward()
+        ref_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        model.zero_grad()
+        # context parallel: this rank's slab, gradients summed over the ranks
+        cp = ContextParallel.for_clip(latents.shape[2])
+        out = model(cp.slab(latents), t, context, mask, t_offset=3, cp=cp)
+        (out * cp.slab(weight)).sum().backward()
+        all_reduce_grads(model)
+        grads = {n: _rel(p.grad, ref_grads[n]) for n, p in model.named_parameters()}
+        with torch.no_grad():
+            sampled = ContextParallelDenoiser(model)(latents, t, context, mask, t_offset=3)
+        results[name] = {
+            "frames": list(cp.frames),
+            "out": _rel(gather_frames(out.detach(), cp), ref.detach()),
+            "wrapper": _rel(sampled, ref.detach()),
+            "grads": grads,
+            "grads_nonzero": all(float(g.abs().max()) > 0 for g in ref_grads.values()),
+        }
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump(results, f)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module", params=[2, 4])
+def launch(request, tmp_path_factory):
+    import torch.multiprocessing as mp
+
+    world = request.param
+    out_dir = tmp_path_factory.mktemp(f"cp{world}")
+    mp.spawn(_worker, args=(world, _free_port(), str(out_dir)), nprocs=world, join=True)
+    return world, [json.load(open(out_dir / f"rank{r}.json")) for r in range(world)]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_context_parallel_forward_and_gradients_equal_one_process(launch, case):
+    world, ranks = launch
+    for rank, res in enumerate(ranks):
+        r = res[case]
+        assert r["frames"] == [5 // world + (i < 5 % world) for i in range(world)]
+        assert r["grads_nonzero"], "a parameter without gradient would test nothing"
+        assert r["out"] < TOL, f"rank {rank}: output differs by {r['out']:.1e}"
+        assert r["wrapper"] < TOL, f"rank {rank}: gathered sampling output differs by {r['wrapper']:.1e}"
+        worst = max(r["grads"], key=r["grads"].get)
+        assert r["grads"][worst] < TOL, f"rank {rank}: gradient of {worst} differs by {r['grads'][worst]:.1e}"
+
+
+def test_split_frames_and_heads():
+    from lingen_model.errors import InputError
+    from lingen_model.models.context_parallel import head_ranges, split_frames
+
+    assert split_frames(5, 2) == (3, 2)
+    assert split_frames(5, 4) == (2, 1, 1, 1)
+    assert head_ranges(3, 4) == ((0, 0), (0, 1), (1, 2), (2, 3))
+    assert head_ranges(6, 4) == ((0, 1), (1, 3), (3, 4), (4, 6))
+    with pytest.raises(InputError):
+        split_frames(3, 4)
