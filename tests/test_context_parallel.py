@@ -134,3 +134,59 @@ def test_split_frames_and_heads():
     assert head_ranges(6, 4) == ((0, 1), (1, 3), (3, 4), (4, 6))
     with pytest.raises(InputError):
         split_frames(3, 4)
+
+
+def _checkpoint(path):
+    """A small random MATE checkpoint with every parameter off its init (the mixers' gates are
+    zero at init, which would leave the split mixers out of the video)."""
+    from lingen_model import build_denoiser
+    from lingen_model.generation.checkpoint import save_checkpoint
+    from lingen_model.models.vae import CausalVideoVAE, VAEConfig
+
+    torch.manual_seed(1)
+    denoiser = build_denoiser("tiny", "mate", width=32, depth=4, num_heads=2, headdim=16, d_state=8, ffn_dim=64,
+                              in_channels=4, chunk_size=16, window=(2, 2, 2))
+    with torch.no_grad():
+        for p in denoiser.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    vae = CausalVideoVAE(VAEConfig(latent_channels=4, base_channels=8, channel_mult=(1, 1, 2, 2)))
+    return save_checkpoint(path, denoiser, vae, {"backend": "minilm"}, {"fps": 8, "height": 64, "width": 64},
+                           {"steps": 2, "cfg_scale": 3.0}, name="test-cp")
+
+
+def test_generate_on_two_context_parallel_ranks_writes_the_one_process_frames(tmp_path):
+    """``torchrun --nproc-per-node 2 lingen generate --cp 2``: one clip (9 frames = 3 latent frames,
+    split 2 + 1; 80×48 pixels = a 5×3 token grid) rendered by both ranks, written once by rank 0,
+    with the frames (sha256 of the uint8 frames before encoding) of a one-process run. Seeds and
+    inputs are fixed, so the comparison is deterministic."""
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from lingen_cli.app import app
+
+    ckpt = _checkpoint(tmp_path / "ckpt")
+    args = ["generate", "a red circle moving left", "--model", str(ckpt), "--seed", "3", "--length", "9f",
+            "--res", "80x48", "--json", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "lingen_cli", *args, "--out", str(tmp_path / "cp"), "--cp", "2"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(recs) == 1 and recs[0]["status"] == "ok"  # reported and written once
+    assert sorted(p.suffix for p in (tmp_path / "cp").iterdir()) == [".json", ".mp4"]
+    single = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "one")])
+    assert single.exit_code == 0, single.output
+    ref = json.loads([line for line in single.stdout.splitlines() if line.startswith("{")][-1])
+    assert recs[0]["frames_sha256"] == ref["frames_sha256"]
+
+
+def test_generate_cp_must_divide_the_ranks(tmp_path):
+    from typer.testing import CliRunner
+
+    from lingen_cli.app import app
+
+    r = CliRunner().invoke(app, ["generate", "a red circle", "--cp", "2", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "--cp 2 must be a positive divisor" in r.output

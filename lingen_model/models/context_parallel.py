@@ -293,3 +293,21 @@ class ContextParallelDenoiser(nn.Module):
         cp = ContextParallel.for_clip(latents.shape[2], self.group)
         v = self.inner(cp.slab(latents), t, context, context_mask, t_offset=t_offset, cache=cache, cp=cp)
         return gather_frames(v.contiguous(), cp)
+
+
+def context_parallel_group(cp: int):
+    """The process group of this rank's context-parallel replica under torchrun: ranks
+    ``[r·cp, (r+1)·cp)`` render one clip together (every rank must call this, in the same order).
+    ``cp`` equal to the world size gives the default group (None).
+
+    Raises InputError unless ``cp`` is a positive divisor of the world size.
+    """
+    import torch.distributed as dist
+
+    world, rank = dist.get_world_size(), dist.get_rank()
+    if cp < 1 or world % cp:
+        raise InputError(f"context parallel degree {cp} must be a positive divisor of the world size {world}")
+    if cp == world:
+        return None
+    groups = [dist.new_group(list(range(r * cp, (r + 1) * cp))) for r in range(world // cp)]
+    return groups[rank // cp]
