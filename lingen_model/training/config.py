@@ -33,7 +33,9 @@ class TrainConfig:
     :class:`~lingen_model.models.vae.VAEConfig` (VAE stage), ``denoiser`` ``{size, mixer}``,
     ``text_encoder`` the backend spec, ``export`` ``{dir, name, sampling}`` (denoiser stage).
     Under torchrun: ``activation_checkpointing`` recomputes each block in backward (FSDP2 run),
-    ``dp_replicate`` > 1 makes a 2-D (replicate, shard) mesh (HSDP); ``batch_size`` is per rank.
+    ``dp_replicate`` > 1 makes a 2-D (replicate, shard) mesh (HSDP); ``context_parallel`` = C > 1
+    splits each clip's latent frames over groups of C consecutive ranks (denoiser stage;
+    models/context_parallel.py); ``batch_size`` is per data-parallel replica (world / C of them).
     """
 
     stage: Literal["vae", "denoiser"]
@@ -69,6 +71,7 @@ class TrainConfig:
     t_high_min: float = field(default=0.9, metadata={"ge": 0, "le": 0.99})
     activation_checkpointing: bool = False
     dp_replicate: int = field(default=1, metadata={"ge": 1})
+    context_parallel: int = field(default=1, metadata={"ge": 1})
 
     def __post_init__(self) -> None:
         if self.stage == "denoiser" and not self.vae_checkpoint:
@@ -77,6 +80,8 @@ class TrainConfig:
                 self.stage != "denoiser" or self.contrast_weight > 0):
             raise ValueError("data.source 'shards' (preprocessed latents) is for the denoiser stage "
                              "without contrast_weight (its negative needs the raw clip)")
+        if self.context_parallel > 1 and self.stage != "denoiser":
+            raise ValueError("context_parallel splits the denoiser's tokens: it is for the denoiser stage")
 
 
 #: Top-level keys of a training YAML.
