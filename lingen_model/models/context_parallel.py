@@ -283,6 +283,7 @@ class ContextParallelDenoiser(nn.Module):
 
     @property
     def config(self):
+        """The wrapped denoiser's ``DenoiserConfig``."""
         return self.inner.config
 
     def token_grid(self, latent_shape):
