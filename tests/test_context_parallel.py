@@ -190,3 +190,15 @@ def test_generate_cp_must_divide_the_ranks(tmp_path):
 
     r = CliRunner().invoke(app, ["generate", "a red circle", "--cp", "2", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "--cp 2 must be a positive divisor" in r.output
+
+
+def test_training_config_refuses_context_parallel_outside_the_denoiser_stage(tmp_path):
+    from lingen_model.training.config import load_train_config
+
+    cfg = tmp_path / "vae.yaml"
+    cfg.write_text("stage: vae\nrun_dir: x\ncontext_parallel: 2\n")
+    with pytest.raises(ValueError, match="context_parallel"):
+        load_train_config(cfg)
+    cfg.write_text("stage: vae\nrun_dir: x\ncontext_parallel: 0\n")
+    with pytest.raises(ValueError, match="context_parallel"):
+        load_train_config(cfg)
