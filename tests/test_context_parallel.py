@@ -7,7 +7,8 @@ here read them. Cases cover both mixers (MATE and the DiT twin's full attention)
 sizes (padded patches), depth 4 (all four Rotary-Major-Scan orders, shifted TESA on odd layers),
 review tokens on and off, Mamba2 ``ngroups`` 1 and 2, uneven frame and head splits (5 latent
 frames, 3 attention heads and 6 Mamba2 heads over 2 and 4 ranks: one rank holds no attention
-head on 4), a padded text mask, and the sampling wrapper ``ContextParallelDenoiser``.
+head on 4), a padded text mask, the sampling wrapper ``ContextParallelDenoiser`` and a forward
+under bf16 autocast.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 import torch
 
 TOL = 1e-5  # float32: max|cp − ref| / max|ref|, per tensor
+BF16_TOL = 4e-3  # bf16 autocast (forward only): one bf16 rounding step; measured 0 on 2 ranks
 
 CASES = {
     "mate": dict(mixer="mate"),
@@ -82,7 +84,11 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         grads = {n: _rel(p.grad, ref_grads[n]) for n, p in model.named_parameters()}
         with torch.no_grad():
             sampled = ContextParallelDenoiser(model)(latents, t, context, mask, t_offset=3)
+            with torch.autocast("cpu", dtype=torch.bfloat16):  # the dtypes meeting in the all-to-alls agree
+                ref16 = model(latents, t, context, mask).float()
+                out16 = gather_frames(model(cp.slab(latents), t, context, mask, cp=cp).float(), cp)
         results[name] = {
+            "bf16": _rel(out16, ref16),
             "frames": list(cp.frames),
             "out": _rel(gather_frames(out.detach(), cp), ref.detach()),
             "wrapper": _rel(sampled, ref.detach()),
@@ -120,6 +126,8 @@ def test_context_parallel_forward_and_gradients_equal_one_process(launch, case):
         assert r["grads_nonzero"], "a parameter without gradient would test nothing"
         assert r["out"] < TOL, f"rank {rank}: output differs by {r['out']:.1e}"
         assert r["wrapper"] < TOL, f"rank {rank}: gathered sampling output differs by {r['wrapper']:.1e}"
+        # bf16 autocast: the same ops in the same precision; bf16's own step (2⁻⁸) bounds what rounding may add
+        assert r["bf16"] < BF16_TOL, f"rank {rank}: bf16 autocast output differs by {r['bf16']:.1e}"
         worst = max(r["grads"], key=r["grads"].get)
         assert r["grads"][worst] < TOL, f"rank {rank}: gradient of {worst} differs by {r['grads'][worst]:.1e}"
 
