@@ -6,7 +6,8 @@ context-parallel ranks (lingen_model/models/context_parallel.py), gloo on CPU.
 
 For each N, N processes (``torch.multiprocessing`` spawn, gloo) build the same random denoiser
 (``--size``, default ``tiny``: the embedded model's architecture) and the same latents for a clip of
-``--length`` at ``--fps`` and ``--height``×``--width`` (default: lingen-tiny's native 8 fps, 128×128); each rank takes its slab of latent frames.
+``--length`` at ``--fps`` and ``--height``×``--width`` (default: lingen-tiny's native 8 fps,
+128×128); each rank takes its slab of latent frames.
 Per mixer and rank it reports:
 
 * ``fwd`` — wall and CPU seconds of one inference forward (``torch.inference_mode``; median of

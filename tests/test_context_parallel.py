@@ -3,8 +3,8 @@
 One gloo launch per world size (2 and 4 ranks, ``torch.multiprocessing`` spawn) runs every case;
 each rank builds the same model and inputs from one fresh seed (drawn per launch, named on
 failure), runs the one-process reference itself and the context-parallel forward/backward on its
-slab, and writes the errors to JSON; the tests here read them. Cases cover both mixers (MATE and the DiT twin's full attention), odd spatial
-sizes (padded patches), depth 4 (all four Rotary-Major-Scan orders, shifted TESA on odd layers),
+slab, and writes the errors to JSON; the tests here read them. Cases cover both mixers (MATE and
+the DiT twin's full attention), odd spatial sizes (padded patches), depth 4 (all four Rotary-Major-Scan orders, shifted TESA on odd layers),
 review tokens on and off, Mamba2 ``ngroups`` 1 and 2, uneven frame and head splits (5 latent
 frames, 3 attention heads and 6 Mamba2 heads over 2 and 4 ranks: one rank holds no attention
 head on 4), a padded text mask, the sampling wrapper ``ContextParallelDenoiser`` and a forward
