@@ -238,6 +238,7 @@ def generate(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files (mp4 and sidecar)."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip clips whose mp4 and sidecar already exist (finish a half-done batch)."),
     force: bool = typer.Option(False, "--force", help="Try even when the memory estimate exceeds what the device has."),
+    cp: int = typer.Option(1, "--cp", help="Context parallelism under torchrun: split each clip's tokens over this many ranks (a divisor of the world size; its first rank writes the file)."),
 ) -> None:
     """Generate video clip(s) from text prompt(s) and write H.264 mp4 files with JSON sidecars.
 
@@ -253,6 +254,8 @@ def generate(
     from lingen_model.training.distributed import finish_distributed, init_distributed
 
     rank, world = init_distributed()
+    if cp < 1 or world % cp:
+        raise fail(f"--cp {cp} must be a positive divisor of the number of ranks ({world})", EXIT_BAD_INPUT)
     try:
         pipe, model_label, tier = _load_pipeline(model, setup, no_download, quiet)
     except (LinGenError, ValueError, OSError) as e:  # any model that cannot be used is bad input
@@ -279,10 +282,17 @@ def generate(
         estimates = _check_memory(plans, pipe, tier, force, quiet)
     except LinGenError as e:
         raise fail(str(e), e.exit_code)
-    if _trained_on_shapes(pipe, model_label):
-        _warn_unknown_prompts(plans[rank::world], single, len(jobs))
+    # context parallelism: ranks form groups of ``cp`` that render each clip together (replicas
+    # take every ``world // cp``-th prompt); the group's first rank writes, the others only compute
+    replica, replicas, writer = rank // cp, world // cp, rank % cp == 0
+    if cp > 1:
+        from lingen_model.models.context_parallel import ContextParallelDenoiser, context_parallel_group
+
+        pipe.denoiser = ContextParallelDenoiser(pipe.denoiser, context_parallel_group(cp))
+    if _trained_on_shapes(pipe, model_label) and writer:
+        _warn_unknown_prompts(plans[replica::replicas], single, len(jobs))
     results = []
-    for job, req, out_path, error in plans[rank::world]:
+    for job, req, out_path, error in plans[replica::replicas]:
         prefix = "" if single else f"[{job.index + 1}/{len(jobs)}] "
         try:
             if error is not None:
@@ -290,6 +300,9 @@ def generate(
             if job.index in skipped:
                 rec = {"status": "skipped", "prompt": req.prompt, "path": str(out_path), "seed": req.seed}
                 print(f"{prefix}skipped {out_path} (exists)", file=sys.stderr, flush=True)
+            elif not writer:
+                pipe.generate(req)  # this rank's share of the clip; the group's first rank writes it
+                continue
             else:
                 if job.index in estimates:
                     print(f"{prefix}{estimates[job.index]}", file=sys.stderr, flush=True)
@@ -304,6 +317,8 @@ def generate(
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             rec = {"status": "failed", "prompt": job.prompt, "error": msg}
             print(f"error: {prefix}{msg}", file=sys.stderr)
+        if not writer:
+            continue  # the group's first rank reports the clip
         rec["index"] = job.index
         results.append(rec)
         if json_out:  # one write per line: ranks of a torchrun share this pipe, and print() writes the

@@ -124,7 +124,8 @@ def runs(tmp_path_factory):
     cfg("t2", batch_size=half, steps=STEPS, **den_kw)
     cfg("r12", batch_size=half, steps=STEPS, **den_kw)
     cfg("h2", batch_size=half, steps=STEPS, dp_replicate=2, **den_kw)
-    dump = {n: str(d / n / "full") for n in ("v2", "u2", "t2", "h2")}
+    cfg("c2", batch_size=GLOBAL_BATCH, steps=STEPS, context_parallel=2, **den_kw)
+    dump = {n: str(d / n / "full") for n in ("v2", "u2", "t2", "h2", "c2")}
     dump["r12"] = str(d / "r12" / "run" / "full")
     plan = [
         {"config": str(d / "v2" / "cfg.yaml"), "dump": dump["v2"]},
@@ -135,6 +136,7 @@ def runs(tmp_path_factory):
         {"copy": [str(d / "r1half"), str(d / "r12" / "run")], "config": str(d / "r12" / "cfg.yaml"),
          "overrides": {"run_dir": str(d / "r12" / "run")}, "dump": dump["r12"]},
         {"config": str(d / "h2" / "cfg.yaml"), "dump": dump["h2"]},
+        {"config": str(d / "c2" / "cfg.yaml"), "overrides": {"activation_checkpointing": True}, "dump": dump["c2"]},
     ]
     (d / "plan.json").write_text(json.dumps(plan))
     print("1-rank runs", time.time() - t0)
@@ -209,6 +211,19 @@ def test_hsdp_replicate_axis_trains_like_one_rank(runs):
     """dp_replicate 2 on 2 ranks: a (2, 1) mesh, replicas all-reduce instead of reduce-scatter."""
     _close(_history(runs / "h2"), _history(runs / "r1"))
     _weights_close(_final(runs / "h2")[0], _final(runs / "r1")[0])
+
+
+def test_context_parallel_two_ranks_train_like_one_rank(runs):
+    """context_parallel 2 on 2 ranks: one replica (the 1-rank run's global batch) whose clips' latent
+    frames are split over both ranks (1 + 1 of the 2 latent frames of 5-frame clips; 1-frame image
+    batches run whole on both), with activation checkpointing (the blocks' all-to-alls run again in
+    backward): the same losses, gradient norms and weights as one process."""
+    ref, cp = _history(runs / "r1"), _history(runs / "c2")
+    assert any(h["frames"] >= 5 for h in ref)  # batches that were split
+    _close(cp, ref)
+    (w, ema), (ref_w, ref_ema) = _final(runs / "c2"), _final(runs / "r1")
+    _weights_close(w, ref_w)
+    _weights_close(ema, ref_ema)
 
 
 def test_one_rank_resume_equals_uninterrupted_and_keeps_every_state(runs, tmp_path):

@@ -28,6 +28,16 @@ def test_chunked_matches_recurrence(chunk, length):
     torch.testing.assert_close(s, s_ref, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("grad", [False, True])
+def test_one_head_per_group_matches_recurrence(grad):
+    """ngroups == heads (context parallelism gives each local head its own group): the in-place
+    inference path once failed on the layout this leaves."""
+    x, dt, A, B, C, D = random_scan_inputs(2, 21, 3, 4, 3, 8, int(torch.randint(0, 2**31 - 1, ()).item()))
+    with torch.set_grad_enabled(grad):
+        y = ssd_chunked(x, dt, A, B, C, chunk_size=8, D=D)
+    torch.testing.assert_close(y, ssd_reference(x, dt, A, B, C, D), rtol=1e-10, atol=1e-10)
+
+
 def test_initial_state_and_split_sequence():
     """Scanning two halves with the carried state equals scanning the whole."""
     x, dt, A, B, C, D = random_scan_inputs(1, 40, 2, 4, 1, 8, 3)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from lingen_model.models.config import DenoiserConfig, get_config
+from lingen_model.models.context_parallel import ContextParallel, SlabGrid
 from lingen_model.models.layers import (
     CrossAttention,
     RMSNorm,
@@ -102,7 +103,10 @@ class Block(nn.Module):
 
     def forward(self, x, t_mod, context, context_mask, grid: Grid):
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (t_mod + self.ada_table[None]).unbind(1)
-        x = x + gate_msa[:, None] * self.mixer(modulate(self.norm1(x), shift_msa, scale_msa), grid, self.layer_idx)
+        h = modulate(self.norm1(x), shift_msa, scale_msa)
+        # a context-parallel slab runs the mixer's sequence op over the whole clip (context_parallel.py)
+        mixed = grid.mix(self.mixer, h, self.layer_idx) if isinstance(grid, SlabGrid) else self.mixer(h, grid, self.layer_idx)
+        x = x + gate_msa[:, None] * mixed
         x = x + self.cross(self.norm2(x), context, context_mask)
         x = x + gate_mlp[:, None] * self.ffn(modulate(self.norm3(x), shift_mlp, scale_mlp))
         return x
@@ -230,16 +234,25 @@ class Denoiser(nn.Module):
             x = h - pos
         return x
 
-    def forward(self, latents, t, context, context_mask, t_offset: int = 0, cache=None):
+    def forward(self, latents, t, context, context_mask, t_offset: int = 0, cache=None,
+                cp: ContextParallel | None = None):
         """``cache``: optional ``step_cache.StepCache`` of the sampling run (Δ-DiT / TaylorSeer step
-        caching); None runs every block (the default)."""
+        caching); None runs every block (the default). ``cp``: context parallelism — ``latents`` is
+        then this rank's slab of ``cp.frames[cp.rank]`` latent frames of a clip split over
+        ``cp.group``, and the result is the slab's rows of the whole clip's velocity (every rank of
+        the group must call together; models/context_parallel.py)."""
         self._check_inputs(latents, t, context, context_mask)
         if isinstance(t_offset, bool) or not isinstance(t_offset, int) or t_offset < 0:
             raise ValueError(f"t_offset must be a non-negative int (latent frames), got {t_offset!r}")
         dtype = self.patch_embed.weight.dtype
         patches, grid = self.patchify(latents.to(dtype))
+        if cp is not None:
+            if latents.shape[2] != cp.frames[cp.rank]:
+                raise ValueError(f"context-parallel rank {cp.rank} holds {cp.frames[cp.rank]} latent frames, "
+                                 f"got latents with {latents.shape[2]}")
+            grid, t_offset = SlabGrid(grid, cp), t_offset + cp.start
         x = self.patch_embed(patches)
-        pos = self._pos(grid, x.device, x.dtype, t_offset)[None]
+        pos = self._pos(tuple(grid), x.device, x.dtype, t_offset)[None]
         t_emb = self.t_embed(timestep_embedding(t).to(dtype))
         t_mod = self.t_block(t_emb).view(-1, 6, self.config.width)
         ctx = self.context_norm(self.context_proj(context.to(dtype)))

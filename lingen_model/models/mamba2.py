@@ -42,6 +42,16 @@ def _backward_index(length: int, num_prefix: int, device) -> torch.Tensor:
     return _backward_index_cpu(length, num_prefix).to(device)
 
 
+@index_cache(maxsize=32)
+def _conv_channels_cpu(d_inner: int, conv_dim: int, lo: int, hi: int) -> torch.Tensor:
+    return torch.cat([torch.arange(lo, hi), torch.arange(d_inner, conv_dim)])
+
+
+def _conv_channels(d_inner: int, conv_dim: int, lo: int, hi: int, device) -> torch.Tensor:
+    """The conv channels of x channels lo … hi−1 followed by all B and C channels."""
+    return _conv_channels_cpu(d_inner, conv_dim, lo, hi).to(device)
+
+
 def causal_depthwise_conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """SiLU of a causal depthwise conv along L, in the B×L×C layout (no transposes).
 
@@ -96,34 +106,54 @@ class BiMamba2(nn.Module):
         """in_proj output B×L×(2·d_inner + 2·G·N + H) → (z B×L×d_inner, xBC B×L×conv_dim, dt_raw B×L×H)."""
         return torch.split(zxbcdt, [self.d_inner, self.conv_dim, self.nheads], dim=-1)
 
-    def directional_scan(self, xBC: torch.Tensor, dt_raw: torch.Tensor, direction: int) -> torch.Tensor:
+    def directional_scan(self, xBC: torch.Tensor, dt_raw: torch.Tensor, direction: int,
+                         heads: tuple[int, int] | None = None) -> torch.Tensor:
         """One direction's conv + SSD scan over a sequence already in its scan order.
 
         xBC: B×L×conv_dim, dt_raw: B×L×H; direction 0 (forward) or 1 (backward).
-        Returns y: B×L×d_inner (including the D·x skip).
+        ``heads = (h0, h1)`` scans only heads h0 … h1−1 (context parallelism, where each rank
+        holds some heads of the whole sequence): xBC is then B×L×((h1−h0)·P + 2·G·N) (those
+        heads' x channels, then all of B and C) and dt_raw B×L×(h1−h0).
+        Returns y: B×L×(heads·P) (including the D·x skip).
         """
         b, l, _ = xBC.shape
         conv = self.conv[direction]
-        xBC = causal_depthwise_conv_silu(xBC, conv.weight, conv.bias)
-        x, B, C = torch.split(xBC, [self.d_inner, self.ngroups * self.d_state, self.ngroups * self.d_state], dim=-1)
-        dt = F.softplus(dt_raw + self.dt_bias[direction])
-        A_log = self.A_log[direction]
+        weight, bias, nh = conv.weight, conv.bias, self.nheads
+        dt_bias, A_log, D = self.dt_bias[direction], self.A_log[direction], self.D[direction]
+        if heads is not None:
+            h0, h1 = heads
+            nh = h1 - h0
+            channels = _conv_channels(self.d_inner, self.conv_dim, h0 * self.headdim, h1 * self.headdim, xBC.device)
+            weight, bias = weight.index_select(0, channels), bias.index_select(0, channels)
+            dt_bias, A_log, D = dt_bias[h0:h1], A_log[h0:h1], D[h0:h1]
+        xBC = causal_depthwise_conv_silu(xBC, weight, bias)
+        x, B, C = torch.split(xBC, [nh * self.headdim, self.ngroups * self.d_state, self.ngroups * self.d_state], dim=-1)
+        B, C = B.reshape(b, l, self.ngroups, self.d_state), C.reshape(b, l, self.ngroups, self.d_state)
+        if heads is not None and self.ngroups > 1:  # the groups of the heads h0 … h1−1, one per head
+            B, C = (M.repeat_interleave(self.nheads // self.ngroups, dim=2)[:, :, h0:h1] for M in (B, C))
+        dt = F.softplus(dt_raw + dt_bias)
         A = -torch.exp(A_log.float() if A_log.dtype in (torch.float16, torch.bfloat16) else A_log)  # ≥ fp32
-        y = ssd_scan(
-            x.reshape(b, l, self.nheads, self.headdim), dt, A,
-            B.reshape(b, l, self.ngroups, self.d_state), C.reshape(b, l, self.ngroups, self.d_state),
-            chunk_size=self.chunk_size, D=self.D[direction],
-        )
-        return y.reshape(b, l, self.d_inner)
+        y = ssd_scan(x.reshape(b, l, nh, self.headdim), dt, A, B, C, chunk_size=self.chunk_size, D=D)
+        return y.reshape(b, l, nh * self.headdim)
+
+    def scan(self, xBC: torch.Tensor, dt_raw: torch.Tensor, num_prefix: int = 0,
+             heads: tuple[int, int] | None = None) -> torch.Tensor:
+        """Both directions' scans over the whole sequence, summed: the mixer's sequence op.
+
+        xBC, dt_raw: as :meth:`directional_scan` (the first ``num_prefix`` tokens are review
+        tokens); returns y B×L×(heads·P), before the gated norm and out_proj.
+        """
+        part = {} if heads is None else {"heads": heads}
+        y_fwd = self.directional_scan(xBC, dt_raw, 0, **part)
+        y_bwd = self.directional_scan(reorder_for_backward(xBC, num_prefix), reorder_for_backward(dt_raw, num_prefix),
+                                      1, **part)
+        y_bwd = reorder_for_backward(y_bwd, num_prefix)
+        # in place at inference (y_fwd is the scan's own output); a kernel may have saved it for backward
+        return y_fwd.add_(y_bwd) if not torch.is_grad_enabled() else y_fwd + y_bwd
 
     def forward(self, u: torch.Tensor, num_prefix: int = 0) -> torch.Tensor:
         """u: B×L×D (the first ``num_prefix`` tokens are review tokens) → B×L×D."""
         if u.dim() != 3 or u.shape[-1] != self.d_model:
             raise ValueError(f"BiMamba2 expects B×L×{self.d_model}, got {tuple(u.shape)}")
         z, xBC, dt_raw = self.split(self.in_proj(u))
-        y_fwd = self.directional_scan(xBC, dt_raw, 0)
-        y_bwd = self.directional_scan(reorder_for_backward(xBC, num_prefix), reorder_for_backward(dt_raw, num_prefix), 1)
-        y_bwd = reorder_for_backward(y_bwd, num_prefix)
-        # in place at inference (y_fwd is the scan's own output); a kernel may have saved it for backward
-        y = y_fwd.add_(y_bwd) if not torch.is_grad_enabled() else y_fwd + y_bwd
-        return self.out_proj(self.norm(y, z))
+        return self.out_proj(self.norm(self.scan(xBC, dt_raw, num_prefix), z))

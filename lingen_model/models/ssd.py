@@ -165,7 +165,7 @@ def ssd_chunked(x, dt, A, B, C, chunk_size=64, D=None, initial_state=None, retur
         out = out.mul_(decay_from_start).add_(y.transpose(2, 3))
     else:
         out = (out * decay_from_start + y.transpose(2, 3)).contiguous()
-    y = out.view(b, c * q, h, p)[:, :l]
+    y = out.reshape(b, c * q, h, p)[:, :l]  # a view, except in place with one head per group
     if D is not None:
         y = torch.addcmul(y, x, D[:, None])
     return (y, state) if return_final_state else y

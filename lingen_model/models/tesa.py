@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from lingen_model.models.index_cache import index_cache
-from lingen_model.models.layers import SelfAttention, heads, merge_heads
+from lingen_model.models.layers import SelfAttention, merge_heads
 
 
 def window_geometry(grid: tuple[int, int, int], window: tuple[int, int, int], shifted: bool):
@@ -63,22 +63,34 @@ class TESA(SelfAttention):
         t, h, w = grid
         if n != t * h * w:
             raise ValueError(f"TESA got {n} tokens for grid {grid} ({t * h * w} expected)")
-        slots, key_ok = window_slots(grid, self.window, shifted, x.device)
-        nwin, lw = key_ok.shape
+        return self.proj(self.attend(*self.project_heads(x, rope), grid, shifted))
+
+    def project_heads(self, x: torch.Tensor, rope=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-token q, k, v, each B×N×heads×Dh (q and k QK-normalised): everything before windows."""
+        b, n, d = x.shape
         nh = self.num_heads
-        # project and QK-normalise the real tokens only (padding needs neither: its q, k, v
-        # are zeros), then scatter q, k, v into their window slots in one zeroed buffer
-        qkv = self.project(x, rope)
-        q, k, v = qkv.view(b, n, 3, nh, d // nh).unbind(2)
+        q, k, v = self.project(x, rope).view(b, n, 3, nh, d // nh).unbind(2)
         q, k = self.norm(q, k)
+        return q, k, v
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: tuple[int, int, int],
+               shifted: bool) -> torch.Tensor:
+        """Window attention of q, k, v (each B×N×h×Dh over the whole grid, any number of heads h)
+        → B×N×(h·Dh) in canonical order, before the output projection (the mixer's sequence op)."""
+        b, n, nh, dh = v.shape
+        d = nh * dh
+        slots, key_ok = window_slots(grid, self.window, shifted, v.device)
+        nwin, lw = key_ok.shape
+        # padding needs no projection or QK-norm (its q, k, v are zeros): scatter the real
+        # tokens' q, k, v into their window slots in one buffer, zeroed only if padded
         padded = nwin * lw != n
-        buf = (qkv.new_zeros if padded else qkv.new_empty)(3, b, nwin * lw, d)  # autocast: the projection's dtype
+        buf = (v.new_zeros if padded else v.new_empty)(3, b, nwin * lw, d)  # autocast: the projection's dtype
         for i, u in enumerate((q, k, v)):
             buf[i].index_copy_(1, slots, u.reshape(b, n, d).to(buf.dtype))
-        q, k, v = (heads(u.view(b * nwin, lw, d), nh) for u in buf)  # (B·nWin)×heads×Lw×Dh
+        q, k, v = (u.view(b * nwin, lw, nh, dh).transpose(1, 2) for u in buf)  # (B·nWin)×heads×Lw×Dh
         mask = key_ok[None, :, None, None, :].expand(b, -1, 1, 1, -1).reshape(b * nwin, 1, 1, lw) if padded else None
         out = merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))  # (B·nWin)×Lw×D
-        return self.proj(out.view(b, nwin * lw, d).index_select(1, slots))
+        return out.view(b, nwin * lw, d).index_select(1, slots)
 
 
 @index_cache(maxsize=64)

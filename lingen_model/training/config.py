@@ -45,7 +45,9 @@ class TrainConfig:
     ``ma`` (only the MA-branch; the teacher is the student's own weights with full windows, MA off)
     or ``all`` (every weight; the teacher is a frozen copy of the converted weights).
     Under torchrun: ``activation_checkpointing`` recomputes each block in backward (FSDP2 run),
-    ``dp_replicate`` > 1 makes a 2-D (replicate, shard) mesh (HSDP); ``batch_size`` is per rank.
+    ``dp_replicate`` > 1 makes a 2-D (replicate, shard) mesh (HSDP); ``context_parallel`` = C > 1
+    splits each clip's latent frames over groups of C consecutive ranks (denoiser stage;
+    models/context_parallel.py); ``batch_size`` is per data-parallel replica (world / C of them).
     """
 
     stage: Literal["vae", "denoiser", "distill"]
@@ -83,6 +85,7 @@ class TrainConfig:
     dp_replicate: int = field(default=1, metadata={"ge": 1})
     student: Optional[str] = None
     train: Literal["ma", "all"] = "ma"
+    context_parallel: int = field(default=1, metadata={"ge": 1})
 
     def __post_init__(self) -> None:
         if self.stage == "denoiser" and not self.vae_checkpoint:
@@ -99,6 +102,8 @@ class TrainConfig:
                 self.stage == "vae" or self.contrast_weight > 0):
             raise ValueError("data.source 'shards' (preprocessed latents) is for the denoiser stage and the distill stage, "
                              "without contrast_weight (its negative needs the raw clip)")
+        if self.context_parallel > 1 and self.stage != "denoiser":
+            raise ValueError("context_parallel splits the denoiser's tokens: it is for the denoiser stage")
 
 
 #: Top-level keys of a training YAML.

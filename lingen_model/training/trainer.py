@@ -38,6 +38,8 @@ Config (YAML, every key checked)::
     activation_checkpointing: false   # recompute each block in backward (denoiser blocks; VAE blocks)
     dp_replicate: 1                   # torchrun: replica groups (1 = FSDP, shard over all ranks; R > 1 = HSDP:
                                       #   shard within each of R groups of world/R ranks, all-reduce across them)
+    context_parallel: 1               # torchrun, denoiser stage: split each clip's latent frames over groups of C
+                                      #   consecutive ranks (mesh (dp, cp) = (world/C, C)); batch_size is per group
 
 Method: rectified flow with logit-normal timesteps (SD3, Esser et al. 2024 §3–5), 10 %
 caption dropout, AdamW, EMA of the weights (distill stage: velocity distillation against the
@@ -66,6 +68,7 @@ from typing import Callable
 
 import torch
 
+from lingen_model.errors import InputError
 from lingen_model.io.files import atomic_path, atomic_write_json
 from lingen_model.training.data import batches
 from lingen_model.training.data_stream import ShardedBatches
@@ -190,6 +193,17 @@ class Trainer:
 
         self.cfg = cfg
         self.rank, self.world = init_distributed()
+        # context parallelism: groups of ``cp`` consecutive ranks share their clips (one data-parallel
+        # replica each) and split every clip's latent frames (models/context_parallel.py)
+        self.cp = int(cfg.get("context_parallel", 1))
+        if self.world % self.cp:
+            raise InputError(f"context_parallel {self.cp} must divide the number of ranks ({self.world})")
+        self.dp_rank, self.dp_world = self.rank // self.cp, self.world // self.cp
+        self.cp_group = None
+        if self.cp > 1:
+            from lingen_model.models.context_parallel import context_parallel_group
+
+            self.cp_group = context_parallel_group(self.cp)
         self.log = log if (log and self.rank == 0) else (lambda s: None)
         self.on_step = on_step if self.rank == 0 else None
         if cfg["num_threads"]:
@@ -289,8 +303,8 @@ class Trainer:
         if d.source == "shards":
             from lingen_model.training.shard_data import ShardBatches
 
-            return ShardBatches(d.path, self.cfg["batch_size"], seed, self.rank, self.world, d.workers)
-        return ShardedBatches(d, self.cfg["batch_size"], seed, self.rank, self.world)
+            return ShardBatches(d.path, self.cfg["batch_size"], seed, self.dp_rank, self.dp_world, d.workers)
+        return ShardedBatches(d, self.cfg["batch_size"], seed, self.dp_rank, self.dp_world)
 
     def _check_shards(self) -> None:
         man = self.data.manifest
@@ -470,7 +484,7 @@ class Trainer:
         clips; every random number is drawn for the whole global batch (the same on every rank).
         ``encoded``: (latents, context, mask) from preprocessed shards instead of ``video``."""
         b = len(captions)
-        total, first = b * self.world, b * self.rank
+        total, first = b * self.dp_world, b * self.dp_rank
         rows = slice(first, first + b)
         if self.stage == "vae":
             from lingen_model.models.vae import vae_loss
@@ -496,9 +510,15 @@ class Trainer:
         if self.cfg["t_offset_max"] and float(torch.rand((), generator=gen)) < self.cfg["t_offset_prob"]:
             offset = int(torch.randint(0, self.cfg["t_offset_max"] + 1, (), generator=gen))
 
+        cp = None  # context parallel: this rank's slab of latent frames (a clip shorter than the group runs whole)
+        if self.cp > 1 and latents.shape[2] >= self.cp:
+            from lingen_model.models.context_parallel import ContextParallel
+
+            cp = ContextParallel.for_clip(latents.shape[2], self.cp_group)
+
         def model_fn(z, t, c, m):  # bf16 autocast around the denoiser only; the loss is taken in float32
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                return self.model(z, t, c, m, t_offset=offset).float()
+                return self.model(z, t, c, m, t_offset=offset, cp=cp).float()
 
         t_all = sample_timesteps_logit_normal(total, gen, mean=self.cfg["t_logit_mean"], device=gen.device)
         t_all = mix_high_noise_times(t_all, self.cfg["t_high_prob"], self.cfg["t_high_min"], gen)
@@ -510,8 +530,15 @@ class Trainer:
         if negative is not None:  # only captioned samples at high noise, where the layout is decided
             captioned = torch.tensor([bool(c) for c in kept], device=t.device)
             weight = lam * (captioned & (t >= self.cfg["contrast_t_min"])).float()
+        if cp is not None:
+            latents, noise = cp.slab(latents), cp.slab(noise)
+            negative = cp.slab(negative) if negative is not None else None
         loss = flow_matching_loss(model_fn, latents, ctx, mask, t=t, noise=noise, negative=negative,
                                   negative_weight=weight)
+        if cp is not None:
+            # the loss is a mean over elements: the slab's share of the clip's mean, times the group
+            # size, because FSDP averages gradients over all world = dp × cp ranks
+            loss = loss * (cp.frames[cp.rank] * cp.world / cp.total_frames)
         return loss, {"t_offset": offset, "t": [round(x, 4) for x in t_all.tolist()]}
 
     def _distill_loss(self, latents, ctx, mask, t, noise, offset: int, t_all) -> tuple[torch.Tensor, dict]:
@@ -590,7 +617,7 @@ class Trainer:
             self.ema.update(self.model, self.step)
             self.step += 1
             self.elapsed += time.time() - t0
-            clips += n_clips * self.world
+            clips += n_clips * self.dp_world
             n_log += 1
             over = budget_end is not None and time.time() >= budget_end  # max_minutes of this invocation spent
             due = (self.step % cfg["save_every_steps"] == 0 or time.time() - last_save > 60 * cfg["save_every_minutes"]
