@@ -231,15 +231,18 @@ def test_torchrun_two_process_data_parallel(vae_run, tmp_path):
 
 
 def test_amp_bf16_autocasts_the_denoiser_on_cpu(vae_run, tmp_path):
-    """Same seed and batches: the bf16 loss at step 2 is close to the float32 one but not bit-identical
-    (step 1 cannot tell: the zero-initialised final layer outputs exactly 0 in both)."""
+    """Same seed and batches: the first step's gradient norm under bf16 is close to the float32 one but
+    not bit-identical. (Not the loss: the zero-initialised final layer outputs exactly 0 at step 1 in
+    both, and after one warm-up step at lr 1e-5 its output is too small to move a loss of ~2 within
+    float32 resolution — measured identical losses at step 2 once the fixture's VAE had 5 steps.
+    The gradient flows back through every autocast matmul, so it shows bf16 at once.)"""
     run, _ = vae_run
-    losses = {}
+    grads = {}
     for amp in ("off", "bf16"):
         cfg = write_cfg(tmp_path / f"{amp}.yaml", stage="denoiser", run_dir=str(tmp_path / amp), vae_checkpoint=str(run),
-                        steps=2, batch_size=2, log_every=1, data=DATA, denoiser=TINY_DENOISER, amp=amp)
+                        steps=1, batch_size=2, log_every=1, data=DATA, denoiser=TINY_DENOISER, amp=amp)
         r = train(cfg)
         assert r.exit_code == 0, r.output
-        losses[amp] = json.loads((tmp_path / amp / "train_state.json").read_text())["history"][1]["loss"]
-    assert losses["off"] != losses["bf16"]
-    assert losses["bf16"] == pytest.approx(losses["off"], rel=0.05)
+        grads[amp] = json.loads((tmp_path / amp / "train_state.json").read_text())["history"][0]["grad_norm"]
+    assert grads["off"] != grads["bf16"]
+    assert grads["bf16"] == pytest.approx(grads["off"], rel=0.05)
