@@ -8,7 +8,7 @@ import torch
 diffusers = pytest.importorskip("diffusers")
 
 from lingen_model.wan.vae import WanVAE, WanVAEConfig  # noqa: E402
-from mem_meter import LiveTensorMeter  # noqa: E402
+from lingen_model.bench.mem_meter import LiveTensorMeter  # noqa: E402
 
 Z = 4
 

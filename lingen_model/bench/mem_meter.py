@@ -3,7 +3,9 @@
 ``with LiveTensorMeter() as m: ...; m.peak`` — every tensor an ATen op returns is counted
 by its storage (views share it) until the last Python tensor on that storage is collected.
 Tensors that existed before the block (weights, inputs) are not counted. CPU allocators
-expose no peak statistic, so memory tests use this instead of RSS or wall-clock numbers.
+expose no peak statistic, so memory tests and ``lingen benchmark --cp``
+(:mod:`lingen_model.bench.context_parallel`) use this instead of RSS or wall-clock numbers.
+Method: a ``torch.utils._python_dispatch.TorchDispatchMode`` (torch) that sees every op's outputs.
 """
 from __future__ import annotations
 
@@ -15,7 +17,11 @@ from torch.utils._pytree import tree_flatten
 
 
 class LiveTensorMeter(TorchDispatchMode):
-    """Tracks ``current`` and ``peak`` bytes of live storages created by ops in the block."""
+    """Tracks ``current`` and ``peak`` bytes (ints) of live storages created by ops in the block.
+
+    Storages are keyed by data pointer and released by ``weakref.finalize`` on their tensors;
+    meta tensors and zero-sized storages are not counted. Raises nothing of its own.
+    """
 
     def __init__(self) -> None:
         super().__init__()
