@@ -15,6 +15,10 @@ see :mod:`lingen_model.bench.measure`.
 
 ``--pipeline`` times the whole ``generate`` path instead (text encoding / denoising /
 VAE decode / mp4 writing shares) with random weights.
+
+``--cp 1,2,4`` measures context parallelism instead: per-rank time and peak activation memory of
+one forward and one training step with the clip split over N gloo ranks on CPU
+(:mod:`lingen_model.bench.context_parallel`).
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ import typer
 from lingen_cli.common import CLIError, console, err_console, fail
 from lingen_model.bench.cells import BenchSettings, parse_cells
 from lingen_model.bench.constants import MODEL_DEFAULTS
+from lingen_model.bench.context_parallel import parse_cp_degrees, run_cp_benchmark
 from lingen_model.bench.measure import run_benchmark
 from lingen_model.environment import machine_facts
 from lingen_model.bench.pipeline_bench import run_pipeline_benchmark
@@ -163,6 +168,38 @@ def render_pipeline_table(report: dict):
     return t
 
 
+def render_cp_table(report: dict):
+    """Rich table of a ``--cp`` report: one row per (clip, degree, mixer, step).
+
+    Columns: clip, tokens, model, step (fwd: inference forward; train: forward + backward), cp
+    (ranks), latent frames per rank, wall seconds (slowest rank), CPU seconds of the busiest rank
+    and of all ranks, peak activation memory of the largest rank.
+    """
+    from rich import box
+    from rich.table import Table
+
+    st = report["settings"]
+    where = report.get("machine", {}).get("cpu") or "CPU"
+    t = Table(title=f"lingen benchmark --cp: {st['model']}, {where} (gloo, float32, batch {st['batch']}, "
+                    f"{st['threads']} thread(s)/rank, {st['repeats']} repeats)",
+              box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    for name in ("clip", "tokens", "model", "step", "cp", "frames/rank", "wall s", "CPU s/rank", "CPU s all",
+                 "peak act/rank"):
+        t.add_column(name, justify="left" if name in ("clip", "model", "step") else "right", no_wrap=True)
+    rows = report["rows"]
+    for i, r in enumerate(rows):
+        head = [_fmt_clip(r), f"{r['tokens']:,}" if "tokens" in r else "–", r["label"], r["step"], str(r["cp"])]
+        if r["status"] == "ok":
+            head += ["+".join(map(str, r["frames_per_rank"])), _fmt_s(r["wall_s"]), _fmt_s(r["cpu_s_max"]),
+                     _fmt_s(r["cpu_s_sum"]), format_bytes(r["peak_bytes_max"])]
+        else:
+            head += [r["status"], "", "", "", (r.get("message") or "")[:40]]
+        last = i + 1 == len(rows) or rows[i + 1]["cp"] != r["cp"] or rows[i + 1]["length"] != r["length"]
+        t.add_row(*head, end_section=last)
+    t.caption = "wall: slowest rank (median); CPU s: busiest rank / all ranks; peak act: largest rank's live tensors made in the step"
+    return t
+
+
 # ----------------------------------------------------------------------------- command
 
 
@@ -235,25 +272,31 @@ def benchmark(
     length: Optional[str] = typer.Option(None, "--length", help="Lengths, comma-separated: 4s, 60s, 97f, named lengths. Default: the size's range (tiny: 4s..60s)."),
     fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate used to turn seconds into frames (tiny: 8, 4b: 16)."),
     steps: int = typer.Option(50, "--steps", help="Denoising steps of the projected full run (and of --pipeline)."),
-    repeats: int = typer.Option(3, "--repeats", help="Timed forwards per cell (median and spread)."),
+    repeats: Optional[int] = typer.Option(None, "--repeats", help="Timed forwards per cell (median and spread); default 3 (1 with --cp)."),
     warmup: int = typer.Option(1, "--warmup", help="Untimed-for-the-median forwards first (the first one is reported as '1st call')."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda (default: cuda if available)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: float32 on CPU, bfloat16 on CUDA)."),
     batch: int = typer.Option(1, "--batch", help="Batch per forward (2 = a classifier-free-guidance step)."),
     text_len: int = typer.Option(64, "--text-len", help="Text tokens in the context."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch.set_num_threads in each worker (default: torch's)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch.set_num_threads in each worker (default: torch's; 1 per rank with --cp)."),
     cell_timeout: Optional[float] = typer.Option(1200.0, "--cell-timeout", help="Seconds before a cell is reported 'timeout'."),
     flops_only: bool = typer.Option(False, "--flops-only", help="Only the analytic FLOPs (no model is built; any size, no GPU needed)."),
     pipeline: bool = typer.Option(False, "--pipeline", help="Time the whole generate path (text / denoise / decode / write shares)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report as JSON to this file."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG plot (cost vs length, both mixers, ratios)."),
+    cp: Optional[str] = typer.Option(None, "--cp", help="Context-parallel degrees, e.g. 1,2,4: per-rank time and peak activation memory of one forward and one training step on N gloo ranks (CPU; default length: the size's longest)."),
 ) -> None:
     """Compare LinGen with its DiT twin: FLOPs, latency and memory per denoising step.
 
     Each cell runs in a fresh worker process started with MALLOC_MMAP_THRESHOLD_,
     MALLOC_TRIM_THRESHOLD_ and OMP_WAIT_POLICY=PASSIVE (unless already set). CPU timings
     on shared machines are noisy: compare wall time with CPU time, use --repeats.
+    With --cp: per-rank time and peak activation memory under context parallelism instead.
     """
+    if cp is not None:
+        return _benchmark_cp(cp, compare, model, res, length, fps, repeats, warmup, device, dtype, batch, text_len,
+                             threads, cell_timeout, flops_only, pipeline, json_out, plot)
+    repeats = 3 if repeats is None else repeats
     try:
         device, dtype = _validate(model, compare, device, dtype, steps, repeats, warmup, batch, text_len, threads,
                                   cell_timeout, plot, flops_only, pipeline)
@@ -298,6 +341,50 @@ def benchmark(
         raise fail(f"{len(failed)} cell(s) failed, first: {failed[0].get('message')}", code=1)
 
 
+
+def _benchmark_cp(cp, compare, model, res, length, fps, repeats, warmup, device, dtype, batch, text_len, threads,
+                  cell_timeout, flops_only, pipeline, json_out, plot) -> None:
+    """``lingen benchmark --cp``: validate, run :func:`run_cp_benchmark`, print its table, write --json."""
+    repeats = 1 if repeats is None else repeats
+    try:
+        for flag, given in (("--flops-only", flops_only), ("--pipeline", pipeline), ("--plot", plot is not None)):
+            if given:
+                raise CLIError(f"--cp and {flag} exclude each other")
+        if device is not None and device != "cpu":
+            raise CLIError(f"--cp runs its ranks on CPU (gloo); --device {device} is not supported with it")
+        device, _ = _validate(model, compare, "cpu", dtype, 50, repeats, warmup, batch, text_len, threads,
+                              cell_timeout, None)
+        if dtype not in (None, "float32"):
+            raise CLIError(f"--cp measures float32 only, got --dtype {dtype}")
+        defaults = MODEL_DEFAULTS.get(model, MODEL_DEFAULTS["tiny"])
+        cells = parse_cells(res or defaults["res"], length or defaults["lengths"].split(",")[-1],
+                            fps if fps is not None else defaults["fps"])
+        _check_outputs_and_lengths(cells, json_out, None, False)
+        degrees = parse_cp_degrees(cp, min(c.latent[0] for c in cells))
+    except LinGenError as e:
+        raise fail(str(e), e.exit_code)
+    settings = BenchSettings(model=model, compare=compare, device="cpu", dtype="float32", repeats=repeats,
+                             warmup=warmup, batch=batch, text_len=text_len, threads=threads or 1,
+                             cell_timeout=cell_timeout)
+    for note in dict.fromkeys(c.note for c in cells if c.note):
+        err_console.print(f"note: {note}", highlight=False)
+    started = time.perf_counter()
+    report = run_cp_benchmark(cells, degrees, settings,
+                              progress=lambda m: err_console.print(f"[dim]timing {m}…[/dim]", highlight=False))
+    report["machine"] = machine_facts("cpu", settings.threads)
+    _wide_console().print(render_cp_table(report))
+    if hasattr(os, "getloadavg"):
+        report["machine"]["load_average_end"] = list(os.getloadavg())
+    report["wall_s"] = time.perf_counter() - started
+    try:
+        if json_out is not None:
+            _write_json(report, json_out)
+            err_console.print(f"wrote {json_out}", highlight=False)
+    except OSError as e:
+        raise fail(f"cannot write {e.filename or json_out}: {e.strerror or e}", 1)
+    failed = [r for r in report["rows"] if r["status"] != "ok"]
+    if failed:
+        raise fail(f"{len(failed)} row(s) failed, first: {failed[0]['status']}: {failed[0].get('message')}", code=1)
 
 
 def register(app: typer.Typer) -> None:
