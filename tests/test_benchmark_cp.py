@@ -84,3 +84,12 @@ def test_parse_cp_degrees():
         parse_cp_degrees("9", latent_frames=121, cores=2)
     with pytest.raises(InputError, match="latent frame"):
         parse_cp_degrees("9", latent_frames=8, cores=16)
+
+
+def test_a_launch_past_the_cell_timeout_is_a_row_not_a_crash(tmp_path):
+    js = tmp_path / "t.json"
+    # no spawned process imports torch within 0.2 s: the launch is stopped and reported
+    r = run("--cp", "1", "--length", "5f", "--res", 32, "--compare", "none", "--cell-timeout", 0.2, "--json", js)
+    assert "timeout" in one_line_error(r, code=1)
+    rows = json.loads(js.read_text())["rows"]
+    assert [(x["step"], x["status"]) for x in rows] == [("fwd", "timeout"), ("train", "timeout")]
