@@ -196,7 +196,8 @@ def render_cp_table(report: dict):
             head += [r["status"], "", "", "", (r.get("message") or "")[:40]]
         last = i + 1 == len(rows) or rows[i + 1]["cp"] != r["cp"] or rows[i + 1]["length"] != r["length"]
         t.add_row(*head, end_section=last)
-    t.caption = "wall: slowest rank (median); CPU s: busiest rank / all ranks; peak act: largest rank's live tensors made in the step"
+    t.caption = ("wall: slowest rank (median); CPU s: busiest rank / all ranks; "
+                 "peak act: largest rank's live tensors made in the step")
     return t
 
 
