@@ -211,6 +211,20 @@ def _wide_console(min_width: int = 132):
     return console if console.width >= min_width else Console(width=min_width, highlight=False)
 
 
+def _finish_report(report: dict, started: float, json_out) -> None:
+    """Stamp the end-of-run load average and wall time on ``report`` and write ``--json`` (atomically)."""
+    if hasattr(os, "getloadavg"):
+        report["machine"]["load_average_end"] = list(os.getloadavg())
+    report["wall_s"] = time.perf_counter() - started
+    if json_out is None:
+        return
+    try:
+        _write_json(report, json_out)
+    except OSError as e:
+        raise fail(f"cannot write {e.filename or json_out}: {e.strerror or e}", 1)
+    err_console.print(f"wrote {json_out}", highlight=False)
+
+
 def _write_json(report: dict, path: Path) -> None:
     with atomic_path(Path(path), suffix=".json") as tmp:
         tmp.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
@@ -325,18 +339,13 @@ def benchmark(
         _wide_console().print(render_table(report))
         for line in summary_lines(report):
             console.print(line, highlight=False, soft_wrap=True)
-    if hasattr(os, "getloadavg"):
-        report["machine"]["load_average_end"] = list(os.getloadavg())
-    report["wall_s"] = time.perf_counter() - started
+    _finish_report(report, started, json_out)
     try:
-        if json_out is not None:
-            _write_json(report, json_out)
-            err_console.print(f"wrote {json_out}", highlight=False)
         if plot is not None and not pipeline:
             write_plot(report, plot)
             err_console.print(f"wrote {plot}", highlight=False)
     except OSError as e:
-        raise fail(f"cannot write {e.filename or json_out}: {e.strerror or e}", 1)
+        raise fail(f"cannot write {e.filename or plot}: {e.strerror or e}", 1)
     failed = [r for r in report.get("cells", []) if r.get("status") == "error"]
     if failed:
         raise fail(f"{len(failed)} cell(s) failed, first: {failed[0].get('message')}", code=1)
@@ -374,15 +383,7 @@ def _benchmark_cp(cp, compare, model, res, length, fps, repeats, warmup, device,
                               progress=lambda m: err_console.print(f"[dim]timing {m}…[/dim]", highlight=False))
     report["machine"] = machine_facts("cpu", settings.threads)
     _wide_console().print(render_cp_table(report))
-    if hasattr(os, "getloadavg"):
-        report["machine"]["load_average_end"] = list(os.getloadavg())
-    report["wall_s"] = time.perf_counter() - started
-    try:
-        if json_out is not None:
-            _write_json(report, json_out)
-            err_console.print(f"wrote {json_out}", highlight=False)
-    except OSError as e:
-        raise fail(f"cannot write {e.filename or json_out}: {e.strerror or e}", 1)
+    _finish_report(report, started, json_out)
     failed = [r for r in report["rows"] if r["status"] != "ok"]
     if failed:
         raise fail(f"{len(failed)} row(s) failed, first: {failed[0]['status']}: {failed[0].get('message')}", code=1)

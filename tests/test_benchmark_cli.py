@@ -12,6 +12,7 @@ from lingen_model.bench import fit, measure
 from lingen_cli.app import app
 from lingen_model.bench.flops import denoiser_flops
 from lingen_model.models.config import get_config
+from cli_utils import one_line_error
 
 runner = CliRunner()
 
@@ -19,13 +20,6 @@ runner = CliRunner()
 def run(*args):
     return runner.invoke(app, ["benchmark", *map(str, args)])
 
-
-def one_line_error(result, code=2):
-    assert result.exit_code == code, (result.exit_code, result.output)
-    err = [l for l in result.output.splitlines() if l.startswith("error:")]
-    assert len(err) == 1, result.output
-    assert "Traceback" not in result.output
-    return err[0]
 
 
 def counted_flops(mixer, latent, text_len, batch=1):

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from lingen_cli.app import app
 from lingen_model.bench.context_parallel import MAX_RANKS_PER_CORE, parse_cp_degrees
 from lingen_model.errors import InputError
+from cli_utils import one_line_error
 
 runner = CliRunner()
 
@@ -16,13 +17,6 @@ runner = CliRunner()
 def run(*args):
     return runner.invoke(app, ["benchmark", *map(str, args)])
 
-
-def one_line_error(result, code=2):
-    assert result.exit_code == code, (result.exit_code, result.output)
-    err = [l for l in result.output.splitlines() if l.startswith("error:")]
-    assert len(err) == 1, result.output
-    assert "Traceback" not in result.output
-    return err[0]
 
 
 def test_cp_table_and_json_per_rank(tmp_path):

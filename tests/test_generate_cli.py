@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from lingen_cli.app import app
+from cli_utils import one_line_error
 
 runner = CliRunner()
 
@@ -25,14 +26,6 @@ def ckpt(tmp_path_factory):
 def run(*args):
     return runner.invoke(app, ["generate", *map(str, args)])
 
-
-def one_line_error(result, code=2):
-    assert result.exit_code == code, (result.exit_code, result.output)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    err = [l for l in result.output.splitlines() if l.startswith("error:")]
-    assert len(err) == 1, result.output
-    assert "Traceback" not in result.output
-    return err[0]
 
 
 def test_single_prompt_writes_mp4_and_sidecar(ckpt, tmp_path):
