@@ -246,3 +246,19 @@ def test_amp_bf16_autocasts_the_denoiser_on_cpu(vae_run, tmp_path):
         grads[amp] = json.loads((tmp_path / amp / "train_state.json").read_text())["history"][0]["grad_norm"]
     assert grads["off"] != grads["bf16"]
     assert grads["bf16"] == pytest.approx(grads["off"], rel=0.05)
+
+
+def test_max_minutes_stops_saves_and_resumes(vae_run, tmp_path):
+    """A wall-clock budget (``max_minutes``) ends the run after the step that crosses it, saved and
+    resumable: the next invocation continues from that step (the equal-budget stages of issue 14)."""
+    run, _ = vae_run
+    kw = dict(stage="denoiser", run_dir=str(tmp_path / "den"), vae_checkpoint=str(run), steps=50, batch_size=1,
+              log_every=1, save_every_steps=1000, data=DATA, denoiser=TINY_DENOISER, max_minutes=1e-4)
+    r = train(write_cfg(tmp_path / "b.yaml", **kw))
+    assert r.exit_code == 0, r.output
+    assert "max_minutes" in r.output
+    state = json.loads((tmp_path / "den" / "train_state.json").read_text())
+    assert state["step"] == 1  # 6 ms of budget: the first step crosses it
+    r = train(write_cfg(tmp_path / "c.yaml", **{**kw, "max_minutes": 1e-4}))
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "den" / "train_state.json").read_text())["step"] == 2
