@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
 import tempfile
 import time
@@ -35,6 +34,7 @@ from typing import Any, Callable, Optional
 from lingen_model.bench.cells import BenchSettings, Cell
 from lingen_model.bench.constants import LABELS
 from lingen_model.errors import InputError
+from lingen_model.training.distributed import free_port
 
 #: At most this many ranks per logical core: every rank is a process holding the model and its slab.
 MAX_RANKS_PER_CORE = 4
@@ -158,18 +158,13 @@ def _rank_main(rank: int, world: int, port: int, spec: dict, out_dir: str) -> No
 # ----------------------------------------------------------------------------- parent side
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _launch(world: int, spec: dict, timeout: Optional[float]) -> tuple[Optional[list[dict]], dict]:
     """Run :func:`_rank_main` on ``world`` spawned ranks. Returns (per-rank results, {}) or (None, status)."""
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory() as d:
-        pc = mp.start_processes(_rank_main, args=(world, _free_port(), spec, d), nprocs=world, join=False,
+        pc = mp.start_processes(_rank_main, args=(world, free_port(), spec, d), nprocs=world, join=False,
                                 start_method="spawn")
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
