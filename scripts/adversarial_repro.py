@@ -166,6 +166,16 @@ def overwrite_flag_replaces(w, ck):
     return r
 
 
+def _reported_vs_written(r: "Result", out: str, folder: Path) -> "Result":
+    """A batch that reports more ok clips (``--json`` lines) than mp4 files it left lost a clip: a silent overwrite."""
+    ok = sum(1 for l in out.splitlines() if l.startswith("{") and json.loads(l)["status"] == "ok")
+    mp4s = len(list(folder.glob("*.mp4"))) if folder.exists() else 0
+    if ok > mp4s:
+        r.overwrite += 1
+        r.notes.append(f"{ok} reported, {mp4s} files")
+    return r
+
+
 @case
 def batch_slug_collision(w, ck):
     r = Result()
@@ -174,12 +184,7 @@ def batch_slug_collision(w, ck):
     rc, out, err, *_ = run(["generate", "--prompts", "p.txt", "--model", ck, "--length", "5f", "--seed", 5,
                             "--out", "b", "--json"], w)
     r.check_proc(rc, err)
-    ok = sum(1 for l in out.splitlines() if l.startswith("{") and json.loads(l)["status"] == "ok")
-    mp4s = len(list((w / "b").glob("*.mp4"))) if (w / "b").exists() else 0
-    if ok > mp4s:
-        r.overwrite += 1
-        r.notes.append(f"{ok} reported, {mp4s} files")
-    return r
+    return _reported_vs_written(r, out, w / "b")
 
 
 @case
@@ -190,12 +195,7 @@ def batch_same_out_key(w, ck):
     rc, out, err, *_ = run(["generate", "--prompts", "p.jsonl", "--model", ck, "--length", "5f", "--out", "b",
                             "--json"], w)
     r.check_proc(rc, err)
-    ok = sum(1 for l in out.splitlines() if l.startswith("{") and json.loads(l)["status"] == "ok")
-    mp4s = len(list((w / "b").glob("*.mp4"))) if (w / "b").exists() else 0
-    if ok > mp4s:
-        r.overwrite += 1
-        r.notes.append(f"{ok} reported, {mp4s} files")
-    return r
+    return _reported_vs_written(r, out, w / "b")
 
 
 @case

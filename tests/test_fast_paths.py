@@ -19,6 +19,7 @@ from lingen_model.models.mamba2 import causal_depthwise_conv_silu, reorder_for_b
 from lingen_model.generation.pipeline import embedded_model_path
 from lingen_model.models.ssd import ssd_chunked, ssd_reference
 from lingen_model.models.tesa import TESA, window_ids, window_slots
+from test_mixers import causal_depthwise_conv_ref
 
 
 def fresh_seed():
@@ -65,16 +66,8 @@ def test_chunked_no_grad_equals_grad_mode():
 
 
 def conv_loop_ref(x, weight, bias):
-    """y[t, c] = silu(bias[c] + sum_k w[c, k] · x[t - (K-1) + k, c]) by explicit loops."""
-    b, l, c = x.shape
-    k = weight.shape[-1]
-    y = torch.zeros_like(x) + bias
-    for t in range(l):
-        for j in range(k):
-            s = t - (k - 1) + j
-            if s >= 0:
-                y[:, t] += weight[:, 0, j] * x[:, s]
-    return F.silu(y)
+    """y[t, c] = silu(bias[c] + sum_k w[c, k] · x[t - (K-1) + k, c]): the loop reference of test_mixers, then SiLU."""
+    return F.silu(causal_depthwise_conv_ref(x, weight, bias))
 
 
 @pytest.mark.parametrize("l,k", [(1, 4), (3, 4), (20, 4), (9, 2)])
