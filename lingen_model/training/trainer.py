@@ -117,8 +117,9 @@ class EMA:
 
     Under FSDP2 the shadow tensors are DTensors sharded like the parameters and each rank
     updates its own shards (no communication). Frozen parameters (``requires_grad`` off, e.g.
-    the Wan weights of the distill stage's ``train: ma``) are copied like buffers: the average
-    of a constant is the constant, but ``d·w + (1−d)·w`` in float32 is not always ``w``."""
+    the Wan weights of the distill stage's ``train: ma``) keep the value the shadow was cloned or
+    resumed with: the average of a constant is the constant, but ``d·w + (1−d)·w`` in float32 is
+    not always ``w``, and copying them every step would move the whole frozen model for nothing."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
@@ -134,7 +135,9 @@ class EMA:
         d = min(self.decay, (1 + step) / (10 + step))  # warm-up of the decay
         for k, v in model.state_dict().items():
             shadow, v = local(self.shadow[k]), local(v.detach())
-            if v.dtype.is_floating_point and k not in self.frozen:
+            if k in self.frozen:  # constant since the shadow was cloned (or resumed) from it: nothing to do
+                continue
+            if v.dtype.is_floating_point:
                 shadow.mul_(d).add_(v.float(), alpha=1 - d)
             else:
                 shadow.copy_(v)
