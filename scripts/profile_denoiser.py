@@ -49,8 +49,12 @@ def _worker(weights: str, threads: int) -> None:
     from torch.profiler import ProfilerActivity, profile, record_function
 
     import lingen_model
-    import lingen_model.models.mamba2 as mamba2
-    from lingen_model.generation.checkpoint import load_checkpoint
+    try:  # the layout since the architecture refactor (#18) ...
+        import lingen_model.models.mamba2 as mamba2
+        from lingen_model.generation.checkpoint import load_checkpoint
+    except ModuleNotFoundError:  # ... and the flat one before it (an old commit)
+        import lingen_model.mamba2 as mamba2
+        from lingen_model.checkpoint import load_checkpoint
 
     torch.set_num_threads(threads)
     denoiser, _, _ = load_checkpoint(weights)

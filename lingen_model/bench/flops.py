@@ -150,7 +150,9 @@ def bimamba2_flops(config: DenoiserConfig, batch: int, seq_len: int) -> dict[str
     d, di, g, ns, h = config.width, config.d_inner, config.ngroups, config.d_state, config.mamba_heads
     conv_dim = di + 2 * g * ns
     in_out = linear_flops(batch * seq_len, d, 2 * di + 2 * g * ns + h) + linear_flops(batch * seq_len, di, d)
-    conv = 2 * (2 * batch * conv_dim * seq_len * config.d_conv)  # causal: k multiply-adds per output (mamba2.causal_depthwise_conv_silu)
+    # causal, padded k − 1 in front and behind as conv2d runs it (mamba2.causal_depthwise_conv_silu):
+    # L + k − 1 outputs per channel and direction, k multiply-adds each
+    conv = 2 * (2 * batch * conv_dim * (seq_len + config.d_conv - 1) * config.d_conv)
     scan = 2 * ssd_flops(batch, seq_len, h, config.headdim, ns, config.chunk_size, g)
     return {"ma_projections": in_out, "conv": conv, "ssd_scan": scan}
 

@@ -6,7 +6,7 @@ timestep conditioning from PixArt-α §2.3, masked cross-attention to text, SwiG
 RMSNorm, QK-norm) whose self-attention is replaced by MATE = MA-branch + TE-branch.
 
     latents B×C×T×H×W ─► patchify 1×p×p ─► tokens B×N×d, N = T·⌈H/p⌉·⌈W/p⌉
-      for each block l:  h = x + pos;  h = Block_l(h, t, text);  x = h − pos
+      h = x + pos;  for each block l:  h = Block_l(h, t, text);  x = h − pos   (blocks are residual)
     ─► final adaLN + linear ─► unpatchify ─► velocity B×C×T×H×W
 """
 from __future__ import annotations
@@ -49,9 +49,14 @@ class MABranch(nn.Module):
         order = scan_order(layer_idx)
         perm, inverse = rms_permutation(grid, order, x.device)
         review = review_tokens(x, grid, self.review_size, order)
-        seq = torch.cat([review, x[:, perm]], dim=1)
-        y = self.mamba(seq, num_prefix=review.shape[1])[:, review.shape[1]:]
-        return y[:, inverse]
+        r = review.shape[1]
+        if torch.is_grad_enabled():
+            seq = torch.cat([review, x[:, perm]], dim=1)
+        else:  # the permuted tokens gathered straight into their place after the review tokens
+            seq = x.new_empty(x.shape[0], r + x.shape[1], x.shape[2])
+            seq[:, :r] = review
+            torch.index_select(x, 1, perm, out=seq[:, r:])
+        return self.mamba(seq, num_prefix=r).index_select(1, inverse + r)  # review outputs dropped, Rev-RMS
 
 
 class MATE(nn.Module):
@@ -106,10 +111,9 @@ class Block(nn.Module):
         h = modulate(self.norm1(x), shift_msa, scale_msa)
         # a context-parallel slab runs the mixer's sequence op over the whole clip (context_parallel.py)
         mixed = grid.mix(self.mixer, h, self.layer_idx) if isinstance(grid, SlabGrid) else self.mixer(h, grid, self.layer_idx)
-        x = x + gate_msa[:, None] * mixed
+        x = torch.addcmul(x, gate_msa[:, None], mixed)
         x = x + self.cross(self.norm2(x), context, context_mask)
-        x = x + gate_mlp[:, None] * self.ffn(modulate(self.norm3(x), shift_mlp, scale_mlp))
-        return x
+        return torch.addcmul(x, gate_mlp[:, None], self.ffn(modulate(self.norm3(x), shift_mlp, scale_mlp)))
 
 
 # ----------------------------------------------------------------------------- denoiser
@@ -224,15 +228,18 @@ class Denoiser(nn.Module):
 
     # -- forward --------------------------------------------------------------
     def _run_blocks(self, x, pos, t_mod, ctx, context_mask, grid: Grid, lo: int = 0, hi: int | None = None):
-        """Blocks ``lo .. hi-1`` on tokens x B×N×d (positions added before each block, removed after)."""
+        """Blocks ``lo .. hi-1`` on tokens x B×N×d (positions added before each block, removed after).
+
+        Every block is residual, ``block(h) = h + Δ(h)``, so removing the positions after one block
+        and adding them before the next cancel: they are added once before ``lo`` and removed once
+        after ``hi − 1``."""
+        h = x + pos
         for block in self.blocks[lo:hi]:
-            h = x + pos
             if self.config.grad_checkpointing and self.training and torch.is_grad_enabled():
                 h = checkpoint(block, h, t_mod, ctx, context_mask, grid, use_reentrant=False)
             else:
                 h = block(h, t_mod, ctx, context_mask, grid)
-            x = h - pos
-        return x
+        return h - pos
 
     def forward(self, latents, t, context, context_mask, t_offset: int = 0, cache=None,
                 cp: ContextParallel | None = None):

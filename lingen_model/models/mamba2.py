@@ -57,14 +57,19 @@ def causal_depthwise_conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torc
 
     ``y[t, c] = silu(bias[c] + Σ_k weight[c, 0, k] · x[t − (K−1) + k, c])`` with zeros before the
     start: what ``nn.Conv1d(C, C, K, groups=C, padding=K−1)`` on ``x.transpose(1, 2)``, cropped
-    to the first L outputs, computes (mamba_ssm's ``causal_conv1d``), as K shifted
-    multiply-adds. x: B×L×C; weight: C×1×K; bias: C or None. Returns B×L×C (contiguous).
+    to the first L outputs, computes (mamba_ssm's ``causal_conv1d``). x: B×L×C; weight: C×1×K;
+    bias: C or None. Returns B×L×C (rows of a B×(L+K−1)×C buffer: a view with batch stride
+    (L+K−1)·C).
+
+    B×L×C is the memory layout of a channels-last B×C×1×L image, so the conv runs as one
+    depthwise ``conv2d`` over that view (oneDNN's channels-last kernel on CPU): one pass over
+    the data, where K shifted multiply-adds made K passes (and one OpenMP wake-up each).
     """
+    b, l, ch = x.shape
     k = weight.shape[-1]
-    w = weight[:, 0]  # C×K
-    out = torch.addcmul(bias, x, w[:, k - 1]) if bias is not None else x * w[:, k - 1]
-    for j in range(1, min(k, x.shape[1])):
-        out[:, j:].addcmul_(x[:, :-j], w[:, k - 1 - j])
+    image = x.transpose(1, 2).unsqueeze(2)  # B×C×1×L, channels-last strides: no copy
+    out = F.conv2d(image, weight.unsqueeze(2), bias, padding=(0, k - 1), groups=ch)  # B×C×1×(L+K−1)
+    out = out.squeeze(2).transpose(1, 2)[:, :l]  # B×L×C
     return F.silu(out, inplace=not torch.is_grad_enabled())  # autograd needs the pre-activation
 
 
@@ -147,9 +152,12 @@ class BiMamba2(nn.Module):
         y_fwd = self.directional_scan(xBC, dt_raw, 0, **part)
         y_bwd = self.directional_scan(reorder_for_backward(xBC, num_prefix), reorder_for_backward(dt_raw, num_prefix),
                                       1, **part)
-        y_bwd = reorder_for_backward(y_bwd, num_prefix)
+        # y_fwd + reorder_for_backward(y_bwd) as one scatter-add (the order is an involution);
         # in place at inference (y_fwd is the scan's own output); a kernel may have saved it for backward
-        return y_fwd.add_(y_bwd) if not torch.is_grad_enabled() else y_fwd + y_bwd
+        index = _backward_index(y_bwd.shape[1], num_prefix, y_bwd.device)
+        if torch.is_grad_enabled():
+            return torch.index_add(y_fwd, 1, index, y_bwd)
+        return y_fwd.index_add_(1, index, y_bwd)
 
     def forward(self, u: torch.Tensor, num_prefix: int = 0) -> torch.Tensor:
         """u: B×L×D (the first ``num_prefix`` tokens are review tokens) → B×L×D."""

@@ -60,7 +60,8 @@ def review_tokens(x: torch.Tensor, grid: tuple[int, int, int], r: int, order: tu
         raise ValueError(f"x has {n} tokens but grid {grid} has {t * h * w}")
     if r == 0:
         return x.new_zeros(b, 0, d)
-    frames = x.view(b, t, h, w, d).permute(0, 1, 4, 2, 3).reshape(b * t, d, h, w)
-    pooled = F.adaptive_avg_pool2d(frames, (r, r)).view(b, t, d, r * r).permute(0, 1, 3, 2).reshape(b, t * r * r, d)
+    # each frame as a channels-last image (a view of x, no copy); the pooled frames stay channels-last
+    frames = x.view(b * t, h, w, d).permute(0, 3, 1, 2)
+    pooled = F.adaptive_avg_pool2d(frames, (r, r)).permute(0, 2, 3, 1).reshape(b, t * r * r, d)
     perm, _ = rms_permutation((t, r, r), order, x.device)
     return pooled[:, perm]

@@ -88,21 +88,23 @@ def ssd_chunked(x, dt, A, B, C, chunk_size=64, D=None, initial_state=None, retur
     length in tokens (L need not be a multiple of Q: the tail is zero-padded, which is
     exact because padded steps come after every real one). Cost O(B·L·(G·Q·N + H·(Q·P + 2·N·P))).
 
-    Written for the CPU's FLOP rate (the memory-bound work around the small matrix
-    products is what costs there):
+    Written for the CPU, where the memory-bound work around the small matrix products and
+    the number of separate operations (each one wakes the OpenMP threads) cost more than
+    the products themselves:
 
     * B and C stay per group: ``C·Bᵀ`` is one Q×Q product per group, shared by the H/G
       heads of the group by broadcasting (no per-head copies); the chunk states and the
       entering-state outputs are one product per group with the group's heads side by side
-      (``(H/G)·P`` columns);
+      (``(H/G)·P`` columns, the token-major layout);
+    * the discretised input ``dt·x`` is written once, head-major and padded, so the
+      intra-chunk product needs no transposing copy; the decay-weighted copy for the chunk
+      states is written token-major by the same multiply that weights it;
     * the intra-chunk decays ``exp(Σ a_{j+1..i})`` are ``exp(cum_i − cum_j)`` of the in-chunk
       cumulative log-decays (as mamba_ssm's Triton ``chunk_scan`` computes them), built in
       one Q×Q buffer per head that is masked, exponentiated and multiplied by ``C·Bᵀ`` in place;
-    * the inter-chunk recurrence writes each entering state straight into its slot.
-
-    Several independent scans (e.g. the two directions of a bidirectional layer) can run
-    as one call by stacking them along the heads and groups (heads of scan s use groups
-    of scan s): see ``BiMamba2.bidirectional_scan``.
+    * at inference every step writes into its destination (``out=``, in place): the padded
+      buffers, each entering state straight into its slot (one op per chunk), the output.
+      With autograd the same arithmetic runs out of place (bitwise the same result).
     """
     _check_scan_inputs(x, dt, A, B, C)
     if chunk_size < 1:
@@ -118,57 +120,93 @@ def ssd_chunked(x, dt, A, B, C, chunk_size=64, D=None, initial_state=None, retur
     r = h // g  # heads per group
     q = chunk_size
     pad = (-l) % q
-    xd = x * dt[..., None]  # discretised input dt·x, B×L×H×P
-    Adt = dt * A  # B×L×H log-decays (≤ 0)
-    if pad:
-        xd = F.pad(xd, (0, 0, 0, 0, 0, pad))
-        Adt = F.pad(Adt, (0, 0, 0, pad))
-        B = F.pad(B, (0, 0, 0, 0, 0, pad))
-        C = F.pad(C, (0, 0, 0, 0, 0, pad))
-    c = (l + pad) // q
-    a_cum = torch.cumsum(Adt.view(b, c, q, h).transpose(2, 3), dim=-1)  # B×c×H×Q, in-chunk cumulative
+    lp = l + pad
+    c = lp // q
+    # in place at inference; autograd needs the decays and products it saved untouched
+    inplace = not torch.is_grad_enabled() or not any(t.requires_grad for t in (x, dt, A, B, C))
+    xh, dth = x.transpose(1, 2), dt.transpose(1, 2)  # head-major views: B×H×L×P, B×H×L
+    if inplace:  # padded buffers written once (only the pad rows zeroed)
+        xd = x.new_empty(b, h, lp, p)  # discretised input dt·x, head-major
+        torch.mul(xh, dth[..., None], out=xd[:, :, :l])
+        Adt = dt.new_empty(b, h, lp)  # log-decays dt·A (≤ 0)
+        torch.mul(dth, A[:, None], out=Adt[:, :, :l])
+        BC = B.new_empty(2, b, lp, g, n)
+        BC[0, :, :l], BC[1, :, :l] = B, C
+        if pad:
+            xd[:, :, l:].zero_()
+            Adt[:, :, l:].zero_()
+            BC[:, :, l:].zero_()
+        B, C = BC.unbind(0)
+    else:
+        xd = F.pad(xh * dth[..., None], (0, 0, 0, pad))
+        Adt = F.pad(dth * A[:, None], (0, pad))
+        B, C = (F.pad(M, (0, 0, 0, 0, 0, pad)) for M in (B, C))
+    xd = xd.view(b, h, c, q, p)
+    a_cum = torch.cumsum(Adt.view(b, h, c, q), dim=-1)  # B×H×c×Q, in-chunk cumulative
     Bg = B.reshape(b, c, q, g, n).transpose(2, 3)  # B×c×G×Q×N (views)
     Cg = C.reshape(b, c, q, g, n).transpose(2, 3)
 
     # 1) intra-chunk (diagonal blocks): y_i = sum_{j<=i} (C_i·B_j) exp(cum_i - cum_j) dt_j x_j
-    # in place at inference; autograd needs the decays and products it saved untouched
-    inplace = not torch.is_grad_enabled() or not any(t.requires_grad for t in (x, dt, A, B, C))
-    scores = a_cum[..., :, None] - a_cum[..., None, :]  # B×c×H×Q×Q
-    upper = torch.ones(q, q, dtype=torch.bool, device=x.device).triu_(1)
-    scores.masked_fill_(upper, float("-inf")).exp_()
-    CB = (Cg @ Bg.transpose(-1, -2))[:, :, :, None]  # C·Bᵀ per group, B×c×G×1×Q×Q
+    scores = a_cum[..., :, None] - a_cum[..., None, :]  # B×H×c×Q×Q
+    scores.masked_fill_(_upper_mask(q, x.device), float("-inf")).exp_()
+    CB = (Cg @ Bg.transpose(-1, -2)).transpose(1, 2)[:, :, None]  # C·Bᵀ per group, B×G×1×c×Q×Q
     if inplace:
-        scores.view(b, c, g, r, q, q).mul_(CB)
+        scores.view(b, g, r, c, q, q).mul_(CB)
     else:
-        scores = (scores.view(b, c, g, r, q, q) * CB).view(b, c, h, q, q)
-    xd = xd.view(b, c, q, h, p)
-    y = scores @ xd.transpose(2, 3)  # B×c×H×Q×P
+        scores = (scores.view(b, g, r, c, q, q) * CB).view(b, h, c, q, q)
+    y_diag = scores @ xd  # B×H×c×Q×P
 
     # 2) state contributed by each chunk, decayed to the chunk end: B×c×H×P×N
-    decay_to_end = torch.exp(a_cum[..., -1:] - a_cum).transpose(2, 3)  # B×c×Q×H
-    xw = (xd * decay_to_end[..., None]).view(b, c, q, g, r * p).transpose(2, 3)  # B×c×G×Q×(r·P)
+    decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)[..., None]  # B×H×c×Q×1
+    if inplace:  # weighted and laid out token-major (heads side by side) by one multiply
+        xw = x.new_empty(b, c, q, h, p)
+        torch.mul(xd, decay_to_end, out=xw.permute(0, 3, 1, 2, 4))
+    else:
+        xw = (xd * decay_to_end).permute(0, 2, 3, 1, 4).contiguous()
+    xw = xw.view(b, c, q, g, r * p).transpose(2, 3)  # B×c×G×Q×(r·P)
     chunk_states = (xw.transpose(-1, -2) @ Bg).view(b, c, h, p, n)
 
     # 3) linear recurrence over chunks: the state entering chunk k
-    chunk_decay = torch.exp(a_cum[..., -1])[..., None, None]  # B×c×H×1×1
+    chunk_decay = torch.exp(a_cum[..., -1]).transpose(1, 2)[..., None, None]  # B×c×H×1×1
     states_in = torch.empty_like(chunk_states)
     state = x.new_zeros(b, h, p, n) if initial_state is None else initial_state.to(x.dtype)
-    for k in range(c):
-        states_in[:, k] = state
-        state = torch.addcmul(chunk_states[:, k], state, chunk_decay[:, k])
+    if inplace:  # each entering state written straight into its slot
+        states_in[:, 0] = state
+        for k in range(c - 1):
+            torch.addcmul(chunk_states[:, k], states_in[:, k], chunk_decay[:, k], out=states_in[:, k + 1])
+        if return_final_state:
+            state = torch.addcmul(chunk_states[:, -1], states_in[:, -1], chunk_decay[:, -1])
+    else:
+        for k in range(c):
+            states_in[:, k] = state
+            state = torch.addcmul(chunk_states[:, k], state, chunk_decay[:, k])
 
     # 4) contribution of the entering state to each position of its chunk, then the sum
     y_state = Cg @ states_in.view(b, c, g, r * p, n).transpose(-1, -2)  # B×c×G×Q×(r·P)
-    out = y_state.view(b, c, g, q, r, p).permute(0, 1, 3, 2, 4, 5).reshape(b, c, q, h, p)
-    decay_from_start = torch.exp(a_cum).transpose(2, 3)[..., None]  # B×c×Q×H×1
+    y_state = y_state.view(b, c, g, q, r, p).permute(0, 1, 3, 2, 4, 5)  # B×c×Q×G×r×P
+    # token-major B×c×Q×H×P: a view for one group, a copy when the groups were outermost
+    y_state = y_state.reshape(b, c, q, h, p) if g == 1 else y_state.contiguous().view(b, c, q, h, p)
+    decay_from_start = torch.exp(a_cum).permute(0, 2, 3, 1)[..., None]  # B×c×Q×H×1
+    y_diag = y_diag.permute(0, 2, 3, 1, 4)  # B×c×Q×H×P (a view)
     if inplace:
-        out = out.mul_(decay_from_start).add_(y.transpose(2, 3))
+        out = torch.addcmul(y_diag, y_state, decay_from_start, out=y_state)
     else:
-        out = (out * decay_from_start + y.transpose(2, 3)).contiguous()
-    y = out.reshape(b, c * q, h, p)[:, :l]  # a view, except in place with one head per group
+        out = torch.addcmul(y_diag, y_state, decay_from_start)
+    y = out.view(b, lp, h, p)[:, :l]
     if D is not None:
-        y = torch.addcmul(y, x, D[:, None])
+        y = y.addcmul_(x, D[:, None]) if inplace else torch.addcmul(y, x, D[:, None])
     return (y, state) if return_final_state else y
+
+
+@functools.lru_cache(maxsize=8)
+def _upper_mask_cpu(q: int) -> torch.Tensor:
+    with torch.inference_mode(False):
+        return torch.ones(q, q, dtype=torch.bool).triu_(1)
+
+
+def _upper_mask(q: int, device) -> torch.Tensor:
+    """Q×Q bool, True strictly above the diagonal (the causal mask of one chunk), cached."""
+    return _upper_mask_cpu(q).to(device)
 
 
 @functools.lru_cache(maxsize=1)
