@@ -10,6 +10,8 @@
 """
 import copy
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,7 +20,7 @@ from lingen_model.models import mamba2 as mamba2_mod
 from lingen_model.models.mamba2 import causal_depthwise_conv_silu, reorder_for_backward
 from lingen_model.generation.pipeline import embedded_model_path
 from lingen_model.models.ssd import ssd_chunked, ssd_reference
-from lingen_model.models.tesa import TESA, window_ids, window_slots
+from lingen_model.models.tesa import TESA, window_ids, window_layout
 from test_mixers import causal_depthwise_conv_ref
 
 
@@ -105,17 +107,25 @@ def test_reorder_for_backward_is_prefix_then_reversed(l, r):
 
 
 @pytest.mark.parametrize("grid,window,shifted", [((5, 6, 7), (2, 4, 3), True), ((4, 8, 8), (4, 4, 4), False),
-                                                 ((9, 8, 8), (4, 4, 4), True), ((1, 3, 2), (4, 4, 4), True)])
-def test_window_slots_agree_with_window_ids(grid, window, shifted):
-    slots, key_ok = window_slots(grid, window, shifted)
+                                                 ((9, 8, 8), (4, 4, 4), True), ((1, 3, 2), (4, 4, 4), True),
+                                                 ((6, 5, 9), (4, 2, 4), True)])
+def test_window_layout_agrees_with_window_ids(grid, window, shifted):
+    """Token i may attend to token j in the rolled slot layout exactly when the padded-grid
+    windows of ``window_ids`` (the masked-full-attention reference's windows) put them together."""
+    slots, key_ok, allowed = window_layout(grid, window, shifted)
     n = grid[0] * grid[1] * grid[2]
     assert slots.shape == (n,) and len(set(slots.tolist())) == n  # every token its own slot
     assert int(key_ok.sum()) == n
-    lw = key_ok.shape[1]
+    nwin, lw = key_ok.shape
     assert torch.equal(key_ok.view(-1)[slots], torch.ones(n, dtype=torch.bool))
+    assert nwin * lw == math.prod(-(-g // min(w, g)) * min(w, g) for g, w in zip(grid, window))  # no shift padding
     ids = window_ids(grid, window, shifted)
-    same_win = (slots[:, None] // lw) == (slots[None, :] // lw)
-    assert torch.equal(same_win, ids[:, None] == ids[None, :])
+    win, pos = slots // lw, slots % lw
+    may = win[:, None] == win[None, :]
+    if allowed is not None:
+        may &= allowed[win[:, None], pos[:, None], pos[None, :]]
+        assert allowed.any(-1).all()  # no slot's query is left without a key (a NaN row)
+    assert torch.equal(may, ids[:, None] == ids[None, :])
 
 
 # ---------------------------------------------------------------- embedded weights, end to end

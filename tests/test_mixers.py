@@ -240,9 +240,9 @@ def test_mixer_index_caches_filled_in_inference_mode_serve_training():
     from lingen_model import build_denoiser
     from lingen_model.models.mamba2 import _backward_index_cpu
     from lingen_model.models.scan_order import _perm
-    from lingen_model.models.tesa import _window_slots_cpu
+    from lingen_model.models.tesa import _window_layout_cpu
 
-    for cached in (_perm, _window_slots_cpu, _backward_index_cpu):
+    for cached in (_perm, _window_layout_cpu, _backward_index_cpu):
         cached.cache_clear()
     torch.manual_seed(0)
     model = build_denoiser("tiny", width=32, depth=2, num_heads=2, headdim=16, d_state=8, ffn_dim=64, chunk_size=16,

@@ -48,9 +48,10 @@ N_s = d_state, G groups, Q = chunk size, k = d_conv, r review size::
                         Q·P    scores·(dt·x),
                         P·N_s  chunk states Bᵀ(dt·x),       P·N_s  entering state → outputs C·S
     TE-branch (TESA: attention inside Tw×Hw×Ww windows; each window side clamped to the
-      grid; odd layers shift by half a window and pad, so padded tokens are computed too)
+      grid, which is padded to whole windows, so padded slots are computed too; odd layers
+      shift by half a window, rolled cyclically into the same slots)
       tesa_projections  lin(B·N, d, 3d) [qkv, projected before padding] + lin(B·N, d, d) [proj]
-      tesa_attention    4·B·N_pad·W·d,  W = Tw·Hw·Ww window tokens, N_pad = padded grid size
+      tesa_attention    4·B·N_pad·W·d,  W = Tw·Hw·Ww window tokens, N_pad = ∏ ⌈n/w⌉·w (slots)
 
 Everything in LinGen is linear in N (the window W and chunk Q are fixed); the DiT's
 ``4·B·N²·d`` per layer is what makes it quadratic, and it dominates at paper scale.
@@ -158,18 +159,16 @@ def bimamba2_flops(config: DenoiserConfig, batch: int, seq_len: int) -> dict[str
 
 
 def tesa_padded_grid(grid: Grid, window: Sequence[int], shifted: bool) -> tuple[Grid, int]:
-    """(padded grid, tokens per window) of TESA for a token grid (``tesa.window_geometry`` rules).
+    """(slot grid, tokens per window) of TESA for a token grid (``tesa.window_layout`` rules).
 
-    Each window side is clamped to the grid side; a shifted layer moves the windows by half a
-    window along every axis with more than one window and pads ``shift`` tokens in front and
-    enough behind to fill the last window.
+    Each window side is clamped to the grid side and the grid is padded to whole windows,
+    ⌈n/w⌉·w per axis; a shifted layer rolls its shifted windows cyclically into the same slots
+    (Swin's batch computation), so ``shifted`` does not change the size.
     """
     padded, win = [], 1
     for n, w in zip(grid, window):
         w = min(int(w), n)
-        s = w // 2 if (shifted and w < n) else 0
-        back = (-(n + s)) % w
-        padded.append(n + s + back)
+        padded.append(-(-n // w) * w)
         win *= w
     return (padded[0], padded[1], padded[2]), win
 
