@@ -13,7 +13,7 @@ outputs on the same input (the speed work must not change the model's maths).
 
     python scripts/profile_denoiser.py --old /tmp/i19-old --new . --length 4s,60s
 
-Workers run with ``OMP_WAIT_POLICY=PASSIVE`` and the glibc malloc thresholds of
+Workers run with ``OMP_WAIT_POLICY=PASSIVE`` (``--omp-wait-policy``) and the glibc malloc thresholds of
 ``lingen benchmark`` (unless already set), ``torch.set_num_threads(--threads)``.
 """
 from __future__ import annotations
@@ -49,10 +49,12 @@ def _worker(weights: str, threads: int) -> None:
     from torch.profiler import ProfilerActivity, profile, record_function
 
     import lingen_model
-    try:  # the layout since the architecture refactor (#18) ...
+    # the layout since the architecture refactor (#18), or the flat one before it (an old commit);
+    # decided by the tree's files: an editable install would serve a missing subpackage from elsewhere
+    if (Path(lingen_model.__file__).parent / "models").is_dir():
         import lingen_model.models.mamba2 as mamba2
         from lingen_model.generation.checkpoint import load_checkpoint
-    except ModuleNotFoundError:  # ... and the flat one before it (an old commit)
+    else:
         import lingen_model.mamba2 as mamba2
         from lingen_model.checkpoint import load_checkpoint
 
@@ -145,10 +147,12 @@ def _worker(weights: str, threads: int) -> None:
 
 
 class Worker:
-    def __init__(self, root: Path, weights: Path, threads: int):
+    def __init__(self, root: Path, weights: Path, threads: int, wait_policy: str = "PASSIVE"):
         env = dict(os.environ)
         env["PYTHONPATH"] = str(root)
-        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        env.pop("OMP_WAIT_POLICY", None)
+        if wait_policy != "default":
+            env["OMP_WAIT_POLICY"] = wait_policy
         env.setdefault("MALLOC_MMAP_THRESHOLD_", "33554432")
         env.setdefault("MALLOC_TRIM_THRESHOLD_", "1073741824")
         env["OMP_NUM_THREADS"] = str(threads)
@@ -184,6 +188,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--profile-steps", type=int, default=4, help="profiled forwards per tree (alternating)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE", "default"],
+                    help="OpenMP wait policy of both workers (default: PASSIVE, as lingen benchmark; "
+                         "'default' leaves it unset, as lingen generate on a quiet machine)")
     ap.add_argument("--json", default=None, help="write all numbers here")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -195,11 +202,12 @@ def main() -> None:
     weights = new_root / "lingen_model" / "weights" / "lingen-tiny"
     import torch
 
-    workers = {"old": Worker(Path(args.old).resolve(), weights, args.threads),
-               "new": Worker(new_root, weights, args.threads)}
+    workers = {"old": Worker(Path(args.old).resolve(), weights, args.threads, args.omp_wait_policy),
+               "new": Worker(new_root, weights, args.threads, args.omp_wait_policy)}
     for k, w in workers.items():
         print(f"{k}: {w.module}")
-    report = {"load_before": os.getloadavg(), "threads": args.threads, "lengths": {}}
+    report = {"load_before": os.getloadavg(), "threads": args.threads, "omp_wait_policy": args.omp_wait_policy,
+              "lengths": {}}
     for length in args.length.split(","):
         frames = _frames(length)
         for _ in range(args.warmup):
@@ -233,6 +241,7 @@ def main() -> None:
         med = {k: statistics.median(r["wall"] for r in v) for k, v in runs.items()}
         medc = {k: statistics.median(r["cpu"] for r in v) for k, v in runs.items()}
         print(f"\n## {length} ({frames} frames, 128², CFG batch 2, {args.threads} threads, "
+              f"OMP_WAIT_POLICY {args.omp_wait_policy}, "
               f"load average {os.getloadavg()[0]:.2f})")
         print(f"per-step latency: old {med['old'] * 1e3:.0f} ms, new {med['new'] * 1e3:.0f} ms; "
               f"old÷new median over {args.rounds} alternating rounds {statistics.median(ratios):.2f}× "
