@@ -184,14 +184,15 @@ def _far_effect(model, src_frame, dst_frame):
 
 
 def _cut_direction(monkeypatch, direction):
-    """Zero one scan direction of every BiMamba2 (0 forward, 1 backward)."""
-    real = BiMamba2.directional_scan
+    """Zero one scan direction of every BiMamba2 (0 forward, 1 backward): its scan input x is zeroed,
+    so its output (the scan of x plus the D·x skip) is exactly zero."""
+    real = BiMamba2.scan_inputs
 
-    def scan(self, xBC, dt_raw, d):
-        y = real(self, xBC, dt_raw, d)
-        return torch.zeros_like(y) if d == direction else y
+    def inputs(self, xBC, dt_raw, d, heads=None):
+        x, *rest = real(self, xBC, dt_raw, d, heads)
+        return (torch.zeros_like(x) if d == direction else x, *rest)
 
-    monkeypatch.setattr(BiMamba2, "directional_scan", scan)
+    monkeypatch.setattr(BiMamba2, "scan_inputs", inputs)
 
 
 @pytest.mark.parametrize("src,dst", [(0, 8), (8, 0)], ids=["first-to-last", "last-to-first"])

@@ -148,11 +148,11 @@ def test_review_prefix_first_in_both_directions_and_dropped():
     x = torch.randn(2, n, 32)
     seen = {}
 
-    def spy(xBC, dt_raw, direction, _orig=branch.mamba.directional_scan):
+    def spy(xBC, dt_raw, direction, heads=None, _orig=branch.mamba.scan_inputs):
         seen[direction] = xBC.detach().clone()
-        return _orig(xBC, dt_raw, direction)
+        return _orig(xBC, dt_raw, direction, heads)
 
-    branch.mamba.directional_scan = spy
+    branch.mamba.scan_inputs = spy
     for layer in range(4):
         y = branch(x, grid, layer)
         assert y.shape == x.shape  # review outputs dropped

@@ -85,3 +85,28 @@ def test_triton_matches_reference():
     y = ssd_scan(x, dt, A, B, C, chunk_size=64, D=D, backend="triton")
     y_ref = ssd_reference(*(t.double().cpu() for t in (x, dt, A, B, C)), D.double().cpu())
     torch.testing.assert_close(y.double().cpu(), y_ref, rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("length,chunk,g", [(37, 8, 1), (16, 16, 2), (5, 64, 1)])
+def test_multi_scan_equals_each_scan_against_recurrence(grad, length, chunk, g):
+    """Two scans with their own A, D (the two directions of a layer) batched as one = each alone = the recurrence."""
+    seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    scans = [random_scan_inputs(2, length, 4, 8, g, 16, seed + i) for i in range(2)]
+    with torch.set_grad_enabled(grad):
+        if grad:
+            scans = [tuple(t.requires_grad_() for t in sc) for sc in scans]
+        ys = ssd.ssd_chunked_multi([(x, dt, A, B, C, D) for x, dt, A, B, C, D in scans], chunk_size=chunk)
+        for y, (x, dt, A, B, C, D) in zip(ys, scans):
+            torch.testing.assert_close(y, ssd_reference(x, dt, A, B, C, D), rtol=1e-10, atol=1e-10)
+            assert torch.equal(y, ssd_chunked(x, dt, A, B, C, chunk_size=chunk, D=D))
+    if grad:  # gradients reach both scans' inputs
+        sum(y.sum() for y in ys).backward()
+        assert all(t.grad is not None and t.grad.abs().sum() > 0 for sc in scans for t in sc)
+
+
+def test_multi_scan_rejects_mixed_shapes():
+    a = random_scan_inputs(1, 10, 2, 4, 1, 8, 0)
+    b = random_scan_inputs(1, 12, 2, 4, 1, 8, 1)
+    with pytest.raises(ValueError, match="one shape"):
+        ssd.ssd_chunked_multi([a, b])

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from lingen_model.models.index_cache import index_cache
 from lingen_model.models.layers import GatedRMSNorm
-from lingen_model.models.ssd import ssd_scan
+from lingen_model.models.ssd import ssd_scan, ssd_scan_multi
 
 
 def reorder_for_backward(seq: torch.Tensor, num_prefix: int) -> torch.Tensor:
@@ -111,15 +111,15 @@ class BiMamba2(nn.Module):
         """in_proj output B×L×(2·d_inner + 2·G·N + H) → (z B×L×d_inner, xBC B×L×conv_dim, dt_raw B×L×H)."""
         return torch.split(zxbcdt, [self.d_inner, self.conv_dim, self.nheads], dim=-1)
 
-    def directional_scan(self, xBC: torch.Tensor, dt_raw: torch.Tensor, direction: int,
-                         heads: tuple[int, int] | None = None) -> torch.Tensor:
-        """One direction's conv + SSD scan over a sequence already in its scan order.
+    def scan_inputs(self, xBC: torch.Tensor, dt_raw: torch.Tensor, direction: int,
+                    heads: tuple[int, int] | None = None):
+        """One direction's conv and projections, before its SSD scan: ``(x, dt, A, B, C, D)`` as
+        :func:`ssd.ssd_reference` takes them (x B×L×heads×P, B and C B×L×G×N).
 
-        xBC: B×L×conv_dim, dt_raw: B×L×H; direction 0 (forward) or 1 (backward).
-        ``heads = (h0, h1)`` scans only heads h0 … h1−1 (context parallelism, where each rank
-        holds some heads of the whole sequence): xBC is then B×L×((h1−h0)·P + 2·G·N) (those
-        heads' x channels, then all of B and C) and dt_raw B×L×(h1−h0).
-        Returns y: B×L×(heads·P) (including the D·x skip).
+        xBC: B×L×conv_dim, dt_raw: B×L×H, in the direction's scan order; direction 0 (forward)
+        or 1 (backward). ``heads = (h0, h1)`` keeps only heads h0 … h1−1 (context parallelism,
+        where each rank holds some heads of the whole sequence): xBC is then
+        B×L×((h1−h0)·P + 2·G·N) (those heads' x channels, then all of B and C) and dt_raw B×L×(h1−h0).
         """
         b, l, _ = xBC.shape
         conv = self.conv[direction]
@@ -138,23 +138,32 @@ class BiMamba2(nn.Module):
             B, C = (M.repeat_interleave(self.nheads // self.ngroups, dim=2)[:, :, h0:h1] for M in (B, C))
         dt = F.softplus(dt_raw + dt_bias)
         A = -torch.exp(A_log.float() if A_log.dtype in (torch.float16, torch.bfloat16) else A_log)  # ≥ fp32
-        y = ssd_scan(x.reshape(b, l, nh, self.headdim), dt, A, B, C, chunk_size=self.chunk_size, D=D)
-        return y.reshape(b, l, nh * self.headdim)
+        return x.reshape(b, l, nh, self.headdim), dt, A, B, C, D
+
+    def directional_scan(self, xBC: torch.Tensor, dt_raw: torch.Tensor, direction: int,
+                         heads: tuple[int, int] | None = None) -> torch.Tensor:
+        """One direction's conv + SSD scan over a sequence already in its scan order
+        (arguments as :meth:`scan_inputs`). Returns y: B×L×(heads·P) (including the D·x skip)."""
+        x, dt, A, B, C, D = self.scan_inputs(xBC, dt_raw, direction, heads)
+        y = ssd_scan(x, dt, A, B, C, chunk_size=self.chunk_size, D=D)
+        return y.reshape(x.shape[0], x.shape[1], -1)
 
     def scan(self, xBC: torch.Tensor, dt_raw: torch.Tensor, num_prefix: int = 0,
              heads: tuple[int, int] | None = None) -> torch.Tensor:
         """Both directions' scans over the whole sequence, summed: the mixer's sequence op.
 
-        xBC, dt_raw: as :meth:`directional_scan` (the first ``num_prefix`` tokens are review
-        tokens); returns y B×L×(heads·P), before the gated norm and out_proj.
+        xBC, dt_raw: as :meth:`scan_inputs` (the first ``num_prefix`` tokens are review
+        tokens); returns y B×L×(heads·P), before the gated norm and out_proj. The two
+        directions' scans run as one batch (``ssd.ssd_scan_multi``).
         """
-        part = {} if heads is None else {"heads": heads}
-        y_fwd = self.directional_scan(xBC, dt_raw, 0, **part)
-        y_bwd = self.directional_scan(reorder_for_backward(xBC, num_prefix), reorder_for_backward(dt_raw, num_prefix),
-                                      1, **part)
+        index = _backward_index(xBC.shape[1], num_prefix, xBC.device)
+        fwd = self.scan_inputs(xBC, dt_raw, 0, heads)
+        bwd = self.scan_inputs(xBC.index_select(1, index), dt_raw.index_select(1, index), 1, heads)
+        y_fwd, y_bwd = ssd_scan_multi([fwd, bwd], chunk_size=self.chunk_size)
+        b, l = xBC.shape[:2]
+        y_fwd, y_bwd = y_fwd.reshape(b, l, -1), y_bwd.reshape(b, l, -1)
         # y_fwd + reorder_for_backward(y_bwd) as one scatter-add (the order is an involution);
         # in place at inference (y_fwd is the scan's own output); a kernel may have saved it for backward
-        index = _backward_index(y_bwd.shape[1], num_prefix, y_bwd.device)
         if torch.is_grad_enabled():
             return torch.index_add(y_fwd, 1, index, y_bwd)
         return y_fwd.index_add_(1, index, y_bwd)

@@ -104,7 +104,12 @@ def ssd_chunked(x, dt, A, B, C, chunk_size=64, D=None, initial_state=None, retur
       one Q×Q buffer per head that is masked, exponentiated and multiplied by ``C·Bᵀ`` in place;
     * at inference every step writes into its destination (``out=``, in place): the padded
       buffers, each entering state straight into its slot (one op per chunk), the output.
-      With autograd the same arithmetic runs out of place (bitwise the same result).
+      With autograd the same arithmetic runs out of place (bitwise the same result);
+    * several independent scans of the same shape (the two directions of a bidirectional
+      layer) run as one batch: :func:`ssd_chunked_multi`.
+
+    Raises:
+        ValueError: inconsistent shapes, ``chunk_size`` < 1.
     """
     _check_scan_inputs(x, dt, A, B, C)
     if chunk_size < 1:
@@ -115,32 +120,70 @@ def ssd_chunked(x, dt, A, B, C, chunk_size=64, D=None, initial_state=None, retur
                                None if D is None else D.float(),
                                None if initial_state is None else initial_state.float(), True)
         return (y.to(out_dtype), state) if return_final_state else y.to(out_dtype)
-    b, l, h, p = x.shape
-    g, n = B.shape[2], B.shape[3]
+    (y,), state = _ssd_batched([(x, dt, A, B, C, D)], chunk_size, initial_state, return_final_state)
+    return (y, state) if return_final_state else y
+
+
+def ssd_chunked_multi(scans, chunk_size=64):
+    """Several independent SSD scans of the same shape as one batched :func:`ssd_chunked`.
+
+    ``scans``: a sequence of ``(x, dt, A, B, C, D)`` tuples, each as in :func:`ssd_reference`
+    (D may be None), all with the same shapes, dtype and device; e.g. the forward and
+    backward directions of a bidirectional Mamba2 layer, whose A and D differ. Their padded
+    inputs are written side by side along the batch, so every later step is one operation
+    for all of them. Returns the list of outputs, each B×L×H×P (equal to one
+    :func:`ssd_chunked` call per scan). Raises ValueError for inconsistent shapes.
+    """
+    scans = list(scans)
+    if not scans:
+        return []
+    for x, dt, A, B, C, _ in scans:
+        _check_scan_inputs(x, dt, A, B, C)
+        if x.shape != scans[0][0].shape or B.shape != scans[0][3].shape or x.dtype != scans[0][0].dtype:
+            raise ValueError("ssd_chunked_multi needs scans of one shape and dtype")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if scans[0][0].dtype in (torch.float16, torch.bfloat16):  # the scan runs in fp32
+        out_dtype = scans[0][0].dtype
+        f32 = [tuple(None if t is None else t.float() for t in sc) for sc in scans]
+        return [y.to(out_dtype) for y in ssd_chunked_multi(f32, chunk_size)]
+    return _ssd_batched(scans, chunk_size, None, False)[0]
+
+
+def _ssd_batched(scans, chunk_size, initial_state, return_final_state):
+    """The chunked scan of S same-shape scans stacked along the batch (S·B rows) → ([y_s], state)."""
+    x0, _, _, B0, _, _ = scans[0]
+    b, l, h, p = x0.shape
+    g, n = B0.shape[2], B0.shape[3]
+    sb = len(scans) * b  # every scan's batch, side by side
     r = h // g  # heads per group
     q = chunk_size
     pad = (-l) % q
     lp = l + pad
     c = lp // q
     # in place at inference; autograd needs the decays and products it saved untouched
-    inplace = not torch.is_grad_enabled() or not any(t.requires_grad for t in (x, dt, A, B, C))
-    xh, dth = x.transpose(1, 2), dt.transpose(1, 2)  # head-major views: B×H×L×P, B×H×L
-    if inplace:  # padded buffers written once (only the pad rows zeroed)
-        xd = x.new_empty(b, h, lp, p)  # discretised input dt·x, head-major
-        torch.mul(xh, dth[..., None], out=xd[:, :, :l])
-        Adt = dt.new_empty(b, h, lp)  # log-decays dt·A (≤ 0)
-        torch.mul(dth, A[:, None], out=Adt[:, :, :l])
-        BC = B.new_empty(2, b, lp, g, n)
-        BC[0, :, :l], BC[1, :, :l] = B, C
+    inplace = not torch.is_grad_enabled() or not any(t.requires_grad for sc in scans for t in sc[:5])
+    if inplace:  # padded buffers written once (only the pad rows zeroed), head-major
+        xd = x0.new_empty(sb, h, lp, p)  # discretised input dt·x
+        Adt = x0.new_empty(sb, h, lp)  # log-decays dt·A (≤ 0)
+        BC = x0.new_empty(2, sb, lp, g, n)
+        for i, (x, dt, A, B, C, _) in enumerate(scans):
+            rows = slice(i * b, (i + 1) * b)
+            torch.mul(x.transpose(1, 2), dt.transpose(1, 2)[..., None], out=xd[rows, :, :l])
+            torch.mul(dt.transpose(1, 2), A[:, None], out=Adt[rows, :, :l])
+            BC[0, rows, :l], BC[1, rows, :l] = B, C
         if pad:
             xd[:, :, l:].zero_()
             Adt[:, :, l:].zero_()
             BC[:, :, l:].zero_()
         B, C = BC.unbind(0)
     else:
-        xd = F.pad(xh * dth[..., None], (0, 0, 0, pad))
-        Adt = F.pad(dth * A[:, None], (0, pad))
-        B, C = (F.pad(M, (0, 0, 0, 0, 0, pad)) for M in (B, C))
+        xd = torch.cat([F.pad(x.transpose(1, 2) * dt.transpose(1, 2)[..., None], (0, 0, 0, pad))
+                        for x, dt, *_ in scans])
+        Adt = torch.cat([F.pad(dt.transpose(1, 2) * A[:, None], (0, pad)) for _, dt, A, *_ in scans])
+        B = torch.cat([F.pad(sc[3], (0, 0, 0, 0, 0, pad)) for sc in scans])
+        C = torch.cat([F.pad(sc[4], (0, 0, 0, 0, 0, pad)) for sc in scans])
+    b1, b = b, sb  # one scan's batch; all scans'
     xd = xd.view(b, h, c, q, p)
     a_cum = torch.cumsum(Adt.view(b, h, c, q), dim=-1)  # B×H×c×Q, in-chunk cumulative
     Bg = B.reshape(b, c, q, g, n).transpose(2, 3)  # B×c×G×Q×N (views)
@@ -148,7 +191,7 @@ def ssd_chunked(x, dt, A, B, C, chunk_size=64, D=None, initial_state=None, retur
 
     # 1) intra-chunk (diagonal blocks): y_i = sum_{j<=i} (C_i·B_j) exp(cum_i - cum_j) dt_j x_j
     scores = a_cum[..., :, None] - a_cum[..., None, :]  # B×H×c×Q×Q
-    scores.masked_fill_(_upper_mask(q, x.device), float("-inf")).exp_()
+    scores.masked_fill_(_upper_mask(q, xd.device), float("-inf")).exp_()
     CB = (Cg @ Bg.transpose(-1, -2)).transpose(1, 2)[:, :, None]  # C·Bᵀ per group, B×G×1×c×Q×Q
     if inplace:
         scores.view(b, g, r, c, q, q).mul_(CB)
@@ -159,7 +202,7 @@ def ssd_chunked(x, dt, A, B, C, chunk_size=64, D=None, initial_state=None, retur
     # 2) state contributed by each chunk, decayed to the chunk end: B×c×H×P×N
     decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)[..., None]  # B×H×c×Q×1
     if inplace:  # weighted and laid out token-major (heads side by side) by one multiply
-        xw = x.new_empty(b, c, q, h, p)
+        xw = xd.new_empty(b, c, q, h, p)
         torch.mul(xd, decay_to_end, out=xw.permute(0, 3, 1, 2, 4))
     else:
         xw = (xd * decay_to_end).permute(0, 2, 3, 1, 4).contiguous()
@@ -169,7 +212,7 @@ def ssd_chunked(x, dt, A, B, C, chunk_size=64, D=None, initial_state=None, retur
     # 3) linear recurrence over chunks: the state entering chunk k
     chunk_decay = torch.exp(a_cum[..., -1]).transpose(1, 2)[..., None, None]  # B×c×H×1×1
     states_in = torch.empty_like(chunk_states)
-    state = x.new_zeros(b, h, p, n) if initial_state is None else initial_state.to(x.dtype)
+    state = xd.new_zeros(b, h, p, n) if initial_state is None else initial_state.to(xd.dtype)
     if inplace:  # each entering state written straight into its slot
         states_in[:, 0] = state
         for k in range(c - 1):
@@ -192,10 +235,16 @@ def ssd_chunked(x, dt, A, B, C, chunk_size=64, D=None, initial_state=None, retur
         out = torch.addcmul(y_diag, y_state, decay_from_start, out=y_state)
     else:
         out = torch.addcmul(y_diag, y_state, decay_from_start)
-    y = out.view(b, lp, h, p)[:, :l]
-    if D is not None:
-        y = y.addcmul_(x, D[:, None]) if inplace else torch.addcmul(y, x, D[:, None])
-    return (y, state) if return_final_state else y
+    out = out.view(b, lp, h, p)
+    ys = []
+    for i, (x, _, _, _, _, D) in enumerate(scans):
+        y = out[i * b1:(i + 1) * b1, :l]
+        if D is not None:
+            y = y.addcmul_(x, D[:, None]) if inplace else torch.addcmul(y, x, D[:, None])
+        ys.append(y)
+    return ys, state
+
+
 
 
 @functools.lru_cache(maxsize=8)
@@ -256,6 +305,19 @@ def select_backend(device: torch.device | str | None = None) -> str:
 def active_backend() -> str:
     """The backend a scan on the default device would use now (for ``lingen info``)."""
     return select_backend(None)
+
+
+def ssd_scan_multi(scans, chunk_size=64, backend: str | None = None):
+    """Several same-shape scans ``[(x, dt, A, B, C, D), ...]`` through the selected backend → list of
+    B×L×H×P outputs: one batched :func:`ssd_chunked_multi` on ``torch``, one kernel call per
+    scan on ``triton``."""
+    scans = list(scans)
+    if not scans:
+        return []
+    backend = backend or select_backend(scans[0][0].device)
+    if backend == "torch":
+        return ssd_chunked_multi(scans, chunk_size)
+    return [ssd_scan(x, dt, A, B, C, chunk_size, D, backend) for x, dt, A, B, C, D in scans]
 
 
 def ssd_scan(x, dt, A, B, C, chunk_size=64, D=None, backend: str | None = None):
