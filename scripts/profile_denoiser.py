@@ -30,7 +30,7 @@ from pathlib import Path
 # ------------------------------------------------------------------------------------ worker
 
 PARTS = [  # (label, module-class name or attribute path) in the order printed
-    ("ssd_scan", None),
+    ("ssd_scan", None),  # 16 calls per forward in trees that scan one direction at a time, 8 in batched ones
     ("mamba_in_proj", "in_proj"),
     ("mamba_out_proj", "out_proj"),
     ("mamba_conv", "conv"),
@@ -94,6 +94,13 @@ def _worker(weights: str, threads: int) -> None:
             return scan(*a, **k)
 
     mamba2.ssd_scan = scan_profiled
+    scan_multi = getattr(mamba2, "ssd_scan_multi", None)  # both directions in one batched scan (newer trees)
+    if scan_multi is not None:
+        def scan_multi_profiled(*a, **k):
+            with record_function("ssd_scan"):
+                return scan_multi(*a, **k)
+
+        mamba2.ssd_scan_multi = scan_multi_profiled
     conv = getattr(mamba2, "causal_depthwise_conv_silu", None)  # the new tree's conv (a function, no module)
     if conv is not None:
         def conv_profiled(*a, **k):

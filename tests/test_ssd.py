@@ -110,3 +110,12 @@ def test_multi_scan_rejects_mixed_shapes():
     b = random_scan_inputs(1, 12, 2, 4, 1, 8, 1)
     with pytest.raises(ValueError, match="one shape"):
         ssd.ssd_chunked_multi([a, b])
+
+
+def test_multi_scan_large_inputs_run_one_at_a_time(monkeypatch):
+    """Past MULTI_SCAN_MAX_BYTES the scans run one by one: the same numbers as batched."""
+    scans = [random_scan_inputs(1, 40, 2, 4, 1, 8, 7 + i) for i in range(2)]
+    batched = ssd.ssd_chunked_multi(scans, chunk_size=8)
+    monkeypatch.setattr(ssd, "MULTI_SCAN_MAX_BYTES", 0)
+    for a, b in zip(batched, ssd.ssd_chunked_multi(scans, chunk_size=8)):
+        assert torch.equal(a, b)
