@@ -1,17 +1,19 @@
 """The OpenMP wait policy chosen by `lingen_cli` before torch loads: ACTIVE for `train`; for every
 other command OpenMP's default on a quiet machine and PASSIVE on a busy one; the user's setting wins."""
+import multiprocessing as mp
+import time
 import os
 import subprocess
 import sys
 
 import pytest
 
-from lingen_cli import wait_policy
+from lingen_cli import _busy_cores, wait_policy
 
 PROBE = "import sys; sys.argv = {argv!r}; import lingen_cli, os; print(os.environ.get('OMP_WAIT_POLICY', 'unset'))"
 
 
-@pytest.mark.parametrize("argv, load, cores, expected", [
+@pytest.mark.parametrize("argv, busy, cores, expected", [
     (["lingen", "train", "r.yaml"], 0.0, 2, "ACTIVE"),
     (["lingen", "train", "r.yaml"], 9.0, 2, "ACTIVE"),
     (["lingen", "generate", "a red circle"], 0.2, 2, None),      # quiet: OpenMP's default (spin, then sleep)
@@ -19,10 +21,10 @@ PROBE = "import sys; sys.argv = {argv!r}; import lingen_cli, os; print(os.enviro
     (["lingen", "generate", "a red circle"], 1.0, 2, "PASSIVE"),  # half the cores busy: sleep
     (["lingen", "eval"], 3.5, 8, None),
     (["lingen", "eval"], 4.0, 8, "PASSIVE"),
-    (["lingen"], float("inf"), 2, "PASSIVE"),                   # no load average: the cautious choice
+    (["lingen"], float("inf"), 2, "PASSIVE"),                   # nothing to measure: the cautious choice
 ])
-def test_wait_policy_rule(argv, load, cores, expected):
-    assert wait_policy(argv, load, cores) == expected
+def test_wait_policy_rule(argv, busy, cores, expected):
+    assert wait_policy(argv, busy, cores) == expected
 
 
 def run_probe(argv, env):
@@ -43,11 +45,26 @@ def test_wait_policy_set_before_torch(argv, env, expected):
     assert run_probe(argv, env) == expected
 
 
-def test_generate_follows_the_load_average():
-    load, cores = os.getloadavg()[0], len(os.sched_getaffinity(0))
-    out = run_probe(["lingen", "generate", "x"], None)
-    # the load may cross the threshold between the two reads; only a clear side is checked
-    if load < 0.4 * cores:
-        assert out == "unset"
-    elif load > 0.6 * cores:
-        assert out == "PASSIVE"
+def _spin(stop):
+    while not stop.is_set():
+        pass
+
+
+def test_busy_cores_sees_other_processes():
+    """One spinning process per core: /proc/stat sampled while this process sleeps shows them busy."""
+    if not os.path.exists("/proc/stat"):
+        pytest.skip("no /proc/stat")
+    cores = os.cpu_count() or 1
+    stop = mp.Event()
+    spinners = [mp.Process(target=_spin, args=(stop,), daemon=True) for _ in range(cores)]
+    for p in spinners:
+        p.start()
+    try:
+        time.sleep(0.3)
+        busy = _busy_cores(0.3)
+    finally:
+        stop.set()
+        for p in spinners:
+            p.join()
+    assert busy > 0.5 * cores, busy
+    assert wait_policy(["lingen", "generate", "x"], busy, cores) == "PASSIVE"
