@@ -158,7 +158,11 @@ class Denoiser(nn.Module):
     # -- init ---------------------------------------------------------------
     def reset_parameters(self) -> None:
         """Xavier-uniform linears with zero bias (DiT); then zero the adaLN gates/shifts/scales
-        and the final layer (adaLN-Zero), so every block starts as the identity."""
+        and the final layer (adaLN-Zero), so every block starts as the identity. Nothing to do on
+        the meta device (parameter counts before allocating), where ``normal_`` alone would cost
+        ~1 s of imports on first use."""
+        if self.patch_embed.weight.is_meta:
+            return
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)

@@ -100,9 +100,14 @@ class BiMamba2(nn.Module):
         )
         # Per-direction SSM parameters, initialised as in mamba_ssm's Mamba2:
         # dt ~ logUniform[1e-3, 1e-1] stored through inverse softplus; A ~ U[1, 16]; D = 1.
-        dt = torch.exp(torch.rand(2, self.nheads) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3)).clamp(min=1e-4)
-        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
-        self.A_log = nn.Parameter(torch.log(torch.empty(2, self.nheads).uniform_(1, 16)))
+        # The arithmetic runs on the CPU whatever the default device: on the meta device (parameter
+        # counts before allocating) elementwise ops go through Python decompositions whose first
+        # use costs ~1.5 s of imports, paid by every `lingen generate`.
+        device = torch.empty(0).device
+        dt = torch.exp(torch.rand(2, self.nheads, device="cpu") * (math.log(0.1) - math.log(1e-3))
+                       + math.log(1e-3)).clamp(min=1e-4)
+        self.dt_bias = nn.Parameter((dt + torch.log(-torch.expm1(-dt))).to(device))
+        self.A_log = nn.Parameter(torch.log(torch.empty(2, self.nheads, device="cpu").uniform_(1, 16)).to(device))
         self.D = nn.Parameter(torch.ones(2, self.nheads))
         self.norm = GatedRMSNorm(self.d_inner, eps=1e-5)
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
