@@ -87,20 +87,15 @@ def _worker(weights: str, threads: int) -> None:
         if label:
             mod.register_forward_pre_hook(lambda m, i, _l=label: pre(m, i, _l))
             mod.register_forward_hook(post)
-    scan = mamba2.ssd_scan
+    # one direction at a time (older trees: ssd_scan) or both in one batched scan (ssd_scan_multi)
+    for attr in ("ssd_scan", "ssd_scan_multi"):
+        fn = getattr(mamba2, attr, None)
+        if fn is not None:
+            def profiled(*a, _fn=fn, **k):
+                with record_function("ssd_scan"):
+                    return _fn(*a, **k)
 
-    def scan_profiled(*a, **k):
-        with record_function("ssd_scan"):
-            return scan(*a, **k)
-
-    mamba2.ssd_scan = scan_profiled
-    scan_multi = getattr(mamba2, "ssd_scan_multi", None)  # both directions in one batched scan (newer trees)
-    if scan_multi is not None:
-        def scan_multi_profiled(*a, **k):
-            with record_function("ssd_scan"):
-                return scan_multi(*a, **k)
-
-        mamba2.ssd_scan_multi = scan_multi_profiled
+            setattr(mamba2, attr, profiled)
     conv = getattr(mamba2, "causal_depthwise_conv_silu", None)  # the new tree's conv (a function, no module)
     if conv is not None:
         def conv_profiled(*a, **k):

@@ -56,7 +56,7 @@ class MABranch(nn.Module):
             seq = x.new_empty(x.shape[0], r + x.shape[1], x.shape[2])
             seq[:, :r] = review
             torch.index_select(x, 1, perm, out=seq[:, r:])
-        return self.mamba(seq, num_prefix=r).index_select(1, inverse + r)  # review outputs dropped, Rev-RMS
+        return self.mamba(seq, num_prefix=r)[:, r:].index_select(1, inverse)  # review outputs dropped, Rev-RMS
 
 
 class MATE(nn.Module):

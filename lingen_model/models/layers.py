@@ -25,8 +25,9 @@ class RMSNorm(nn.Module):
         return self.normalize(x) * self.weight if self.weight is not None else self.normalize(x)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """``x / rms(x)`` without the weight. The mean square comes from one ``vector_norm``
-        reduction (one pass over x; the per-row arithmetic is on the B×N×1 result)."""
+        """``x / rms(x)`` over the last dim, without the weight: ...×D → ...×D. The mean square
+        comes from one ``vector_norm`` reduction (one pass over x; the per-row arithmetic is on
+        the ...×1 result)."""
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # statistics in ≥ fp32
         ms = torch.linalg.vector_norm(xf, dim=-1, keepdim=True).square().div_(x.shape[-1])
         return x * ms.add_(self.eps).rsqrt_().to(x.dtype)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from lingen_model.models.index_cache import index_cache
 from lingen_model.models.layers import GatedRMSNorm
-from lingen_model.models.ssd import ssd_scan, ssd_scan_multi
+from lingen_model.models.ssd import ssd_scan_multi
 
 
 def reorder_for_backward(seq: torch.Tensor, num_prefix: int) -> torch.Tensor:
@@ -103,7 +103,7 @@ class BiMamba2(nn.Module):
         # The arithmetic runs on the CPU whatever the default device: on the meta device (parameter
         # counts before allocating) elementwise ops go through Python decompositions whose first
         # use costs ~1.5 s of imports, paid by every `lingen generate`.
-        device = torch.empty(0).device
+        device = torch.get_default_device()
         dt = torch.exp(torch.rand(2, self.nheads, device="cpu") * (math.log(0.1) - math.log(1e-3))
                        + math.log(1e-3)).clamp(min=1e-4)
         self.dt_bias = nn.Parameter((dt + torch.log(-torch.expm1(-dt))).to(device))
@@ -145,14 +145,6 @@ class BiMamba2(nn.Module):
         A = -torch.exp(A_log.float() if A_log.dtype in (torch.float16, torch.bfloat16) else A_log)  # ≥ fp32
         return x.reshape(b, l, nh, self.headdim), dt, A, B, C, D
 
-    def directional_scan(self, xBC: torch.Tensor, dt_raw: torch.Tensor, direction: int,
-                         heads: tuple[int, int] | None = None) -> torch.Tensor:
-        """One direction's conv + SSD scan over a sequence already in its scan order
-        (arguments as :meth:`scan_inputs`). Returns y: B×L×(heads·P) (including the D·x skip)."""
-        x, dt, A, B, C, D = self.scan_inputs(xBC, dt_raw, direction, heads)
-        y = ssd_scan(x, dt, A, B, C, chunk_size=self.chunk_size, D=D)
-        return y.reshape(x.shape[0], x.shape[1], -1)
-
     def scan(self, xBC: torch.Tensor, dt_raw: torch.Tensor, num_prefix: int = 0,
              heads: tuple[int, int] | None = None) -> torch.Tensor:
         """Both directions' scans over the whole sequence, summed: the mixer's sequence op.
@@ -161,14 +153,14 @@ class BiMamba2(nn.Module):
         tokens); returns y B×L×(heads·P), before the gated norm and out_proj. The two
         directions' scans run as one batch (``ssd.ssd_scan_multi``).
         """
-        index = _backward_index(xBC.shape[1], num_prefix, xBC.device)
         fwd = self.scan_inputs(xBC, dt_raw, 0, heads)
-        bwd = self.scan_inputs(xBC.index_select(1, index), dt_raw.index_select(1, index), 1, heads)
+        bwd = self.scan_inputs(reorder_for_backward(xBC, num_prefix), reorder_for_backward(dt_raw, num_prefix), 1, heads)
         y_fwd, y_bwd = ssd_scan_multi([fwd, bwd], chunk_size=self.chunk_size)
         b, l = xBC.shape[:2]
         y_fwd, y_bwd = y_fwd.reshape(b, l, -1), y_bwd.reshape(b, l, -1)
         # y_fwd + reorder_for_backward(y_bwd) as one scatter-add (the order is an involution);
         # in place at inference (y_fwd is the scan's own output); a kernel may have saved it for backward
+        index = _backward_index(l, num_prefix, xBC.device)
         if torch.is_grad_enabled():
             return torch.index_add(y_fwd, 1, index, y_bwd)
         return y_fwd.index_add_(1, index, y_bwd)

@@ -33,6 +33,8 @@ import os
 import torch
 import torch.nn.functional as F
 
+from lingen_model.models.index_cache import index_cache
+
 BACKENDS = ("torch", "triton")
 
 
@@ -112,16 +114,15 @@ def ssd_chunked(x, dt, A, B, C, chunk_size=64, D=None, initial_state=None, retur
         ValueError: inconsistent shapes, ``chunk_size`` < 1.
     """
     _check_scan_inputs(x, dt, A, B, C)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    if x.dtype in (torch.float16, torch.bfloat16):  # the scan runs in fp32 (as mamba_ssm's kernels do)
-        out_dtype = x.dtype
-        y, state = ssd_chunked(x.float(), dt.float(), A.float(), B.float(), C.float(), chunk_size,
-                               None if D is None else D.float(),
-                               None if initial_state is None else initial_state.float(), True)
-        return (y.to(out_dtype), state) if return_final_state else y.to(out_dtype)
     (y,), state = _ssd_batched([(x, dt, A, B, C, D)], chunk_size, initial_state, return_final_state)
     return (y, state) if return_final_state else y
+
+
+#: Largest intra-chunk score buffer (bytes, all scans together) for which :func:`ssd_chunked_multi`
+#: batches its scans. Batching saves per-operation overhead, which matters for short sequences
+#: (4 s clips at 128²: 4 MB, ~5–8 % faster); past this size the doubled intermediates fall out of
+#: the caches and the batched scan was slower than two scans (2.6× at 60 s, CFG batch 2, 2 cores).
+MULTI_SCAN_MAX_BYTES = 8 * 2**20
 
 
 def ssd_chunked_multi(scans, chunk_size=64):
@@ -141,28 +142,27 @@ def ssd_chunked_multi(scans, chunk_size=64):
         _check_scan_inputs(x, dt, A, B, C)
         if x.shape != scans[0][0].shape or B.shape != scans[0][3].shape or x.dtype != scans[0][0].dtype:
             raise ValueError("ssd_chunked_multi needs scans of one shape and dtype")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    if scans[0][0].dtype in (torch.float16, torch.bfloat16):  # the scan runs in fp32
-        out_dtype = scans[0][0].dtype
-        f32 = [tuple(None if t is None else t.float() for t in sc) for sc in scans]
-        return [y.to(out_dtype) for y in ssd_chunked_multi(f32, chunk_size)]
     b, l, h, _ = scans[0][0].shape
-    scores_bytes = len(scans) * b * h * -(-l // chunk_size) * chunk_size ** 2 * scans[0][0].element_size()
+    # the fp32 Q×Q scores of all scans (chunk_size itself is checked by _ssd_batched)
+    scores_bytes = len(scans) * b * h * -(-l // max(chunk_size, 1)) * chunk_size ** 2 * 4
     if scores_bytes > MULTI_SCAN_MAX_BYTES:  # large: one scan at a time keeps the intermediates in cache
         return [_ssd_batched([sc], chunk_size, None, False)[0][0] for sc in scans]
     return _ssd_batched(scans, chunk_size, None, False)[0]
 
 
-#: Largest intra-chunk score buffer (bytes, all scans together) for which :func:`ssd_chunked_multi`
-#: batches its scans. Batching saves per-operation overhead, which matters for short sequences
-#: (4 s clips at 128²: 4 MB, ~5–8 % faster); past this size the doubled intermediates fall out of
-#: the caches and the batched scan was slower than two scans (2.6× at 60 s, CFG batch 2, 2 cores).
-MULTI_SCAN_MAX_BYTES = 8 * 2**20
-
-
 def _ssd_batched(scans, chunk_size, initial_state, return_final_state):
-    """The chunked scan of S same-shape scans stacked along the batch (S·B rows) → ([y_s], state)."""
+    """The chunked scan of S same-shape scans stacked along the batch (S·B rows) → ([y_s], state).
+
+    Half-precision inputs are scanned in fp32 (as mamba_ssm's kernels do) and the outputs cast back.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    out_dtype = scans[0][0].dtype
+    if out_dtype in (torch.float16, torch.bfloat16):
+        f32 = [tuple(None if t is None else t.float() for t in sc) for sc in scans]
+        init = None if initial_state is None else initial_state.float()
+        ys, state = _ssd_batched(f32, chunk_size, init, return_final_state)
+        return [y.to(out_dtype) for y in ys], state
     x0, _, _, B0, _, _ = scans[0]
     b, l, h, p = x0.shape
     g, n = B0.shape[2], B0.shape[3]
@@ -256,12 +256,9 @@ def _ssd_batched(scans, chunk_size, initial_state, return_final_state):
     return ys, state
 
 
-
-
-@functools.lru_cache(maxsize=8)
+@index_cache(maxsize=8)
 def _upper_mask_cpu(q: int) -> torch.Tensor:
-    with torch.inference_mode(False):
-        return torch.ones(q, q, dtype=torch.bool).triu_(1)
+    return torch.ones(q, q, dtype=torch.bool).triu_(1)
 
 
 def _upper_mask(q: int, device) -> torch.Tensor:
@@ -319,9 +316,14 @@ def active_backend() -> str:
 
 
 def ssd_scan_multi(scans, chunk_size=64, backend: str | None = None):
-    """Several same-shape scans ``[(x, dt, A, B, C, D), ...]`` through the selected backend → list of
-    B×L×H×P outputs: one batched :func:`ssd_chunked_multi` on ``torch``, one kernel call per
-    scan on ``triton``."""
+    """Several same-shape scans ``[(x, dt, A, B, C, D), ...]`` (shapes as in :func:`ssd_reference`)
+    through the selected backend → list of B×L×H×P outputs: one batched :func:`ssd_chunked_multi`
+    on ``torch``, one kernel call per scan on ``triton``.
+
+    Raises:
+        ValueError: inconsistent shapes (torch backend), an unknown backend.
+        RuntimeError: ``triton`` without CUDA tensors and mamba-ssm.
+    """
     scans = list(scans)
     if not scans:
         return []
