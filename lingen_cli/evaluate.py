@@ -30,7 +30,6 @@ def evaluate(
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: score only prompts whose index is K mod N (same seeds as the full run), to split one run over processes."),
     cache: Optional[str] = typer.Option(None, "--cache", help="Step caching: none, delta (Δ-DiT) or taylor (TaylorSeer) (default: the model's)."),
     frames_cache: Optional[Path] = typer.Option(None, "--frames-cache", help="Keep generated clips here (keyed by weights, prompt, seed and settings) and reuse them: re-judge without generating again."),
-    window: Optional[str] = typer.Option(None, "--window", help="Long clips by temporal co-denoising of overlapping windows of this length (4s, 33f), or none for one pass (default: the model's)."),
 ) -> None:
     """Score a model's clips against their prompts; prints a table and a summary of pass rates."""
     import torch
@@ -71,8 +70,7 @@ def evaluate(
         num_frames, _ = frames_for_length(length, fps)
         _check_length(num_frames, fps)
         if pipe is not None:
-            pipe.resolve(GenerationRequest(prompt="x", num_frames=num_frames, steps=steps, cfg_scale=cfg, cache=cache,
-                                           window=window))
+            pipe.resolve(GenerationRequest(prompt="x", num_frames=num_frames, steps=steps, cfg_scale=cfg, cache=cache))
         digest = None
         if frames_cache is not None and pipe is not None:
             from lingen_model.io import frames_cache as fcache
@@ -93,7 +91,7 @@ def evaluate(
             frames = render(scene_from_prompt(prompt, np.random.default_rng(seed_base + i)), num_frames, *size, fps)
         else:
             req = pipe.resolve(GenerationRequest(prompt, num_frames=num_frames, steps=steps, cfg_scale=cfg,
-                                                 seed=seed_base + i, cache=cache, window=window))
+                                                 seed=seed_base + i, cache=cache))
             frames, key = None, None
             if digest is not None:
                 key = fcache.clip_key(digest, req.to_dict())
@@ -136,8 +134,7 @@ def evaluate(
     summary = {"n": len(rows), "num_frames": num_frames, "fps": fps, "model": label,
                "seeds": [rows[0]["seed"], rows[-1]["seed"]], **summarize(rows), "n": len(rows),
                "wall_s": round(time.time() - t0, 1),
-               "cache": cache or ("none" if pipe is None else pipe.config.get("sampling", {}).get("cache", "none")),
-               "window": window or ("none" if pipe is None else pipe.config.get("sampling", {}).get("window", "none"))}
+               "cache": cache or ("none" if pipe is None else pipe.config.get("sampling", {}).get("cache", "none"))}
     table = Table(title=f"lingen eval — {summary['model']}, {len(rows)} prompts, {num_frames} frames @ {fps:g} fps")
     table.add_column("criterion")
     table.add_column("mean", justify="right")

@@ -3,7 +3,6 @@
     prompt ─► text encoder ─► context B×L×D, mask B×L                      (encode_prompt)
     seed ─► noise z₁ ~ N(0, I), B×C×T'×H'×W', T' = 1 + (frames−1)/4, H' = H/8   (prepare_latents)
     z₁ ─► rectified-flow sampler (Euler/Heun, time shift, CFG with "") ─► z₀   (denoise)
-          (long clips: optionally by temporal co-denoising of overlapping windows, windows.py)
     z₀ ─► VAE decode in temporal chunks ─► uint8 T×H×W×3                     (decode)
 
     frames ─► H.264 mp4 + JSON sidecar                                         (lingen_model.io.video)
@@ -30,7 +29,6 @@ from lingen_model.errors import InputError
 from lingen_model.generation.checkpoint import CheckpointError, load_checkpoint
 from lingen_model.generation.flow import METHODS, make_step_cache, sample, shift_for_tokens
 from lingen_model.generation.step_cache import CACHE_MODES
-from lingen_model.generation.windows import co_denoise
 from lingen_model.geometry import (
     DEFAULT_LENGTH_S,
     frames_for_length,
@@ -39,7 +37,6 @@ from lingen_model.geometry import (
     latent_grid,
     parse_resolution,
 )
-from lingen_model.models.denoiser import Denoiser
 from lingen_model.models.text_encoder import build_text_encoder
 
 EMBEDDED_MODEL = "lingen-tiny"
@@ -64,9 +61,7 @@ class GenerationRequest:
     native); ``fps`` (frames/s; default native); ``steps``; ``cfg_scale``; ``seed`` (≥ 0);
     ``shift`` (time shift; None = from the checkpoint or the token count); ``method`` (euler, heun,
     unipc); ``cache`` (step caching: none, delta = Δ-DiT, taylor = TaylorSeer; None = the
-    checkpoint's ``sampling.cache``, else none); ``window`` (temporal co-denoising of clips longer
-    than this length, e.g. ``"4s"`` or ``"33f"``; ``"none"`` = one pass over the whole clip; None =
-    the checkpoint's ``sampling.window``, else none; see ``generation/windows.py``).
+    checkpoint's ``sampling.cache``, else none).
     """
 
     prompt: str
@@ -83,7 +78,6 @@ class GenerationRequest:
     shift: float | None = None
     method: str = "euler"
     cache: str | None = None
-    window: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +97,6 @@ class ResolvedRequest:
     shift: float | None
     method: str
     cache: str = "none"
-    window: int = 0  # latent frames per co-denoising window; 0 = one pass over the whole clip
     notes: tuple[str, ...] = ()
 
     @property
@@ -276,24 +269,17 @@ class LinGenPipeline:
     @torch.no_grad()
     def denoise(self, noise, context, mask, uncond_context=None, uncond_mask=None, steps: int = 20,
                 cfg_scale: float = 1.0, shift: float | None = None, method: str = "euler",
-                progress: Progress | None = None, cache="none", window: int = 0) -> torch.Tensor:
-        """Integrate from t=1 (noise) to t=0 (latent). ``shift`` None: chosen from the token count
-        of one denoiser input (the whole clip, or one window).
+                progress: Progress | None = None, cache="none") -> torch.Tensor:
+        """Integrate from t=1 (noise) to t=0 (latent). ``shift`` None: chosen from the token count.
         ``cache``: step caching, ``"none"`` | ``"delta"`` | ``"taylor"`` or a ``StepCache`` (see
         ``flow.sample``; pass a ``StepCache`` made by ``flow.make_step_cache`` to read its
-        ``full_calls`` afterwards). ``window``: latent frames per temporal co-denoising window
-        (``windows.co_denoise``); 0, or a clip no longer than it, = one pass over the whole clip."""
-        windowed = 0 < window < noise.shape[2]
+        ``full_calls`` afterwards)."""
         if shift is None:
-            shape = (*noise.shape[:2], window, *noise.shape[3:]) if windowed else noise.shape
             shift = self.config.get("sampling", {}).get("shift") or shift_for_tokens(
-                int(np.prod(self.denoiser.token_grid(shape))))
+                int(np.prod(self.denoiser.token_grid(noise.shape))))
 
         def velocity(z, t, ctx, m, cache=None):
             extra = {} if cache is None else {"cache": cache}  # denoisers without step caching (Wan) take none
-            if windowed:
-                return co_denoise(lambda zw, tw, cw, mw, **kw: self.denoiser(zw, tw.to(zw.dtype), cw, mw, **kw),
-                                  z, t, ctx, m, window, **extra)
             return self.denoiser(z, t.to(z.dtype), ctx, m, **extra)
 
         return sample(velocity, noise, steps, shift=shift, cfg_scale=cfg_scale, context=context, context_mask=mask,
@@ -355,27 +341,9 @@ class LinGenPipeline:
         cache = request.cache if request.cache is not None else sampling.get("cache", "none")
         if cache not in CACHE_MODES:
             raise InputError(f"unknown cache {cache!r}; use {', '.join(CACHE_MODES)}")
-        window = self._window_frames(request.window if request.window is not None else sampling.get("window"), fps)
-        if window and latent_frames(num_frames, self.vae.temporal_factor) <= window:
-            window = 0  # the clip fits one window: one pass, exactly as without windows
         return ResolvedRequest(prompt=request.prompt, negative_prompt=negative_prompt, num_frames=num_frames,
                                height=height, width=width, fps=fps, steps=steps, cfg_scale=cfg_scale, seed=seed,
-                               shift=shift, method=request.method, cache=cache, window=window, notes=tuple(notes))
-
-    def _window_frames(self, window: str | None, fps: float) -> int:
-        """Latent frames of a co-denoising window given as a length (``"4s"``, ``"33f"``); 0 for None
-        or ``"none"``. Raises InputError for a bad length or a model that cannot take windows."""
-        if window is None or (isinstance(window, str) and window.strip().lower() in ("none", "off", "0")):
-            return 0
-        if not isinstance(window, str):
-            raise InputError(f"window must be a length such as 4s or 33f, got {window!r}")
-        if not isinstance(self.denoiser, Denoiser):
-            raise InputError("windowed sampling (window) needs a lingen denoiser")
-        frames, _ = frames_for_length(window, fps, self.vae.temporal_factor)
-        latent = latent_frames(frames, self.vae.temporal_factor)
-        if latent < 2:
-            raise InputError(f"window {window} is shorter than 2 latent frames")
-        return latent
+                               shift=shift, method=request.method, cache=cache, notes=tuple(notes))
 
     def generate(self, request: GenerationRequest | ResolvedRequest,
                  progress: Progress | None = None) -> GenerationOutput:
@@ -401,8 +369,7 @@ class LinGenPipeline:
         step_cache = make_step_cache(req.cache, req.steps, req.method)
         z0 = self.denoise(noise, ctx[:1], mask[:1], ctx[1:] if use_cfg else None, mask[1:] if use_cfg else None,
                           steps=req.steps, cfg_scale=req.cfg_scale, shift=req.shift, method=req.method,
-                          progress=progress, cache=step_cache if step_cache is not None else "none",
-                          window=req.window)
+                          progress=progress, cache=step_cache if step_cache is not None else "none")
         timings["denoise_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         frames = self.decode(z0, progress=progress)
@@ -415,7 +382,7 @@ class LinGenPipeline:
                  width: int | None = None, fps: float | None = None, steps: int | None = None,
                  cfg_scale: float | None = None, seed: int = 0, shift: float | None = None,
                  method: str = "euler", negative_prompt: str | None = None, progress: Progress | None = None,
-                 cache: str | None = None, window: str | None = None) -> np.ndarray:
+                 cache: str | None = None) -> np.ndarray:
         """Generate one clip and return only its frames, uint8 ``T×H×W×3`` (T = num_frames, pixels H×W).
 
         Shorthand for ``generate(GenerationRequest(...)).frames``; defaults come from the
@@ -427,5 +394,5 @@ class LinGenPipeline:
         """
         request = GenerationRequest(prompt=prompt, negative_prompt=negative_prompt, num_frames=num_frames,
                                     height=height, width=width, fps=fps, steps=steps, cfg_scale=cfg_scale,
-                                    seed=seed, shift=shift, method=method, cache=cache, window=window)
+                                    seed=seed, shift=shift, method=method, cache=cache)
         return self.generate(request, progress=progress).frames

@@ -129,10 +129,8 @@ class Denoiser(nn.Module):
     * t: B float in [0, 1] (flow-matching time; 1 = pure noise);
     * context: B×L×D text tokens (D = ``config.text_dim``); context_mask: B×L bool;
     * t_offset: optional int ≥ 0, the temporal position (in latent frames) of the first
-      latent frame, or a sequence of B such ints (one per sample). 0 at sampling time; training
-      draws random offsets so that the temporal embedding of every position of a long clip is
-      seen on short clips; temporal co-denoising (``generation/windows.py``) passes each
-      window's start;
+      latent frame. 0 at sampling time; training draws random offsets so that the
+      temporal embedding of every position of a long clip is seen on short clips;
     * returns B×C×T×H×W, same dtype as ``latents``.
 
     Raises:
@@ -215,16 +213,6 @@ class Denoiser(nn.Module):
                                              t0=t_offset).to(device, dtype)
         return self._pos_cache[key]
 
-    def _pos_per_sample(self, grid: Grid, device, dtype, offsets: tuple[int, ...]) -> torch.Tensor:
-        """B×N×d positions, row b starting at latent frame ``offsets[b]`` (cached per tuple)."""
-        key = (grid, device, dtype, offsets)
-        if key not in self._pos_cache:
-            rows = torch.stack([self._pos(grid, device, dtype, o) for o in offsets])
-            if len(self._pos_cache) > 64:
-                self._pos_cache.clear()
-            self._pos_cache[key] = rows
-        return self._pos_cache[key]
-
     def patchify(self, latents: torch.Tensor) -> tuple[torch.Tensor, Grid]:
         """B×C×T×H×W → (B×N×(C·p·p) patches in canonical t,h,w order, token grid). Pads H/W with zeros."""
         p = self.config.patch_size
@@ -264,9 +252,8 @@ class Denoiser(nn.Module):
         ``cp.group``, and the result is the slab's rows of the whole clip's velocity (every rank of
         the group must call together; models/context_parallel.py)."""
         self._check_inputs(latents, t, context, context_mask)
-        offsets = _check_offsets(t_offset, latents.shape[0])
-        if cp is not None and offsets is not None:
-            raise ValueError("per-sample t_offset cannot be combined with context parallelism")
+        if isinstance(t_offset, bool) or not isinstance(t_offset, int) or t_offset < 0:
+            raise ValueError(f"t_offset must be a non-negative int (latent frames), got {t_offset!r}")
         dtype = self.patch_embed.weight.dtype
         patches, grid = self.patchify(latents.to(dtype))
         if cp is not None:
@@ -275,10 +262,7 @@ class Denoiser(nn.Module):
                                  f"got latents with {latents.shape[2]}")
             grid, t_offset = SlabGrid(grid, cp), t_offset + cp.start
         x = self.patch_embed(patches)
-        if offsets is None:
-            pos = self._pos(tuple(grid), x.device, x.dtype, t_offset)[None]
-        else:
-            pos = self._pos_per_sample(tuple(grid), x.device, x.dtype, offsets)
+        pos = self._pos(tuple(grid), x.device, x.dtype, t_offset)[None]
         t_emb = self.t_embed(timestep_embedding(t).to(dtype))
         t_mod = self.t_block(t_emb).view(-1, 6, self.config.width)
         ctx = self.context_norm(self.context_proj(context.to(dtype)))
@@ -292,24 +276,6 @@ class Denoiser(nn.Module):
         shift, scale = (self.final_mod(t_emb).view(-1, 2, self.config.width) + self.final_table[None]).unbind(1)
         x = self.final_linear(modulate(self.final_norm(x), shift, scale))
         return self.unpatchify(x, grid, latents.shape[-2:]).to(latents.dtype)
-
-
-def _check_offsets(t_offset, batch: int) -> tuple[int, ...] | None:
-    """None for one int offset (checked), else the per-sample offsets as a tuple of ``batch`` ints.
-
-    Raises:
-        ValueError: a negative or non-integer offset, or a sequence whose length is not ``batch``.
-    """
-    def bad(o) -> bool:
-        return isinstance(o, bool) or not isinstance(o, int) or o < 0
-
-    if isinstance(t_offset, (list, tuple)):
-        if len(t_offset) != batch or any(bad(o) for o in t_offset):
-            raise ValueError(f"t_offset must be {batch} non-negative ints (latent frames), got {t_offset!r}")
-        return tuple(t_offset)
-    if bad(t_offset):
-        raise ValueError(f"t_offset must be a non-negative int (latent frames), got {t_offset!r}")
-    return None
 
 
 # ----------------------------------------------------------------------------- builder
