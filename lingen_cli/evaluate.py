@@ -29,6 +29,7 @@ def evaluate(
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write per-prompt scores and the summary as JSON."),
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: score only prompts whose index is K mod N (same seeds as the full run), to split one run over processes."),
     cache: Optional[str] = typer.Option(None, "--cache", help="Step caching: none, delta (Δ-DiT) or taylor (TaylorSeer) (default: the model's)."),
+    stagger: Optional[float] = typer.Option(None, "--stagger", help="Per-frame lag in t: each latent frame runs this far behind the one before (0 = off; default: the model's). Needs a model trained on per-frame times; Euler, no step caching."),
     frames_cache: Optional[Path] = typer.Option(None, "--frames-cache", help="Keep generated clips here (keyed by weights, prompt, seed and settings) and reuse them: re-judge without generating again."),
 ) -> None:
     """Score a model's clips against their prompts; prints a table and a summary of pass rates."""
@@ -69,8 +70,10 @@ def evaluate(
             fps, size = pipe.native["fps"], (pipe.native["height"], pipe.native["width"])
         num_frames, _ = frames_for_length(length, fps)
         _check_length(num_frames, fps)
+        settings = None
         if pipe is not None:
-            pipe.resolve(GenerationRequest(prompt="x", num_frames=num_frames, steps=steps, cfg_scale=cfg, cache=cache))
+            settings = pipe.resolve(GenerationRequest(prompt="x", num_frames=num_frames, steps=steps, cfg_scale=cfg,
+                                                      cache=cache, stagger=stagger))
         digest = None
         if frames_cache is not None and pipe is not None:
             from lingen_model.io import frames_cache as fcache
@@ -91,7 +94,7 @@ def evaluate(
             frames = render(scene_from_prompt(prompt, np.random.default_rng(seed_base + i)), num_frames, *size, fps)
         else:
             req = pipe.resolve(GenerationRequest(prompt, num_frames=num_frames, steps=steps, cfg_scale=cfg,
-                                                 seed=seed_base + i, cache=cache))
+                                                 seed=seed_base + i, cache=cache, stagger=stagger))
             frames, key = None, None
             if digest is not None:
                 key = fcache.clip_key(digest, req.to_dict())
@@ -134,7 +137,8 @@ def evaluate(
     summary = {"n": len(rows), "num_frames": num_frames, "fps": fps, "model": label,
                "seeds": [rows[0]["seed"], rows[-1]["seed"]], **summarize(rows), "n": len(rows),
                "wall_s": round(time.time() - t0, 1),
-               "cache": cache or ("none" if pipe is None else pipe.config.get("sampling", {}).get("cache", "none"))}
+               "cache": "none" if settings is None else settings.cache,
+               "stagger": 0.0 if settings is None else settings.stagger}
     table = Table(title=f"lingen eval — {summary['model']}, {len(rows)} prompts, {num_frames} frames @ {fps:g} fps")
     table.add_column("criterion")
     table.add_column("mean", justify="right")

@@ -327,6 +327,31 @@ def test_single_file_run_dir_resumes_and_rewarms_without_optimizer_moments(runs,
         assert json.loads((run / "train_state.json").read_text())["checkpoint"] == f"checkpoints/step-{STEPS + 1:08d}"
 
 
+def test_slim_state_of_a_dcp_run_resumes_with_its_weights_and_ema(runs, tmp_path):
+    """recipes/lingen-tiny/slim_state.py (how a stage's end is committed): the DCP checkpoint's weights
+    and EMA, written single-file without the Adam moments, resume as stored, at the same step, and the
+    lr re-warms; a run dir without a DCP checkpoint is refused."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("slim_state", ROOT / "recipes" / "lingen-tiny" / "slim_state.py")
+    slim = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(slim)
+    src = Trainer(load_train_config(runs / "r1" / "cfg.yaml"))  # the DCP checkpoint at step STEPS
+    run = tmp_path / "slim"
+    assert slim.slim_state(runs / "r1", run) == STEPS
+    assert not (run / "optimizer.safetensors").exists() and "checkpoint" not in json.loads((run / "train_state.json").read_text())
+    base = yaml.safe_load((runs / "r1" / "cfg.yaml").read_text())
+    base.pop("export")
+    t = Trainer(load_train_config(_yaml(tmp_path / "c.yaml", **{**base, "run_dir": str(run), "steps": STEPS + 1})))
+    assert t.step == STEPS and t._rewarm_from == STEPS and len(t.opt.state_dict()["state"]) == 0
+    assert all(torch.equal(t.model.state_dict()[k], v) for k, v in src.model.state_dict().items())
+    assert src.ema.shadow.keys() == t.ema.shadow.keys()
+    assert all(torch.equal(t.ema.shadow[k], v) for k, v in src.ema.shadow.items())
+    assert _history(run) == _history(runs / "r1")
+    with pytest.raises(ValueError, match="no distributed checkpoint"):
+        slim.slim_state(run, tmp_path / "again")
+
+
 @pytest.mark.parametrize("train", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["load", "step"])
 def test_committed_recipe_state_resumes(tmp_path, train):
     """recipes/lingen-tiny/state (step 13,500, raw weights + JSON, no optimizer moments) with the

@@ -100,6 +100,31 @@ def test_checkpoint_shift_is_used(ckpt, tmp_path, spy):
     assert [(c["steps"], c["cfg_scale"], c["shift"]) for c in spy["sample"]] == [(1, 2.0, 2.5), (1, 2.0, 4.0)]
 
 
+def test_stagger_reaches_the_sampler_and_turns_the_models_step_caching_off(ckpt, tmp_path, spy):
+    import shutil
+
+    from lingen_model.errors import InputError
+
+    other = tmp_path / "cached"
+    shutil.copytree(ckpt, other)
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["sampling"] = {"steps": 2, "cfg_scale": 2.0, "cache": "taylor"}
+    (other / "config.json").write_text(json.dumps(cfg))
+    p = LinGenPipeline.from_pretrained(other, device="cpu")
+    out = p.generate(p.resolve(pipeline_mod.GenerationRequest("a red circle", num_frames=9, height=16, width=16,
+                                                              stagger=0.25)))
+    (call,) = spy["sample"]
+    assert call["stagger"] == 0.25 and call["cache"] == "none" and call["steps"] == 2
+    assert out.request.cache == "none" and any("caching" in n for n in out.request.notes)
+    assert out.full_calls == 3 and out.request.to_dict()["stagger"] == 0.25  # ⌈2·(1 + 0.25·2)⌉ for 3 latent frames
+    p("a red circle", num_frames=9, height=16, width=16)
+    assert spy["sample"][1]["stagger"] == 0.0 and spy["sample"][1]["cache"] != "none"
+    for bad, why in (({"stagger": 0.1, "cache": "delta"}, "caching"), ({"stagger": 0.1, "method": "heun"}, "euler"),
+                     ({"stagger": -0.1}, "stagger"), ({"stagger": 2.0}, "stagger")):
+        with pytest.raises(InputError, match=why):
+            p.resolve(pipeline_mod.GenerationRequest("a red circle", **bad))
+
+
 # ---------------------------------------------------------------- lingen generate → pipeline → sampler
 
 
@@ -128,6 +153,11 @@ def test_cli_options_reach_the_sampler(ckpt, tmp_path, spy):
         (5, 32, 48, 3, 6.5, "heun")
     _generate("a red circle", "--model", ckpt, "--out", tmp_path, "--seed", 3, "--json", "--cfg", 1, "--length", "1f")
     assert spy["sample"][1]["cfg_scale"] == 1.0 and spy["sample"][1]["uncond_context"] is None
+    (rec,) = _generate("a red circle", "--model", ckpt, "--out", tmp_path, "--seed", 4, "--json", "--stagger", 0.2,
+                       "--length", "2s")
+    assert spy["sample"][2]["stagger"] == 0.2 and rec["stagger"] == 0.2
+    r = runner.invoke(app, ["generate", "a red circle", "--model", str(ckpt), "--out", str(tmp_path), "--stagger", "-1"])
+    assert r.exit_code != 0 and "stagger" in r.output and "Traceback" not in r.output
 
 
 def test_jsonl_lines_override_the_command_line(ckpt, tmp_path, spy):

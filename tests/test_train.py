@@ -137,6 +137,22 @@ def test_t_high_prob_trains_near_pure_noise(vae_run, tmp_path):
     assert len(ts) == 24 and all(0.95 <= t <= 1.0 for t in ts)  # logit-normal(−2.5) alone puts ~99 % below 0.5
 
 
+def test_t_ramp_prob_trains_on_per_frame_ramps(vae_run, tmp_path):
+    """t_ramp_prob 1: every sample's times are a non-decreasing ramp over its latent frames (5 and 9
+    video frames; 3 latent frames for 9), slopes ≤ t_ramp_max, logged per frame."""
+    run, _ = vae_run
+    cfg = write_cfg(tmp_path / "r.yaml", stage="denoiser", run_dir=str(tmp_path / "r"), vae_checkpoint=str(run),
+                    steps=3, batch_size=4, log_every=1, data={**DATA, "frames": [5, 9]}, denoiser=TINY_DENOISER,
+                    t_ramp_prob=1.0, t_ramp_max=0.4)
+    r = train(cfg)
+    assert r.exit_code == 0, r.output
+    hist = json.loads((tmp_path / "r" / "train_state.json").read_text())["history"]
+    ramps = [t for h in hist for t in h["t"]]
+    assert len(ramps) == 12 and all(isinstance(t, list) for t in ramps) and any(len(t) == 3 for t in ramps)
+    assert all(0 <= b - a <= 0.4 + 1e-4 for t in ramps for a, b in zip(t, t[1:]))
+    assert any(t[-1] > t[0] for t in ramps)
+
+
 def test_contrast_weight_subtracts_the_reversed_clip_term(vae_run, tmp_path):
     """Same seeds, data, t and noise: ΔFM with the reversed clip lowers the first step's objective by
     λ·mean(‖v − (ε − x̃)‖²) over captioned samples; with contrast_t_min = 1 no sample qualifies and

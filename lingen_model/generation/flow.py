@@ -196,6 +196,7 @@ def sample(
     method: str = "euler",
     progress: Callable[[int, int], Any] | None = None,
     cache: "str | StepCache" = "none",
+    stagger: float = 0.0,
 ) -> Tensor:
     """Integrate the rectified-flow ODE from noise (t = 1) to data (t = 0).
 
@@ -233,6 +234,16 @@ def sample(
             ``StepCache`` built by the caller (to choose its settings or read its counters). When
             caching, ``velocity_fn`` is called as ``f(z, t, context, mask, cache=step_cache)`` and
             must pass the cache to the denoiser (``Denoiser.forward(..., cache=)``).
+        stagger: lag of each latent frame behind the one before it, in units of t (≥ 0; 0 = every
+            frame at the same time, the default). With ``stagger = λ`` and video noise
+            B×C×T×H×W, frame k is at ``t_k = clamp(u + λ·k, 0, 1)`` (then time-shifted) while a
+            clock ``u`` runs from 1 to ``−λ·(T − 1)`` in ``staggered_steps(steps, λ, T)`` Euler
+            steps, so that every frame still takes ~``steps`` steps of its own and earlier frames
+            settle first: a later frame's layout is decided beside neighbours that are already
+            decided (the staircase of Rolling Diffusion, Ruhe et al. 2024, over the whole clip; the
+            per-frame noise levels of Diffusion Forcing, Chen et al. 2024). ``velocity_fn`` then
+            receives ``t`` of shape B×T; the model must have been trained on such times
+            (``ramp_times``). Euler only, no step caching.
 
     Returns:
         ``z_0``, same shape, dtype and device as ``noise``. Runs under ``torch.no_grad``.
@@ -240,9 +251,14 @@ def sample(
     Raises:
         ValueError: ``steps < 1``, non-finite ``cfg_scale``, unknown ``method``, a shape
             mismatch, a non-floating ``noise``, or ``cfg_scale != 1`` without
-            ``uncond_context``, or ``velocity_fn`` returning a wrong shape.
+            ``uncond_context``, or ``velocity_fn`` returning a wrong shape; a negative or
+            non-finite ``stagger``, or one > 0 with non-video noise, another method than Euler
+            or step caching.
     """
     _check_steps(steps)
+    _check_stagger(stagger)
+    if stagger > 0 and (not isinstance(noise, Tensor) or noise.ndim != 5 or method != "euler" or cache != "none"):
+        raise ValueError("stagger > 0 needs video noise (B×C×T×H×W), method 'euler' and cache 'none'")
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
     if isinstance(cfg_scale, bool) or not isinstance(cfg_scale, (int, float)) or not math.isfinite(cfg_scale):
@@ -279,15 +295,18 @@ def sample(
     step_cache = make_step_cache(cache, steps, method)
     extra = {} if step_cache is None else {"cache": step_cache}
 
-    def velocity(z: Tensor, t: float) -> Tensor:
+    def velocity(z: Tensor, t: "float | Tensor") -> Tensor:
+        """v at time t: a float (every frame), or a [T] tensor of per-frame times."""
         if guided:
-            t_batch = torch.full((2 * batch,), t, dtype=t_dtype, device=z.device)
+            t_batch = (torch.full((2 * batch,), t, dtype=t_dtype, device=z.device) if not isinstance(t, Tensor)
+                       else t.to(z.device, t_dtype).expand(2 * batch, -1))
             v = velocity_fn(torch.cat([z, z], dim=0), t_batch, model_context, model_mask, **extra)
             if not isinstance(v, Tensor) or v.shape[0] != 2 * batch or v.shape[1:] != z.shape[1:]:
                 raise ValueError(f"velocity_fn must return a tensor of shape {(2 * batch, *z.shape[1:])}")
             v_u, v_c = v[:batch], v[batch:]
             return v_u + cfg_scale * (v_c - v_u)
-        t_batch = torch.full((batch,), t, dtype=t_dtype, device=z.device)
+        t_batch = (torch.full((batch,), t, dtype=t_dtype, device=z.device) if not isinstance(t, Tensor)
+                   else t.to(z.device, t_dtype).expand(batch, -1))
         v = velocity_fn(z, t_batch, model_context, model_mask, **extra)
         if not isinstance(v, Tensor) or v.shape != z.shape:
             raise ValueError(f"velocity_fn must return a tensor of shape {tuple(z.shape)}")
@@ -297,6 +316,8 @@ def sample(
         from lingen_model.generation.unipc import unipc_loop
 
         return unipc_loop(velocity, noise, steps, shift, progress)
+    if stagger > 0:
+        return _staggered_euler(velocity, noise, steps, shift, stagger, progress)
     times = sampling_timesteps(steps, shift).tolist()
     z = noise
     with torch.no_grad():
@@ -312,6 +333,45 @@ def sample(
                 z = z + (0.5 * h) * (d + d_next)
             if progress is not None:
                 progress(i + 1, steps)
+    return z
+
+
+def _check_stagger(stagger: float) -> float:
+    if isinstance(stagger, bool) or not isinstance(stagger, (int, float)) or not math.isfinite(stagger) or stagger < 0:
+        raise ValueError(f"stagger must be a finite number >= 0 (t per latent frame), got {stagger!r}")
+    return float(stagger)
+
+
+def staggered_steps(steps: int, stagger: float, frames: int) -> int:
+    """Euler steps of a staggered run (:func:`sample` with ``stagger``): ``⌈steps·(1 + stagger·(frames − 1))⌉``,
+    so that each frame's clamped time still moves in ~``steps`` of them. ``stagger = 0`` gives ``steps``."""
+    _check_steps(steps)
+    return math.ceil(steps * (1.0 + _check_stagger(stagger) * (frames - 1)) - 1e-9)
+
+
+def staggered_times(steps: int, shift: float, stagger: float, frames: int) -> Tensor:
+    """Per-frame times of a staggered run, float64 ``[staggered_steps + 1, frames]``: row i is
+    ``time_shift(clamp(u_i + stagger·k, 0, 1), shift)`` for frames k = 0 … frames − 1, with the clock
+    ``u`` linear from 1 to ``−stagger·(frames − 1)``; the first row is all 1, the last all 0, and every
+    column is non-increasing. Raises ValueError for bad ``steps``, ``shift`` or ``stagger``."""
+    n = staggered_steps(steps, stagger, frames)
+    u = torch.linspace(1.0, -stagger * (frames - 1), n + 1, dtype=torch.float64)
+    t = (u[:, None] + stagger * torch.arange(frames, dtype=torch.float64)[None]).clamp(0.0, 1.0)
+    return time_shift(t, shift)
+
+
+def _staggered_euler(velocity, noise: Tensor, steps: int, shift: float, stagger: float, progress) -> Tensor:
+    """Euler steps over :func:`staggered_times`: ``z[:, :, k] += (t_k' − t_k)·v_k(z, t)``; frames whose
+    time does not move (not started, or finished) are left as they are."""
+    times = staggered_times(steps, shift, stagger, noise.shape[2])
+    n = times.shape[0] - 1
+    z = noise
+    with torch.no_grad():
+        for i in range(n):
+            h = (times[i + 1] - times[i]).to(z.dtype).to(z.device)[None, None, :, None, None]
+            z = z + h * velocity(z, times[i].float() if z.dtype != torch.float64 else times[i]).to(z.dtype)
+            if progress is not None:
+                progress(i + 1, n)
     return z
 
 
@@ -370,6 +430,48 @@ def sample_timesteps_logit_normal(
     u = torch.randn(batch, generator=generator, device=device, dtype=torch.float32)
     eps = 2.0**-24
     return torch.sigmoid(mean + std * u).clamp_(eps, 1.0 - eps)
+
+
+def ramp_times(t: Tensor, frames: int, prob: float, slope_max: float,
+               generator: torch.Generator | None = None) -> Tensor:
+    """Per-frame training times: with probability ``prob`` a sample's time becomes a ramp over its
+    latent frames, ``t_k = clamp(t + λ·(k − a), 0, 1)`` with slope ``λ ~ U(0, slope_max)`` (t per
+    latent frame) through an anchor frame ``a ~ U(0, frames − 1)`` that keeps the drawn time;
+    other samples keep ``t`` on every frame.
+
+    This is the staircase a staggered sampler walks (``sample(..., stagger=)``: earlier frames
+    less noisy), so a model trained on it learns to denoise a frame beside cleaner earlier
+    frames, i.e. to carry a decided layout forward in time. Sources: per-frame noise levels,
+    Diffusion Forcing (Chen et al. 2024); the linear per-frame schedule, Rolling Diffusion
+    (Ruhe et al. 2024, §3).
+
+    Args:
+        t: times ``[B]`` in [0, 1].
+        frames: latent frames T ≥ 1.
+        prob: ramp probability in [0, 1]; 0 returns ``t`` unchanged (``[B]``) and draws nothing.
+        slope_max: largest slope, ≥ 0 (t per latent frame).
+        generator: torch RNG.
+
+    Returns:
+        ``[B, T]`` times in [0, 1] (``[B]`` when ``prob == 0``).
+
+    Raises:
+        ValueError: ``prob``, ``slope_max`` or ``frames`` out of range.
+    """
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f"prob must be in [0, 1], got {prob!r}")
+    if not (math.isfinite(slope_max) and slope_max >= 0):
+        raise ValueError(f"slope_max must be finite and >= 0, got {slope_max!r}")
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise ValueError(f"frames must be an int >= 1, got {frames!r}")
+    if prob == 0.0:
+        return t
+    b = t.shape[0]
+    pick = torch.rand(b, generator=generator, device=t.device) < prob
+    slope = slope_max * torch.rand(b, generator=generator, device=t.device) * pick
+    anchor = (frames - 1) * torch.rand(b, generator=generator, device=t.device)
+    k = torch.arange(frames, device=t.device, dtype=torch.float32)
+    return (t.float()[:, None] + slope[:, None] * (k[None] - anchor[:, None])).clamp(0.0, 1.0).to(t.dtype)
 
 
 def mix_high_noise_times(t: Tensor, prob: float, t_min: float, generator: torch.Generator | None = None) -> Tensor:
@@ -433,7 +535,9 @@ def flow_matching_loss(
         x0: clean data (latents) B×…, floating.
         context: text tokens B×L×D; mask: B×L bool (None = all real).
         t: times ``[B]`` in [0, 1]; default logit-normal(0, 1) drawn with ``generator``.
-            ``model_fn`` receives it in its own dtype (float32 by default), not ``x0``'s.
+            For video latents (``x0`` B×C×T×H×W) also ``[B, T]``: one time per latent frame
+            (``z_t`` noised frame by frame; see :func:`ramp_times`). ``model_fn`` receives it in
+            its own dtype (float32 by default), not ``x0``'s.
         noise: ε shaped like ``x0``; default standard normal drawn with ``generator``.
         generator: torch RNG for the defaults.
         negative: clean negatives shaped like ``x0`` (None = plain flow matching).
@@ -453,8 +557,9 @@ def flow_matching_loss(
     mask = _check_context(context, mask, batch, "context")
     if t is None:
         t = sample_timesteps_logit_normal(batch, generator, device=x0.device)
-    if not isinstance(t, Tensor) or tuple(t.shape) != (batch,):
-        raise ValueError(f"t must be a tensor of shape ({batch},)")
+    per_frame = (batch, x0.shape[2]) if x0.ndim == 5 else None
+    if not isinstance(t, Tensor) or tuple(t.shape) not in ((batch,), per_frame):
+        raise ValueError(f"t must be a tensor of shape ({batch},)" + (f" or {per_frame}" if per_frame else ""))
     if bool(((t < 0) | (t > 1)).any()):
         raise ValueError("t must lie in [0, 1]")
     if noise is None:
@@ -469,7 +574,7 @@ def flow_matching_loss(
         if bool(((negative_weight < 0) | (negative_weight >= 1)).any()):
             raise ValueError("negative_weight must lie in [0, 1)")
     t = t.to(x0.device)
-    t_b = t.to(x0.dtype).view(batch, *([1] * (x0.ndim - 1)))
+    t_b = t.to(x0.dtype).view(batch, *([1] * (x0.ndim - 1))) if t.ndim == 1 else t.to(x0.dtype)[:, None, :, None, None]
     z_t = (1.0 - t_b) * x0 + t_b * noise
     target = noise - x0
     pred = model_fn(z_t, t, context, mask)

@@ -27,7 +27,7 @@ import torch
 
 from lingen_model.errors import InputError
 from lingen_model.generation.checkpoint import CheckpointError, load_checkpoint
-from lingen_model.generation.flow import METHODS, make_step_cache, sample, shift_for_tokens
+from lingen_model.generation.flow import METHODS, make_step_cache, sample, shift_for_tokens, staggered_steps
 from lingen_model.generation.step_cache import CACHE_MODES
 from lingen_model.geometry import (
     DEFAULT_LENGTH_S,
@@ -61,7 +61,9 @@ class GenerationRequest:
     native); ``fps`` (frames/s; default native); ``steps``; ``cfg_scale``; ``seed`` (≥ 0);
     ``shift`` (time shift; None = from the checkpoint or the token count); ``method`` (euler, heun,
     unipc); ``cache`` (step caching: none, delta = Δ-DiT, taylor = TaylorSeer; None = the
-    checkpoint's ``sampling.cache``, else none).
+    checkpoint's ``sampling.cache``, else none); ``stagger`` (t per latent frame by which each frame
+    runs behind the one before, see ``flow.sample``; None = the checkpoint's ``sampling.stagger``,
+    else 0; > 0 needs Euler and no step caching, and a model trained on per-frame times).
     """
 
     prompt: str
@@ -78,6 +80,7 @@ class GenerationRequest:
     shift: float | None = None
     method: str = "euler"
     cache: str | None = None
+    stagger: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +100,7 @@ class ResolvedRequest:
     shift: float | None
     method: str
     cache: str = "none"
+    stagger: float = 0.0
     notes: tuple[str, ...] = ()
 
     @property
@@ -269,11 +273,11 @@ class LinGenPipeline:
     @torch.no_grad()
     def denoise(self, noise, context, mask, uncond_context=None, uncond_mask=None, steps: int = 20,
                 cfg_scale: float = 1.0, shift: float | None = None, method: str = "euler",
-                progress: Progress | None = None, cache="none") -> torch.Tensor:
+                progress: Progress | None = None, cache="none", stagger: float = 0.0) -> torch.Tensor:
         """Integrate from t=1 (noise) to t=0 (latent). ``shift`` None: chosen from the token count.
         ``cache``: step caching, ``"none"`` | ``"delta"`` | ``"taylor"`` or a ``StepCache`` (see
         ``flow.sample``; pass a ``StepCache`` made by ``flow.make_step_cache`` to read its
-        ``full_calls`` afterwards)."""
+        ``full_calls`` afterwards). ``stagger``: per-frame lag in t (``flow.sample``)."""
         if shift is None:
             shift = self.config.get("sampling", {}).get("shift") or shift_for_tokens(
                 int(np.prod(self.denoiser.token_grid(noise.shape))))
@@ -284,7 +288,8 @@ class LinGenPipeline:
 
         return sample(velocity, noise, steps, shift=shift, cfg_scale=cfg_scale, context=context, context_mask=mask,
                       uncond_context=uncond_context, uncond_mask=uncond_mask, method=method,
-                      progress=(lambda k, n: progress("denoise", k, n)) if progress else None, cache=cache)
+                      progress=(lambda k, n: progress("denoise", k, n)) if progress else None, cache=cache,
+                      stagger=stagger)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, progress: Progress | None = None) -> np.ndarray:
@@ -341,9 +346,21 @@ class LinGenPipeline:
         cache = request.cache if request.cache is not None else sampling.get("cache", "none")
         if cache not in CACHE_MODES:
             raise InputError(f"unknown cache {cache!r}; use {', '.join(CACHE_MODES)}")
+        stagger = _float_field("stagger", request.stagger if request.stagger is not None else sampling.get("stagger", 0.0),
+                               0.0, 1.0)
+        if stagger > 0:
+            if getattr(self.denoiser.config, "arch", None) == "wan":
+                raise InputError("stagger needs a denoiser with per-frame timesteps; Wan-converted models have none")
+            if request.method != "euler":
+                raise InputError(f"stagger works with the euler method only, got {request.method!r}")
+            if cache != "none":
+                if request.cache is not None:
+                    raise InputError(f"stagger does not combine with step caching (--cache {cache}); use --cache none")
+                notes.append(f"step caching ({cache}) is off with stagger")
+                cache = "none"
         return ResolvedRequest(prompt=request.prompt, negative_prompt=negative_prompt, num_frames=num_frames,
                                height=height, width=width, fps=fps, steps=steps, cfg_scale=cfg_scale, seed=seed,
-                               shift=shift, method=request.method, cache=cache, notes=tuple(notes))
+                               shift=shift, method=request.method, cache=cache, stagger=stagger, notes=tuple(notes))
 
     def generate(self, request: GenerationRequest | ResolvedRequest,
                  progress: Progress | None = None) -> GenerationOutput:
@@ -369,12 +386,14 @@ class LinGenPipeline:
         step_cache = make_step_cache(req.cache, req.steps, req.method)
         z0 = self.denoise(noise, ctx[:1], mask[:1], ctx[1:] if use_cfg else None, mask[1:] if use_cfg else None,
                           steps=req.steps, cfg_scale=req.cfg_scale, shift=req.shift, method=req.method,
-                          progress=progress, cache=step_cache if step_cache is not None else "none")
+                          progress=progress, cache=step_cache if step_cache is not None else "none",
+                          stagger=req.stagger)
         timings["denoise_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         frames = self.decode(z0, progress=progress)
         timings["decode_s"] = time.perf_counter() - t0
-        calls = req.steps * (2 if req.method == "heun" else 1)
+        calls = (req.steps * (2 if req.method == "heun" else 1) if req.stagger == 0
+                 else staggered_steps(req.steps, req.stagger, noise.shape[2]))
         return GenerationOutput(frames=frames, request=req, timings=timings,
                                 full_calls=step_cache.full_calls if step_cache is not None else calls)
 
@@ -382,7 +401,7 @@ class LinGenPipeline:
                  width: int | None = None, fps: float | None = None, steps: int | None = None,
                  cfg_scale: float | None = None, seed: int = 0, shift: float | None = None,
                  method: str = "euler", negative_prompt: str | None = None, progress: Progress | None = None,
-                 cache: str | None = None) -> np.ndarray:
+                 cache: str | None = None, stagger: float | None = None) -> np.ndarray:
         """Generate one clip and return only its frames, uint8 ``T×H×W×3`` (T = num_frames, pixels H×W).
 
         Shorthand for ``generate(GenerationRequest(...)).frames``; defaults come from the
@@ -394,5 +413,5 @@ class LinGenPipeline:
         """
         request = GenerationRequest(prompt=prompt, negative_prompt=negative_prompt, num_frames=num_frames,
                                     height=height, width=width, fps=fps, steps=steps, cfg_scale=cfg_scale,
-                                    seed=seed, shift=shift, method=method, cache=cache)
+                                    seed=seed, shift=shift, method=method, cache=cache, stagger=stagger)
         return self.generate(request, progress=progress).frames

@@ -24,6 +24,7 @@ from lingen_model.models.layers import (
     SelfAttention,
     SwiGLU,
     modulate,
+    per_token,
     sincos_3d,
     timestep_embedding,
 )
@@ -107,13 +108,14 @@ class Block(nn.Module):
         self.ada_table = nn.Parameter(torch.zeros(6, cfg.width))
 
     def forward(self, x, t_mod, context, context_mask, grid: Grid):
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (t_mod + self.ada_table[None]).unbind(1)
+        """x B×N×d tokens; t_mod B×6×d (one timestep per sample) or B×N×6×d (per-frame timesteps)."""
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (t_mod + self.ada_table).unbind(-2)
         h = modulate(self.norm1(x), shift_msa, scale_msa)
         # a context-parallel slab runs the mixer's sequence op over the whole clip (context_parallel.py)
         mixed = grid.mix(self.mixer, h, self.layer_idx) if isinstance(grid, SlabGrid) else self.mixer(h, grid, self.layer_idx)
-        x = torch.addcmul(x, gate_msa[:, None], mixed)
+        x = torch.addcmul(x, per_token(gate_msa), mixed)
         x = x + self.cross(self.norm2(x), context, context_mask)
-        return torch.addcmul(x, gate_mlp[:, None], self.ffn(modulate(self.norm3(x), shift_mlp, scale_mlp)))
+        return torch.addcmul(x, per_token(gate_mlp), self.ffn(modulate(self.norm3(x), shift_mlp, scale_mlp)))
 
 
 # ----------------------------------------------------------------------------- denoiser
@@ -126,7 +128,10 @@ class Denoiser(nn.Module):
 
     * latents: B×C×T×H×W float (C = ``config.in_channels``; any T ≥ 1, H, W ≥ 1 —
       H/W not divisible by the patch are zero-padded, and the output cropped back);
-    * t: B float in [0, 1] (flow-matching time; 1 = pure noise);
+    * t: B float in [0, 1] (flow-matching time; 1 = pure noise), or B×T, one time per latent
+      frame (per-frame noise levels, as in Diffusion Forcing, Chen et al. 2024, and Rolling
+      Diffusion, Ruhe et al. 2024: every token of frame k is modulated by the embedding of
+      ``t[:, k]``; equal times give exactly the one-per-sample result; not with ``cache``/``cp``);
     * context: B×L×D text tokens (D = ``config.text_dim``); context_mask: B×L bool;
     * t_offset: optional int ≥ 0, the temporal position (in latent frames) of the first
       latent frame. 0 at sampling time; training draws random offsets so that the
@@ -186,8 +191,9 @@ class Denoiser(nn.Module):
             raise ValueError(f"latents must have C={cfg.in_channels} channels (B×{cfg.in_channels}×T×H×W), got {c}")
         if min(latents.shape[2:]) < 1:
             raise ValueError(f"latents T, H, W must be >= 1, got {tuple(latents.shape)}")
-        if not torch.is_tensor(t) or t.shape != (b,):
-            raise ValueError(f"t must be a float tensor of shape ({b},), got {tuple(getattr(t, 'shape', ()))}")
+        if not torch.is_tensor(t) or t.shape not in ((b,), (b, latents.shape[2])):
+            raise ValueError(f"t must be a float tensor of shape ({b},) or ({b}, {latents.shape[2]}) (one per latent "
+                             f"frame), got {tuple(getattr(t, 'shape', ()))}")
         if not torch.isfinite(t).all() or (t < 0).any() or (t > 1).any():
             raise ValueError("t must be finite and in [0, 1]")
         if not torch.is_tensor(context) or context.dim() != 3 or context.shape[0] != b or context.shape[2] != cfg.text_dim:
@@ -254,6 +260,9 @@ class Denoiser(nn.Module):
         self._check_inputs(latents, t, context, context_mask)
         if isinstance(t_offset, bool) or not isinstance(t_offset, int) or t_offset < 0:
             raise ValueError(f"t_offset must be a non-negative int (latent frames), got {t_offset!r}")
+        per_frame = t.dim() == 2
+        if per_frame and (cache is not None or cp is not None):
+            raise ValueError("per-frame timesteps (t of shape B×T) do not combine with step caching or context parallelism")
         dtype = self.patch_embed.weight.dtype
         patches, grid = self.patchify(latents.to(dtype))
         if cp is not None:
@@ -263,8 +272,14 @@ class Denoiser(nn.Module):
             grid, t_offset = SlabGrid(grid, cp), t_offset + cp.start
         x = self.patch_embed(patches)
         pos = self._pos(tuple(grid), x.device, x.dtype, t_offset)[None]
-        t_emb = self.t_embed(timestep_embedding(t).to(dtype))
-        t_mod = self.t_block(t_emb).view(-1, 6, self.config.width)
+        d = self.config.width
+        t_emb = self.t_embed(timestep_embedding(t.reshape(-1)).to(dtype))  # B·T'×d, T' = 1 or T
+        t_mod = self.t_block(t_emb).view(-1, 6, d)
+        final = self.final_mod(t_emb).view(-1, 2, d)
+        if per_frame:  # frame k's modulation for each of its H'·W' tokens (canonical t, h, w order)
+            tokens = grid[1] * grid[2]
+            t_mod = t_mod.view(t.shape[0], -1, 1, 6, d).expand(-1, -1, tokens, -1, -1).reshape(t.shape[0], -1, 6, d)
+            final = final.view(t.shape[0], -1, 1, 2, d).expand(-1, -1, tokens, -1, -1).reshape(t.shape[0], -1, 2, d)
         ctx = self.context_norm(self.context_proj(context.to(dtype)))
         h = x + pos
         if cache is None:
@@ -273,7 +288,7 @@ class Denoiser(nn.Module):
             h = cache.apply(h, float(t[0]), lambda u, lo, hi: self._run_blocks(u, t_mod, ctx, context_mask,
                                                                               grid, lo, hi), len(self.blocks))
         x = h - pos
-        shift, scale = (self.final_mod(t_emb).view(-1, 2, self.config.width) + self.final_table[None]).unbind(1)
+        shift, scale = (final + self.final_table).unbind(-2)
         x = self.final_linear(modulate(self.final_norm(x), shift, scale))
         return self.unpatchify(x, grid, latents.shape[-2:]).to(latents.dtype)
 

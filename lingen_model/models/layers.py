@@ -56,9 +56,15 @@ class SwiGLU(nn.Module):
         return self.w2(F.silu(a) * b)
 
 
+def per_token(v: torch.Tensor) -> torch.Tensor:
+    """A modulation vector broadcast over the tokens: B×D → B×1×D; B×N×D (one per token) as it is."""
+    return v[:, None] if v.dim() == 2 else v
+
+
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """adaLN modulation ``x·(1 + scale) + shift``; x B×N×D, shift/scale B×D (one fused multiply-add)."""
-    return torch.addcmul(shift[:, None], x, 1 + scale[:, None])
+    """adaLN modulation ``x·(1 + scale) + shift``; x B×N×D, shift/scale B×D (one per sample) or
+    B×N×D (one per token: per-frame timesteps); one fused multiply-add."""
+    return torch.addcmul(per_token(shift), x, 1 + per_token(scale))
 
 
 def heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:

@@ -81,6 +81,8 @@ class TrainConfig:
     contrast_t_min: float = field(default=0.5, metadata={"ge": 0, "le": 1})
     t_high_prob: float = field(default=0.0, metadata={"ge": 0, "le": 1})
     t_high_min: float = field(default=0.9, metadata={"ge": 0, "le": 0.99})
+    t_ramp_prob: float = field(default=0.0, metadata={"ge": 0, "le": 1})
+    t_ramp_max: float = field(default=0.15, metadata={"ge": 0, "le": 1})
     activation_checkpointing: bool = False
     dp_replicate: int = field(default=1, metadata={"ge": 1})
     student: Optional[str] = None

@@ -27,6 +27,10 @@ Config (YAML, every key checked)::
     t_high_prob: 0.0                  # denoiser stage: with this probability a training time is drawn from
     t_high_min: 0.9                   #   U(t_high_min, 1) instead: trains the first sampler steps, where only
                                       #   the caption can place the object (0 = off)
+    t_ramp_prob: 0.0                  # denoiser stage: with this probability a sample's time becomes a ramp
+    t_ramp_max: 0.15                  #   over its latent frames, slope U(0, t_ramp_max) per frame (earlier
+                                      #   frames less noisy), as a staggered sampler walks it (flow.ramp_times;
+                                      #   0 = off). Not with context parallelism or the distill stage
     contrast_weight: 0.0              # denoiser stage: λ of a contrastive flow-matching term (ΔFM) whose
     contrast_t_min: 0.5               #   negative is the same clip played backwards, for captioned samples
                                       #   with t ≥ contrast_t_min: the caption's motion words must explain
@@ -182,6 +186,11 @@ def load_vae(path: str | Path, device="cpu"):
     return vae.to(device).eval().requires_grad_(False)
 
 
+def _rounded(x):
+    """Times for the history, to 4 decimals: a list of floats, or of per-frame lists."""
+    return [_rounded(v) if isinstance(v, list) else round(v, 4) for v in x]
+
+
 class Trainer:
     """Runs one stage from a config dict (see the module docstring). ``log(str)`` receives progress lines.
 
@@ -201,6 +210,8 @@ class Trainer:
         self.cp = int(cfg.get("context_parallel", 1))
         if self.world % self.cp:
             raise InputError(f"context_parallel {self.cp} must divide the number of ranks ({self.world})")
+        if self.cp > 1 and cfg.get("t_ramp_prob", 0.0) > 0:
+            raise InputError("t_ramp_prob > 0 (per-frame times) does not combine with context_parallel > 1")
         self.dp_rank, self.dp_world = self.rank // self.cp, self.world // self.cp
         self.cp_group = None
         if self.cp > 1:
@@ -495,7 +506,8 @@ class Trainer:
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 return vae_loss(self.model, video, kl_weight=self.cfg["kl_weight"], generator=gen,
                                 batch_rows=(first, total))
-        from lingen_model.generation.flow import drop_captions, flow_matching_loss, mix_high_noise_times, sample_timesteps_logit_normal
+        from lingen_model.generation.flow import (drop_captions, flow_matching_loss, mix_high_noise_times, ramp_times,
+                                                  sample_timesteps_logit_normal)
 
         lam = self.cfg["contrast_weight"]
         with torch.no_grad():
@@ -525,6 +537,8 @@ class Trainer:
 
         t_all = sample_timesteps_logit_normal(total, gen, mean=self.cfg["t_logit_mean"], device=gen.device)
         t_all = mix_high_noise_times(t_all, self.cfg["t_high_prob"], self.cfg["t_high_min"], gen)
+        if self.stage == "denoiser" and cp is None:  # per-frame ramps (prob 0: unchanged, nothing drawn)
+            t_all = ramp_times(t_all, latents.shape[2], self.cfg["t_ramp_prob"], self.cfg["t_ramp_max"], gen)
         noise = torch.randn((total, *latents.shape[1:]), generator=gen, device=gen.device, dtype=latents.dtype)
         t, noise = t_all[rows].to(latents.device), noise[rows].to(latents.device)
         if self.stage == "distill":
@@ -532,7 +546,8 @@ class Trainer:
         weight = None
         if negative is not None:  # only captioned samples at high noise, where the layout is decided
             captioned = torch.tensor([bool(c) for c in kept], device=t.device)
-            weight = lam * (captioned & (t >= self.cfg["contrast_t_min"])).float()
+            t_mean = t if t.dim() == 1 else t.mean(1)
+            weight = lam * (captioned & (t_mean >= self.cfg["contrast_t_min"])).float()
         if cp is not None:
             latents, noise = cp.slab(latents), cp.slab(noise)
             negative = cp.slab(negative) if negative is not None else None
@@ -542,7 +557,7 @@ class Trainer:
             # the loss is a mean over elements: the slab's share of the clip's mean, times the group
             # size, because FSDP averages gradients over all world = dp × cp ranks
             loss = loss * (cp.frames[cp.rank] * cp.world / cp.total_frames)
-        return loss, {"t_offset": offset, "t": [round(x, 4) for x in t_all.tolist()]}
+        return loss, {"t_offset": offset, "t": _rounded(t_all.tolist())}
 
     def _distill_loss(self, latents, ctx, mask, t, noise, offset: int, t_all) -> tuple[torch.Tensor, dict]:
         """Distill stage: velocity MSE of the student against the teacher on ``z_t = (1−t)x₀ + t·ε``
