@@ -30,6 +30,7 @@ def evaluate(
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: score only prompts whose index is K mod N (same seeds as the full run), to split one run over processes."),
     cache: Optional[str] = typer.Option(None, "--cache", help="Step caching: none, delta (Δ-DiT) or taylor (TaylorSeer) (default: the model's)."),
     stagger: Optional[float] = typer.Option(None, "--stagger", help="Per-frame lag in t: each latent frame runs this far behind the one before (0 = off; default: the model's). Needs a model trained on per-frame times; Euler, no step caching."),
+    stagger_context: Optional[int] = typer.Option(None, "--stagger-context", help="With --stagger: run only the moving latent frames and this many before them at each step (linear cost for long clips; default: the whole clip)."),
     frames_cache: Optional[Path] = typer.Option(None, "--frames-cache", help="Keep generated clips here (keyed by weights, prompt, seed and settings) and reuse them: re-judge without generating again."),
 ) -> None:
     """Score a model's clips against their prompts; prints a table and a summary of pass rates."""
@@ -73,7 +74,7 @@ def evaluate(
         settings = None
         if pipe is not None:
             settings = pipe.resolve(GenerationRequest(prompt="x", num_frames=num_frames, steps=steps, cfg_scale=cfg,
-                                                      cache=cache, stagger=stagger))
+                                                      cache=cache, stagger=stagger, stagger_context=stagger_context))
         digest = None
         if frames_cache is not None and pipe is not None:
             from lingen_model.io import frames_cache as fcache
@@ -94,7 +95,8 @@ def evaluate(
             frames = render(scene_from_prompt(prompt, np.random.default_rng(seed_base + i)), num_frames, *size, fps)
         else:
             req = pipe.resolve(GenerationRequest(prompt, num_frames=num_frames, steps=steps, cfg_scale=cfg,
-                                                 seed=seed_base + i, cache=cache, stagger=stagger))
+                                                 seed=seed_base + i, cache=cache, stagger=stagger,
+                                                 stagger_context=stagger_context))
             frames, key = None, None
             if digest is not None:
                 key = fcache.clip_key(digest, req.to_dict())
@@ -138,7 +140,8 @@ def evaluate(
                "seeds": [rows[0]["seed"], rows[-1]["seed"]], **summarize(rows), "n": len(rows),
                "wall_s": round(time.time() - t0, 1),
                "cache": "none" if settings is None else settings.cache,
-               "stagger": 0.0 if settings is None else settings.stagger}
+               "stagger": 0.0 if settings is None else settings.stagger,
+               "stagger_context": None if settings is None else settings.stagger_context}
     table = Table(title=f"lingen eval — {summary['model']}, {len(rows)} prompts, {num_frames} frames @ {fps:g} fps")
     table.add_column("criterion")
     table.add_column("mean", justify="right")

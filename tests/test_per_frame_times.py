@@ -197,3 +197,30 @@ def test_staggered_sampling_runs_the_denoiser():
     z1, ctx, mask = data(seed=13)
     out = sample(lambda *a: m(*a), z1, 3, context=ctx, context_mask=mask, stagger=0.25)
     assert out.shape == z1.shape and bool(torch.isfinite(out).all())
+
+
+def test_windowed_staggered_sampler_runs_only_the_moving_frames_and_their_context():
+    """stagger_context N: each step calls the network on the moving frames plus N frames before them,
+    told where the window starts (t_offset); a plain loop that does the same by hand agrees."""
+    z1, ctx, mask = data(frames=7, seed=14)
+    seen = []
+
+    def field(z, t, c, m, t_offset=0):
+        seen.append((t_offset, z.shape[2]))
+        return _field(z, t, c, m) + 0.01 * t_offset
+
+    got = sample(field, z1, 4, shift=1.2, context=ctx, context_mask=mask, stagger=0.5, stagger_context=1)
+    times = staggered_times(4, 1.2, 0.5, 7)
+    z, want_calls = z1.clone(), []
+    for i in range(times.shape[0] - 1):
+        h = times[i + 1] - times[i]
+        moving = [k for k in range(7) if h[k] != 0]
+        lo, hi = max(0, moving[0] - 1), moving[-1] + 1
+        want_calls.append((lo, hi - lo))
+        v = _field(z[:, :, lo:hi], times[i][lo:hi].expand(2, -1), ctx, mask) + 0.01 * lo
+        for k in range(lo, hi):
+            z[:, :, k] = z[:, :, k] + h[k] * v[:, :, k - lo]
+    torch.testing.assert_close(got, z, rtol=1e-12, atol=1e-12)
+    assert seen == want_calls and max(n for _, n in seen) < 7 and any(lo > 0 for lo, _ in seen)
+    with pytest.raises(ValueError, match="stagger_context"):
+        sample(field, z1, 4, context=ctx, context_mask=mask, stagger_context=1)  # without stagger

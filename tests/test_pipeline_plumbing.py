@@ -119,8 +119,11 @@ def test_stagger_reaches_the_sampler_and_turns_the_models_step_caching_off(ckpt,
     assert out.full_calls == 3 and out.request.to_dict()["stagger"] == 0.25  # ⌈2·(1 + 0.25·2)⌉ for 3 latent frames
     p("a red circle", num_frames=9, height=16, width=16)
     assert spy["sample"][1]["stagger"] == 0.0 and spy["sample"][1]["cache"] != "none"
+    p("a red circle", num_frames=17, height=16, width=16, stagger=0.3, stagger_context=1)
+    assert (spy["sample"][2]["stagger"], spy["sample"][2]["stagger_context"]) == (0.3, 1)
     for bad, why in (({"stagger": 0.1, "cache": "delta"}, "caching"), ({"stagger": 0.1, "method": "heun"}, "euler"),
-                     ({"stagger": -0.1}, "stagger"), ({"stagger": 2.0}, "stagger")):
+                     ({"stagger": -0.1}, "stagger"), ({"stagger": 2.0}, "stagger"),
+                     ({"stagger_context": 2}, "needs stagger"), ({"stagger": 0.1, "stagger_context": -1}, "stagger_context")):
         with pytest.raises(InputError, match=why):
             p.resolve(pipeline_mod.GenerationRequest("a red circle", **bad))
 

@@ -197,6 +197,7 @@ def sample(
     progress: Callable[[int, int], Any] | None = None,
     cache: "str | StepCache" = "none",
     stagger: float = 0.0,
+    stagger_context: int | None = None,
 ) -> Tensor:
     """Integrate the rectified-flow ODE from noise (t = 1) to data (t = 0).
 
@@ -244,6 +245,11 @@ def sample(
             per-frame noise levels of Diffusion Forcing, Chen et al. 2024). ``velocity_fn`` then
             receives ``t`` of shape B×T; the model must have been trained on such times
             (``ramp_times``). Euler only, no step caching.
+        stagger_context: with ``stagger``: None runs the whole clip at every step; N ≥ 0 runs only
+            the frames that move in the step plus up to N finished-or-ahead frames before them (the
+            frames behind, still pure noise, are left out), so a step costs a window of
+            ~``1/stagger + N`` latent frames rather than the clip, as in Rolling Diffusion. The
+            window's first frame's position is passed as ``velocity_fn(..., t_offset=lo)``.
 
     Returns:
         ``z_0``, same shape, dtype and device as ``noise``. Runs under ``torch.no_grad``.
@@ -257,6 +263,9 @@ def sample(
     """
     _check_steps(steps)
     _check_stagger(stagger)
+    if stagger_context is not None and (isinstance(stagger_context, bool) or not isinstance(stagger_context, int)
+                                        or stagger_context < 0 or stagger == 0):
+        raise ValueError(f"stagger_context must be None or an int >= 0 with stagger > 0, got {stagger_context!r}")
     if stagger > 0 and (not isinstance(noise, Tensor) or noise.ndim != 5 or method != "euler" or cache != "none"):
         raise ValueError("stagger > 0 needs video noise (B×C×T×H×W), method 'euler' and cache 'none'")
     if method not in METHODS:
@@ -295,19 +304,21 @@ def sample(
     step_cache = make_step_cache(cache, steps, method)
     extra = {} if step_cache is None else {"cache": step_cache}
 
-    def velocity(z: Tensor, t: "float | Tensor") -> Tensor:
-        """v at time t: a float (every frame), or a [T] tensor of per-frame times."""
+    def velocity(z: Tensor, t: "float | Tensor", t_offset: int | None = None) -> Tensor:
+        """v at time t: a float (every frame), or a [T] tensor of per-frame times; ``t_offset``: the
+        position of z's first latent frame in the clip (windowed staggered sampling)."""
+        kw = extra if t_offset is None else {**extra, "t_offset": t_offset}
         if guided:
             t_batch = (torch.full((2 * batch,), t, dtype=t_dtype, device=z.device) if not isinstance(t, Tensor)
                        else t.to(z.device, t_dtype).expand(2 * batch, -1))
-            v = velocity_fn(torch.cat([z, z], dim=0), t_batch, model_context, model_mask, **extra)
+            v = velocity_fn(torch.cat([z, z], dim=0), t_batch, model_context, model_mask, **kw)
             if not isinstance(v, Tensor) or v.shape[0] != 2 * batch or v.shape[1:] != z.shape[1:]:
                 raise ValueError(f"velocity_fn must return a tensor of shape {(2 * batch, *z.shape[1:])}")
             v_u, v_c = v[:batch], v[batch:]
             return v_u + cfg_scale * (v_c - v_u)
         t_batch = (torch.full((batch,), t, dtype=t_dtype, device=z.device) if not isinstance(t, Tensor)
                    else t.to(z.device, t_dtype).expand(batch, -1))
-        v = velocity_fn(z, t_batch, model_context, model_mask, **extra)
+        v = velocity_fn(z, t_batch, model_context, model_mask, **kw)
         if not isinstance(v, Tensor) or v.shape != z.shape:
             raise ValueError(f"velocity_fn must return a tensor of shape {tuple(z.shape)}")
         return v
@@ -317,7 +328,7 @@ def sample(
 
         return unipc_loop(velocity, noise, steps, shift, progress)
     if stagger > 0:
-        return _staggered_euler(velocity, noise, steps, shift, stagger, progress)
+        return _staggered_euler(velocity, noise, steps, shift, stagger, progress, stagger_context)
     times = sampling_timesteps(steps, shift).tolist()
     z = noise
     with torch.no_grad():
@@ -360,16 +371,24 @@ def staggered_times(steps: int, shift: float, stagger: float, frames: int) -> Te
     return time_shift(t, shift)
 
 
-def _staggered_euler(velocity, noise: Tensor, steps: int, shift: float, stagger: float, progress) -> Tensor:
+def _staggered_euler(velocity, noise: Tensor, steps: int, shift: float, stagger: float, progress,
+                     context: int | None = None) -> Tensor:
     """Euler steps over :func:`staggered_times`: ``z[:, :, k] += (t_k' − t_k)·v_k(z, t)``; frames whose
-    time does not move (not started, or finished) are left as they are."""
+    time does not move (not started, or finished) are left as they are. With ``context`` the network
+    sees only frames ``lo … hi − 1``: the moving ones and up to ``context`` frames before them."""
     times = staggered_times(steps, shift, stagger, noise.shape[2])
+    if noise.dtype != torch.float64:
+        times = times.float()
     n = times.shape[0] - 1
-    z = noise
+    z = noise.clone()
     with torch.no_grad():
         for i in range(n):
-            h = (times[i + 1] - times[i]).to(z.dtype).to(z.device)[None, None, :, None, None]
-            z = z + h * velocity(z, times[i].float() if z.dtype != torch.float64 else times[i]).to(z.dtype)
+            h = times[i + 1] - times[i]
+            moving = torch.nonzero(h).flatten().tolist()
+            if moving:
+                lo, hi = (0, z.shape[2]) if context is None else (max(0, moving[0] - context), moving[-1] + 1)
+                v = velocity(z[:, :, lo:hi], times[i][lo:hi], None if context is None else lo)
+                z[:, :, lo:hi] += h[lo:hi].to(z.device, z.dtype)[None, None, :, None, None] * v.to(z.dtype)
             if progress is not None:
                 progress(i + 1, n)
     return z

@@ -63,7 +63,9 @@ class GenerationRequest:
     unipc); ``cache`` (step caching: none, delta = Δ-DiT, taylor = TaylorSeer; None = the
     checkpoint's ``sampling.cache``, else none); ``stagger`` (t per latent frame by which each frame
     runs behind the one before, see ``flow.sample``; None = the checkpoint's ``sampling.stagger``,
-    else 0; > 0 needs Euler and no step caching, and a model trained on per-frame times).
+    else 0; > 0 needs Euler and no step caching, and a model trained on per-frame times);
+    ``stagger_context`` (with stagger: None = the whole clip at every step, N = only the moving latent
+    frames and N before them, see ``flow.sample``; None = the checkpoint's ``sampling.stagger_context``).
     """
 
     prompt: str
@@ -81,6 +83,7 @@ class GenerationRequest:
     method: str = "euler"
     cache: str | None = None
     stagger: float | None = None
+    stagger_context: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +104,7 @@ class ResolvedRequest:
     method: str
     cache: str = "none"
     stagger: float = 0.0
+    stagger_context: int | None = None
     notes: tuple[str, ...] = ()
 
     @property
@@ -273,23 +277,26 @@ class LinGenPipeline:
     @torch.no_grad()
     def denoise(self, noise, context, mask, uncond_context=None, uncond_mask=None, steps: int = 20,
                 cfg_scale: float = 1.0, shift: float | None = None, method: str = "euler",
-                progress: Progress | None = None, cache="none", stagger: float = 0.0) -> torch.Tensor:
+                progress: Progress | None = None, cache="none", stagger: float = 0.0,
+                stagger_context: int | None = None) -> torch.Tensor:
         """Integrate from t=1 (noise) to t=0 (latent). ``shift`` None: chosen from the token count.
         ``cache``: step caching, ``"none"`` | ``"delta"`` | ``"taylor"`` or a ``StepCache`` (see
         ``flow.sample``; pass a ``StepCache`` made by ``flow.make_step_cache`` to read its
-        ``full_calls`` afterwards). ``stagger``: per-frame lag in t (``flow.sample``)."""
+        ``full_calls`` afterwards). ``stagger``, ``stagger_context``: staggered sampling (``flow.sample``)."""
         if shift is None:
             shift = self.config.get("sampling", {}).get("shift") or shift_for_tokens(
                 int(np.prod(self.denoiser.token_grid(noise.shape))))
 
-        def velocity(z, t, ctx, m, cache=None):
+        def velocity(z, t, ctx, m, cache=None, t_offset=None):
             extra = {} if cache is None else {"cache": cache}  # denoisers without step caching (Wan) take none
+            if t_offset is not None:  # a window of the clip (staggered sampling with stagger_context)
+                extra["t_offset"] = t_offset
             return self.denoiser(z, t.to(z.dtype), ctx, m, **extra)
 
         return sample(velocity, noise, steps, shift=shift, cfg_scale=cfg_scale, context=context, context_mask=mask,
                       uncond_context=uncond_context, uncond_mask=uncond_mask, method=method,
                       progress=(lambda k, n: progress("denoise", k, n)) if progress else None, cache=cache,
-                      stagger=stagger)
+                      stagger=stagger, stagger_context=stagger_context)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, progress: Progress | None = None) -> np.ndarray:
@@ -358,9 +365,17 @@ class LinGenPipeline:
                     raise InputError(f"stagger does not combine with step caching (--cache {cache}); use --cache none")
                 notes.append(f"step caching ({cache}) is off with stagger")
                 cache = "none"
+        context = request.stagger_context if request.stagger_context is not None else sampling.get("stagger_context")
+        if context is not None:
+            context = _int_field("stagger_context", context, 0)
+            if stagger == 0:
+                if request.stagger_context is not None:
+                    raise InputError("stagger_context needs stagger > 0")
+                context = None
         return ResolvedRequest(prompt=request.prompt, negative_prompt=negative_prompt, num_frames=num_frames,
                                height=height, width=width, fps=fps, steps=steps, cfg_scale=cfg_scale, seed=seed,
-                               shift=shift, method=request.method, cache=cache, stagger=stagger, notes=tuple(notes))
+                               shift=shift, method=request.method, cache=cache, stagger=stagger,
+                               stagger_context=context, notes=tuple(notes))
 
     def generate(self, request: GenerationRequest | ResolvedRequest,
                  progress: Progress | None = None) -> GenerationOutput:
@@ -387,7 +402,7 @@ class LinGenPipeline:
         z0 = self.denoise(noise, ctx[:1], mask[:1], ctx[1:] if use_cfg else None, mask[1:] if use_cfg else None,
                           steps=req.steps, cfg_scale=req.cfg_scale, shift=req.shift, method=req.method,
                           progress=progress, cache=step_cache if step_cache is not None else "none",
-                          stagger=req.stagger)
+                          stagger=req.stagger, stagger_context=req.stagger_context)
         timings["denoise_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         frames = self.decode(z0, progress=progress)
@@ -401,7 +416,8 @@ class LinGenPipeline:
                  width: int | None = None, fps: float | None = None, steps: int | None = None,
                  cfg_scale: float | None = None, seed: int = 0, shift: float | None = None,
                  method: str = "euler", negative_prompt: str | None = None, progress: Progress | None = None,
-                 cache: str | None = None, stagger: float | None = None) -> np.ndarray:
+                 cache: str | None = None, stagger: float | None = None,
+                 stagger_context: int | None = None) -> np.ndarray:
         """Generate one clip and return only its frames, uint8 ``T×H×W×3`` (T = num_frames, pixels H×W).
 
         Shorthand for ``generate(GenerationRequest(...)).frames``; defaults come from the
@@ -413,5 +429,6 @@ class LinGenPipeline:
         """
         request = GenerationRequest(prompt=prompt, negative_prompt=negative_prompt, num_frames=num_frames,
                                     height=height, width=width, fps=fps, steps=steps, cfg_scale=cfg_scale,
-                                    seed=seed, shift=shift, method=method, cache=cache, stagger=stagger)
+                                    seed=seed, shift=shift, method=method, cache=cache, stagger=stagger,
+                                    stagger_context=stagger_context)
         return self.generate(request, progress=progress).frames
