@@ -15,6 +15,13 @@ err_console = Console(stderr=True)
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
 
+#: Help of the sampler options that ``generate`` and ``eval`` share (docs/design.md §7).
+STAGGER_HELP = ("Per-frame lag in t: each latent frame runs this far behind the one before, so later frames "
+                "settle beside decided ones (0 = off; default: the model's; lingen-tiny: 0.05-0.1 measured best). "
+                "Euler only, no step caching.")
+STAGGER_CONTEXT_HELP = ("With --stagger: run only the moving latent frames and this many before them at each step "
+                        "(linear cost for long clips; default: the whole clip).")
+
 
 class CLIError(LinGenError):
     """A command-line usage error reported as one line, with an exit code (2 = bad input).

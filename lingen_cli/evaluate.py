@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from lingen_cli.common import CLIError, console, fail
+from lingen_cli.common import STAGGER_CONTEXT_HELP, STAGGER_HELP, CLIError, console, fail
 from lingen_model.io.files import atomic_path
 
 
@@ -29,8 +29,8 @@ def evaluate(
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write per-prompt scores and the summary as JSON."),
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: score only prompts whose index is K mod N (same seeds as the full run), to split one run over processes."),
     cache: Optional[str] = typer.Option(None, "--cache", help="Step caching: none, delta (Δ-DiT) or taylor (TaylorSeer) (default: the model's)."),
-    stagger: Optional[float] = typer.Option(None, "--stagger", help="Per-frame lag in t: each latent frame runs this far behind the one before (0 = off; default: the model's). Needs a model trained on per-frame times; Euler, no step caching."),
-    stagger_context: Optional[int] = typer.Option(None, "--stagger-context", help="With --stagger: run only the moving latent frames and this many before them at each step (linear cost for long clips; default: the whole clip)."),
+    stagger: Optional[float] = typer.Option(None, "--stagger", help=STAGGER_HELP),
+    stagger_context: Optional[int] = typer.Option(None, "--stagger-context", help=STAGGER_CONTEXT_HELP),
     frames_cache: Optional[Path] = typer.Option(None, "--frames-cache", help="Keep generated clips here (keyed by weights, prompt, seed and settings) and reuse them: re-judge without generating again."),
 ) -> None:
     """Score a model's clips against their prompts; prints a table and a summary of pass rates."""

@@ -21,7 +21,7 @@ from typing import Optional, Union
 
 import typer
 
-from lingen_cli.common import EXIT_BAD_INPUT, EXIT_FAILED, CLIError, err_console, fail, interrupted, write_stdout_line
+from lingen_cli.common import STAGGER_CONTEXT_HELP, STAGGER_HELP, EXIT_BAD_INPUT, EXIT_FAILED, CLIError, err_console, fail, interrupted, write_stdout_line
 from lingen_cli.options import DTYPES, resolve_seed, slugify
 from lingen_model.environment import versions
 from lingen_model.errors import InputError, LinGenError
@@ -230,8 +230,8 @@ def generate(
     prompts: Optional[Path] = typer.Option(None, "--prompts", help="File with one prompt per line, or JSONL with per-line overrides."),
     sampler: str = typer.Option("euler", "--sampler", help="ODE solver: euler, heun or unipc (needs the wan extra)."),
     cache: Optional[str] = typer.Option(None, "--cache", help="Step caching: none, delta (Δ-DiT) or taylor (TaylorSeer); fewer full denoiser evaluations (default: the model's, none for lingen-tiny)."),
-    stagger: Optional[float] = typer.Option(None, "--stagger", help="Per-frame lag in t: each latent frame runs this far behind the one before, so later frames settle beside decided ones (0 = off; default: the model's). Needs a model trained on per-frame times; Euler only, no step caching."),
-    stagger_context: Optional[int] = typer.Option(None, "--stagger-context", help="With --stagger: run only the moving latent frames and this many before them at each step (linear cost for long clips; default: the whole clip)."),
+    stagger: Optional[float] = typer.Option(None, "--stagger", help=STAGGER_HELP),
+    stagger_context: Optional[int] = typer.Option(None, "--stagger-context", help=STAGGER_CONTEXT_HELP),
     device: Optional[str] = typer.Option(None, "--device", help="Override the preset's device (cpu, cuda, cuda:1)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="Override the preset's dtype (float32, bfloat16, float16)."),
     no_download: bool = typer.Option(False, "--no-download", help="Never download; fail if the model is not cached."),
