@@ -243,8 +243,9 @@ def sample(
             settle first: a later frame's layout is decided beside neighbours that are already
             decided (the staircase of Rolling Diffusion, Ruhe et al. 2024, over the whole clip; the
             per-frame noise levels of Diffusion Forcing, Chen et al. 2024). ``velocity_fn`` then
-            receives ``t`` of shape B×T; the model must have been trained on such times
-            (``ramp_times``). Euler only, no step caching.
+            receives ``t`` of shape B×T, so the model must take per-frame times (training on
+            ``ramp_times`` helps, but lingen-tiny uses them untrained: docs/eval/README.md,
+            "Staggered sampling"). Euler only, no step caching.
         stagger_context: with ``stagger``: None runs the whole clip at every step; N ≥ 0 runs only
             the frames that move in the step plus up to N finished-or-ahead frames before them (the
             frames behind, still pure noise, are left out), so a step costs a window of

@@ -63,7 +63,7 @@ class GenerationRequest:
     unipc); ``cache`` (step caching: none, delta = Δ-DiT, taylor = TaylorSeer; None = the
     checkpoint's ``sampling.cache``, else none); ``stagger`` (t per latent frame by which each frame
     runs behind the one before, see ``flow.sample``; None = the checkpoint's ``sampling.stagger``,
-    else 0; > 0 needs Euler and no step caching, and a model trained on per-frame times);
+    else 0; > 0 needs Euler, no step caching and a denoiser that takes per-frame times);
     ``stagger_context`` (with stagger: None = the whole clip at every step, N = only the moving latent
     frames and N before them, see ``flow.sample``; None = the checkpoint's ``sampling.stagger_context``).
     """
