@@ -356,7 +356,9 @@ def _check_stagger(stagger: float) -> float:
 
 def staggered_steps(steps: int, stagger: float, frames: int) -> int:
     """Euler steps of a staggered run (:func:`sample` with ``stagger``): ``⌈steps·(1 + stagger·(frames − 1))⌉``,
-    so that each frame's clamped time still moves in ~``steps`` of them. ``stagger = 0`` gives ``steps``."""
+    so that each frame's clamped time still moves in ~``steps`` of them. ``stagger = 0`` gives ``steps``.
+    ``stagger``: t per latent frame (≥ 0); ``frames``: latent frames T of the clip. Raises ValueError
+    for ``steps`` < 1 or a negative or non-finite ``stagger``."""
     _check_steps(steps)
     return math.ceil(steps * (1.0 + _check_stagger(stagger) * (frames - 1)) - 1e-9)
 
