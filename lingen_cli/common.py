@@ -21,6 +21,9 @@ STAGGER_HELP = ("Per-frame lag in t: each latent frame runs this far behind the 
                 "Euler only, no step caching.")
 STAGGER_CONTEXT_HELP = ("With --stagger: run only the moving latent frames and this many before them at each step "
                         "(linear cost for long clips; default: the whole clip).")
+DIRECTION_GUIDANCE_HELP = ("Weight of guidance away from the prompt with its direction words swapped (left/right, "
+                           "up/down, rising/falling): pushes motion the named way, one more batch per step "
+                           "(0 = off; default: the model's).")
 
 
 class CLIError(LinGenError):

@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from lingen_cli.common import STAGGER_CONTEXT_HELP, STAGGER_HELP, CLIError, console, fail
+from lingen_cli.common import DIRECTION_GUIDANCE_HELP, STAGGER_CONTEXT_HELP, STAGGER_HELP, CLIError, console, fail
 from lingen_model.io.files import atomic_path
 
 
@@ -31,6 +31,7 @@ def evaluate(
     cache: Optional[str] = typer.Option(None, "--cache", help="Step caching: none, delta (Δ-DiT) or taylor (TaylorSeer) (default: the model's)."),
     stagger: Optional[float] = typer.Option(None, "--stagger", help=STAGGER_HELP),
     stagger_context: Optional[int] = typer.Option(None, "--stagger-context", help=STAGGER_CONTEXT_HELP),
+    direction_guidance: Optional[float] = typer.Option(None, "--direction-guidance", help=DIRECTION_GUIDANCE_HELP),
     frames_cache: Optional[Path] = typer.Option(None, "--frames-cache", help="Keep generated clips here (keyed by weights, prompt, seed and settings) and reuse them: re-judge without generating again."),
 ) -> None:
     """Score a model's clips against their prompts; prints a table and a summary of pass rates."""
@@ -74,7 +75,8 @@ def evaluate(
         settings = None
         if pipe is not None:
             settings = pipe.resolve(GenerationRequest(prompt="x", num_frames=num_frames, steps=steps, cfg_scale=cfg,
-                                                      cache=cache, stagger=stagger, stagger_context=stagger_context))
+                                                      cache=cache, stagger=stagger, stagger_context=stagger_context,
+                                                      direction_guidance=direction_guidance))
         digest = None
         if frames_cache is not None and pipe is not None:
             from lingen_model.io import frames_cache as fcache
@@ -96,7 +98,7 @@ def evaluate(
         else:
             req = pipe.resolve(GenerationRequest(prompt, num_frames=num_frames, steps=steps, cfg_scale=cfg,
                                                  seed=seed_base + i, cache=cache, stagger=stagger,
-                                                 stagger_context=stagger_context))
+                                                 stagger_context=stagger_context, direction_guidance=direction_guidance))
             frames, key = None, None
             if digest is not None:
                 key = fcache.clip_key(digest, req.to_dict())
@@ -141,7 +143,8 @@ def evaluate(
                "wall_s": round(time.time() - t0, 1),
                "cache": "none" if settings is None else settings.cache,
                "stagger": 0.0 if settings is None else settings.stagger,
-               "stagger_context": None if settings is None else settings.stagger_context}
+               "stagger_context": None if settings is None else settings.stagger_context,
+               "direction_guidance": 0.0 if settings is None else settings.direction_guidance}
     table = Table(title=f"lingen eval — {summary['model']}, {len(rows)} prompts, {num_frames} frames @ {fps:g} fps")
     table.add_column("criterion")
     table.add_column("mean", justify="right")

@@ -161,6 +161,13 @@ def test_cli_options_reach_the_sampler(ckpt, tmp_path, spy):
     assert spy["sample"][2]["stagger"] == 0.2 and rec["stagger"] == 0.2
     r = runner.invoke(app, ["generate", "a red circle", "--model", str(ckpt), "--out", str(tmp_path), "--stagger", "-1"])
     assert r.exit_code != 0 and "stagger" in r.output and "Traceback" not in r.output
+    (rec,) = _generate("a red circle moving up", "--model", ckpt, "--out", tmp_path, "--seed", 5, "--json",
+                       "--direction-guidance", 2.5, "--length", "1s")
+    assert spy["sample"][3]["contrast_scale"] == 2.5 and spy["encode"][3][2] == "a red circle moving down"
+    assert (rec["direction_guidance"], rec["contrast_prompt"]) == (2.5, "a red circle moving down")
+    r = runner.invoke(app, ["generate", "a red circle", "--model", str(ckpt), "--out", str(tmp_path),
+                            "--direction-guidance", "-2"])
+    assert r.exit_code == 2 and "direction_guidance" in r.output and "Traceback" not in r.output
 
 
 def test_jsonl_lines_override_the_command_line(ckpt, tmp_path, spy):
@@ -179,3 +186,60 @@ def test_jsonl_lines_override_the_command_line(ckpt, tmp_path, spy):
                    (3, 4.0, "heun", (1, 4, 1, 8, 8))]     # all from the command line (1 frame)
     assert spy["encode"] == [["a red square", "ugly"], ["a blue circle", ""], ["a white triangle", ""]]
     assert [r["seed"] for r in recs] == [4, 9, 9]  # a line's seed, else the command line's
+
+
+def test_direction_guidance_encodes_the_swapped_prompt_and_passes_it_as_the_contrast(pipe, spy):
+    from lingen_model.generation.pipeline import GenerationRequest
+
+    req = pipe.resolve(GenerationRequest("a red circle moving left", num_frames=5, height=16, width=16, steps=1,
+                                         direction_guidance=7.5))
+    assert req.contrast_prompt == "a red circle moving right" and req.to_dict()["direction_guidance"] == 7.5
+    pipe.generate(req)
+    (call,) = spy["sample"]
+    assert spy["encode"] == [["a red circle moving left", "", "a red circle moving right"]]
+    assert call["contrast_scale"] == 7.5 and call["contrast_context"].shape[0] == 1
+    assert call["uncond_context"].shape[0] == 1  # the negative prompt's row, not the contrast's
+
+
+def test_direction_guidance_without_cfg_and_without_a_direction_word(pipe, spy):
+    pipe("a red circle moving up", num_frames=1, height=16, width=16, steps=1, cfg_scale=1.0, seed=0)
+    from lingen_model.generation.pipeline import GenerationRequest
+
+    out = pipe.generate(pipe.resolve(GenerationRequest("a red circle moving up", num_frames=1, height=16, width=16,
+                                                       steps=1, cfg_scale=1.0, direction_guidance=3.0)))
+    still = pipe.generate(pipe.resolve(GenerationRequest("a red circle standing still", num_frames=1, height=16,
+                                                         width=16, steps=1, direction_guidance=3.0)))
+    assert spy["encode"][1] == ["a red circle moving up", "a red circle moving down"]
+    assert spy["sample"][1]["uncond_context"] is None and spy["sample"][1]["contrast_context"] is not None
+    assert still.request.contrast_prompt is None and spy["sample"][2]["contrast_context"] is None
+    assert spy["encode"][2] == ["a red circle standing still", ""]
+    assert out.frames.shape == (1, 16, 16, 3)
+
+
+def test_direction_guidance_default_comes_from_the_checkpoint_and_zero_changes_nothing(ckpt, tmp_path, spy):
+    import shutil
+
+    import numpy as np
+
+    from lingen_model.errors import InputError
+    from lingen_model.generation.pipeline import GenerationRequest
+
+    other = tmp_path / "guided"
+    shutil.copytree(ckpt, other)
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["sampling"] = {"steps": 2, "cfg_scale": 3.0, "direction_guidance": 4.0}
+    (other / "config.json").write_text(json.dumps(cfg))
+    p = LinGenPipeline.from_pretrained(other, device="cpu")
+    base = LinGenPipeline.from_pretrained(ckpt, device="cpu")
+    kw = dict(num_frames=5, height=16, width=16, seed=3)
+    assert p.resolve(GenerationRequest("a box moving left", **kw)).direction_guidance == 4.0
+    off = p.generate(p.resolve(GenerationRequest("a box moving left", direction_guidance=0.0, **kw)))
+    plain = base.generate(base.resolve(GenerationRequest("a box moving left", **kw)))
+    on = p.generate(p.resolve(GenerationRequest("a box moving left", **kw)))
+    assert np.array_equal(off.frames, plain.frames)  # 0 = exactly the sampler without the term
+    assert spy["sample"][0]["contrast_context"] is None
+    assert spy["sample"][2]["contrast_scale"] == 4.0 and spy["sample"][2]["contrast_context"] is not None
+    assert not np.array_equal(on.frames, plain.frames)
+    for bad in (-1.0, float("nan"), 1e9):
+        with pytest.raises(InputError, match="direction_guidance"):
+            p.resolve(GenerationRequest("a box moving left", direction_guidance=bad, **kw))

@@ -182,6 +182,21 @@ def _pad_tokens(context: Tensor, mask: Tensor, length: int) -> tuple[Tensor, Ten
     return context, mask
 
 
+def _other_context(other: Tensor, other_mask: Tensor | None, context: Tensor, batch: int,
+                   name: str) -> tuple[Tensor, Tensor]:
+    """Check a second context (uncond or contrast; batch 1 or B) against ``context`` and bring it to
+    batch B on the context's device and dtype."""
+    other_mask = _check_context(other, other_mask, None, name)
+    if other.shape[0] not in (1, batch):
+        raise ValueError(f"{name} batch must be 1 or {batch}, got {other.shape[0]}")
+    if other.shape[2] != context.shape[2]:
+        raise ValueError(f"{name} width must equal context width {context.shape[2]}, got {other.shape[2]}")
+    other, other_mask = other.to(device=context.device, dtype=context.dtype), other_mask.to(context.device)
+    if other.shape[0] != batch:
+        other, other_mask = other.expand(batch, -1, -1), other_mask.expand(batch, -1)
+    return other, other_mask
+
+
 def sample(
     velocity_fn: VelocityFn,
     noise: Tensor,
@@ -198,6 +213,9 @@ def sample(
     cache: "str | StepCache" = "none",
     stagger: float = 0.0,
     stagger_context: int | None = None,
+    contrast_context: Tensor | None = None,
+    contrast_mask: Tensor | None = None,
+    contrast_scale: float = 0.0,
 ) -> Tensor:
     """Integrate the rectified-flow ODE from noise (t = 1) to data (t = 0).
 
@@ -212,6 +230,14 @@ def sample(
     (batch 2B, unconditional half first; both contexts right-padded to the same length with
     mask False) and are combined as ``v = v_u + g·(v_c − v_u)``. With ``cfg_scale == 1``
     only the conditional call is made.
+
+    Contrast guidance: with ``contrast_context`` (the tokens of a caption that differs from the
+    prompt in one respect, e.g. its direction word swapped) and ``contrast_scale = w``, a third
+    batch ``v_x`` joins the same call and ``v ← v + w·(v_c − v_x)``: the prediction is pushed along
+    what tells the prompt from its contrast and nowhere else. It is composable diffusion's
+    conjunction with a negated concept (Liu et al. 2022, "Compositional Visual Generation with
+    Composable Diffusion Models", §4.2: weights g + w on the prompt and −w on the contrast); used
+    by ``direction_guidance`` (docs/design.md §7). Costs one more batch per call (3B instead of 2B).
 
     Args:
         velocity_fn: ``f(z, t, context, mask) -> v``; ``z`` B×…, ``t`` B on the device of
@@ -251,6 +277,9 @@ def sample(
             frames behind, still pure noise, are left out), so a step costs a window of
             ~``1/stagger + N`` latent frames rather than the clip, as in Rolling Diffusion. The
             window's first frame's position is passed as ``velocity_fn(..., t_offset=lo)``.
+        contrast_context, contrast_mask: tokens B×L×D (or 1×L×D, broadcast) and mask of the contrast
+            caption; None = no contrast guidance.
+        contrast_scale: ``w`` (finite); 0 (or no ``contrast_context``) disables contrast guidance.
 
     Returns:
         ``z_0``, same shape, dtype and device as ``noise``. Runs under ``torch.no_grad``.
@@ -260,7 +289,8 @@ def sample(
             mismatch, a non-floating ``noise``, or ``cfg_scale != 1`` without
             ``uncond_context``, or ``velocity_fn`` returning a wrong shape; a negative or
             non-finite ``stagger``, or one > 0 with non-video noise, another method than Euler
-            or step caching.
+            or step caching; a non-finite ``contrast_scale``, or a ``contrast_context`` of another
+            width or batch.
     """
     _check_steps(steps)
     _check_stagger(stagger)
@@ -277,29 +307,28 @@ def sample(
         raise ValueError("noise must be a floating tensor of shape B×…")
     batch = noise.shape[0]
     context_mask = _check_context(context, context_mask, batch, "context")
+    if isinstance(contrast_scale, bool) or not isinstance(contrast_scale, (int, float)) or not math.isfinite(contrast_scale):
+        raise ValueError(f"contrast_scale must be a finite number, got {contrast_scale!r}")
     guided = cfg_scale != 1.0
+    contrasted = contrast_context is not None and contrast_scale != 0
+    # The batches of one call, in order: [uncond (with CFG)], cond, [contrast (with contrast guidance)].
+    parts = []
     if guided:
         if uncond_context is None:
             raise ValueError("cfg_scale != 1 needs uncond_context (the encoded empty prompt)")
-        uncond_mask = _check_context(uncond_context, uncond_mask, None, "uncond_context")
-        if uncond_context.shape[0] not in (1, batch):
-            raise ValueError(f"uncond_context batch must be 1 or {batch}, got {uncond_context.shape[0]}")
-        if uncond_context.shape[2] != context.shape[2]:
-            raise ValueError(
-                f"uncond_context width must equal context width {context.shape[2]}, got {uncond_context.shape[2]}"
-            )
-        uncond_context = uncond_context.to(device=context.device, dtype=context.dtype)
-        uncond_mask = uncond_mask.to(context.device)
-        if uncond_context.shape[0] != batch:
-            uncond_context = uncond_context.expand(batch, -1, -1)
-            uncond_mask = uncond_mask.expand(batch, -1)
-        length = max(context.shape[1], uncond_context.shape[1])
-        u_ctx, u_mask = _pad_tokens(uncond_context, uncond_mask, length)
-        c_ctx, c_mask = _pad_tokens(context, context_mask, length)
-        model_context = torch.cat([u_ctx, c_ctx], dim=0)
-        model_mask = torch.cat([u_mask, c_mask], dim=0)
+        parts.append(_other_context(uncond_context, uncond_mask, context, batch, "uncond_context"))
+    parts.append((context, context_mask))
+    if contrasted:
+        parts.append(_other_context(contrast_context, contrast_mask, context, batch, "contrast_context"))
+    copies = len(parts)
+    if copies > 1:
+        length = max(c.shape[1] for c, _ in parts)
+        padded = [_pad_tokens(c, m, length) for c, m in parts]
+        model_context = torch.cat([c for c, _ in padded], dim=0)
+        model_mask = torch.cat([m for _, m in padded], dim=0)
     else:
         model_context, model_mask = context, context_mask
+    cond = 1 if guided else 0
 
     t_dtype = torch.float64 if noise.dtype == torch.float64 else torch.float32
     step_cache = make_step_cache(cache, steps, method)
@@ -309,20 +338,17 @@ def sample(
         """v at time t: a float (every frame), or a [T] tensor of per-frame times; ``t_offset``: the
         position of z's first latent frame in the clip (windowed staggered sampling)."""
         kw = extra if t_offset is None else {**extra, "t_offset": t_offset}
-        if guided:
-            t_batch = (torch.full((2 * batch,), t, dtype=t_dtype, device=z.device) if not isinstance(t, Tensor)
-                       else t.to(z.device, t_dtype).expand(2 * batch, -1))
-            v = velocity_fn(torch.cat([z, z], dim=0), t_batch, model_context, model_mask, **kw)
-            if not isinstance(v, Tensor) or v.shape[0] != 2 * batch or v.shape[1:] != z.shape[1:]:
-                raise ValueError(f"velocity_fn must return a tensor of shape {(2 * batch, *z.shape[1:])}")
-            v_u, v_c = v[:batch], v[batch:]
-            return v_u + cfg_scale * (v_c - v_u)
-        t_batch = (torch.full((batch,), t, dtype=t_dtype, device=z.device) if not isinstance(t, Tensor)
-                   else t.to(z.device, t_dtype).expand(batch, -1))
-        v = velocity_fn(z, t_batch, model_context, model_mask, **kw)
-        if not isinstance(v, Tensor) or v.shape != z.shape:
-            raise ValueError(f"velocity_fn must return a tensor of shape {tuple(z.shape)}")
-        return v
+        n = copies * batch
+        t_batch = (torch.full((n,), t, dtype=t_dtype, device=z.device) if not isinstance(t, Tensor)
+                   else t.to(z.device, t_dtype).expand(n, -1))
+        v = velocity_fn(torch.cat([z] * copies, dim=0) if copies > 1 else z, t_batch, model_context, model_mask, **kw)
+        if not isinstance(v, Tensor) or v.shape[0] != n or v.shape[1:] != z.shape[1:]:
+            raise ValueError(f"velocity_fn must return a tensor of shape {(n, *z.shape[1:])}")
+        v_c = v[cond * batch:(cond + 1) * batch]
+        out = v[:batch] + cfg_scale * (v_c - v[:batch]) if guided else v_c
+        if contrasted:
+            out = out + contrast_scale * (v_c - v[(cond + 1) * batch:])
+        return out
 
     if method == "unipc":  # multistep solver of diffusers (Wan's sampler); needs the wan extra
         from lingen_model.generation.unipc import unipc_loop

@@ -27,6 +27,7 @@ import torch
 
 from lingen_model.errors import InputError
 from lingen_model.generation.checkpoint import CheckpointError, load_checkpoint
+from lingen_model.generation.contrast import opposite_direction
 from lingen_model.generation.flow import METHODS, make_step_cache, sample, shift_for_tokens, staggered_steps
 from lingen_model.generation.step_cache import CACHE_MODES
 from lingen_model.geometry import (
@@ -65,7 +66,10 @@ class GenerationRequest:
     runs behind the one before, see ``flow.sample``; None = the checkpoint's ``sampling.stagger``,
     else 0; > 0 needs Euler, no step caching and a denoiser that takes per-frame times);
     ``stagger_context`` (with stagger: None = the whole clip at every step, N = only the moving latent
-    frames and N before them, see ``flow.sample``; None = the checkpoint's ``sampling.stagger_context``).
+    frames and N before them, see ``flow.sample``; None = the checkpoint's ``sampling.stagger_context``);
+    ``direction_guidance`` (the weight w of guidance away from the prompt with its direction words
+    swapped, ``contrast.opposite_direction``; 0 = off; None = the checkpoint's
+    ``sampling.direction_guidance``, else 0; see ``flow.sample``, contrast guidance).
     """
 
     prompt: str
@@ -84,11 +88,14 @@ class GenerationRequest:
     cache: str | None = None
     stagger: float | None = None
     stagger_context: int | None = None
+    direction_guidance: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class ResolvedRequest:
     """A request with every setting decided and checked (see :meth:`LinGenPipeline.resolve`).
+    ``contrast_prompt``: the prompt with its direction words swapped when ``direction_guidance`` is
+    on and the prompt has any (None otherwise: no contrast term runs).
     ``notes``: how a request was adjusted (a length rounded to 1 + 4k frames), one line each."""
 
     prompt: str
@@ -105,6 +112,8 @@ class ResolvedRequest:
     cache: str = "none"
     stagger: float = 0.0
     stagger_context: int | None = None
+    direction_guidance: float = 0.0
+    contrast_prompt: str | None = None
     notes: tuple[str, ...] = ()
 
     @property
@@ -278,11 +287,13 @@ class LinGenPipeline:
     def denoise(self, noise, context, mask, uncond_context=None, uncond_mask=None, steps: int = 20,
                 cfg_scale: float = 1.0, shift: float | None = None, method: str = "euler",
                 progress: Progress | None = None, cache="none", stagger: float = 0.0,
-                stagger_context: int | None = None) -> torch.Tensor:
+                stagger_context: int | None = None, contrast_context=None, contrast_mask=None,
+                contrast_scale: float = 0.0) -> torch.Tensor:
         """Integrate from t=1 (noise) to t=0 (latent). ``shift`` None: chosen from the token count.
         ``cache``: step caching, ``"none"`` | ``"delta"`` | ``"taylor"`` or a ``StepCache`` (see
         ``flow.sample``; pass a ``StepCache`` made by ``flow.make_step_cache`` to read its
-        ``full_calls`` afterwards). ``stagger``, ``stagger_context``: staggered sampling (``flow.sample``)."""
+        ``full_calls`` afterwards). ``stagger``, ``stagger_context``: staggered sampling;
+        ``contrast_context``, ``contrast_mask``, ``contrast_scale``: contrast guidance (both ``flow.sample``)."""
         if shift is None:
             shift = self.config.get("sampling", {}).get("shift") or shift_for_tokens(
                 int(np.prod(self.denoiser.token_grid(noise.shape))))
@@ -296,7 +307,8 @@ class LinGenPipeline:
         return sample(velocity, noise, steps, shift=shift, cfg_scale=cfg_scale, context=context, context_mask=mask,
                       uncond_context=uncond_context, uncond_mask=uncond_mask, method=method,
                       progress=(lambda k, n: progress("denoise", k, n)) if progress else None, cache=cache,
-                      stagger=stagger, stagger_context=stagger_context)
+                      stagger=stagger, stagger_context=stagger_context, contrast_context=contrast_context,
+                      contrast_mask=contrast_mask, contrast_scale=contrast_scale)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, progress: Progress | None = None) -> np.ndarray:
@@ -372,10 +384,15 @@ class LinGenPipeline:
                 if request.stagger_context is not None:
                     raise InputError("stagger_context needs stagger > 0")
                 context = None
+        dg = request.direction_guidance
+        direction_guidance = _float_field("direction_guidance",
+                                          dg if dg is not None else sampling.get("direction_guidance", 0.0), 0.0, 100.0)
+        contrast_prompt = opposite_direction(request.prompt) if direction_guidance > 0 else None
         return ResolvedRequest(prompt=request.prompt, negative_prompt=negative_prompt, num_frames=num_frames,
                                height=height, width=width, fps=fps, steps=steps, cfg_scale=cfg_scale, seed=seed,
                                shift=shift, method=request.method, cache=cache, stagger=stagger,
-                               stagger_context=context, notes=tuple(notes))
+                               stagger_context=context, direction_guidance=direction_guidance,
+                               contrast_prompt=contrast_prompt, notes=tuple(notes))
 
     def generate(self, request: GenerationRequest | ResolvedRequest,
                  progress: Progress | None = None) -> GenerationOutput:
@@ -392,17 +409,22 @@ class LinGenPipeline:
         if progress:
             progress("encode", 0, 1)
         use_cfg = req.cfg_scale != 1.0
-        ctx, mask = self.encode_prompt([req.prompt, req.negative_prompt] if use_cfg else [req.prompt])
+        texts = [req.prompt] + ([req.negative_prompt] if use_cfg else []) + ([req.contrast_prompt] if req.contrast_prompt else [])
+        ctx, mask = self.encode_prompt(texts)
+        k = 2 if use_cfg else 1  # the contrast caption's row
         if progress:
             progress("encode", 1, 1)
         timings["encode_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         noise = self.prepare_latents(req.num_frames, req.height, req.width, req.seed)
         step_cache = make_step_cache(req.cache, req.steps, req.method)
-        z0 = self.denoise(noise, ctx[:1], mask[:1], ctx[1:] if use_cfg else None, mask[1:] if use_cfg else None,
+        z0 = self.denoise(noise, ctx[:1], mask[:1], ctx[1:2] if use_cfg else None, mask[1:2] if use_cfg else None,
                           steps=req.steps, cfg_scale=req.cfg_scale, shift=req.shift, method=req.method,
                           progress=progress, cache=step_cache if step_cache is not None else "none",
-                          stagger=req.stagger, stagger_context=req.stagger_context)
+                          stagger=req.stagger, stagger_context=req.stagger_context,
+                          contrast_context=ctx[k:] if req.contrast_prompt else None,
+                          contrast_mask=mask[k:] if req.contrast_prompt else None,
+                          contrast_scale=req.direction_guidance)
         timings["denoise_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         frames = self.decode(z0, progress=progress)
