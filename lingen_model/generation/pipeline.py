@@ -122,9 +122,13 @@ class ResolvedRequest:
         return (self.num_frames - 1) / self.fps
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as a JSON-able dict (notes left out)."""
+        """The settings as a JSON-able dict (notes left out; direction guidance only when on, so that
+        clip names and cache keys of requests without it are those of earlier releases)."""
         d = dataclasses.asdict(self)
         d.pop("notes")
+        if not self.direction_guidance:
+            d.pop("direction_guidance")
+            d.pop("contrast_prompt")
         return d
 
 
