@@ -223,3 +223,46 @@ def test_cli_rejects_an_unknown_cache(command, tmp_path):
                                                                                  "--out", str(tmp_path)]
     r = CliRunner().invoke(app, args + ["--cache", "bogus"])
     assert r.exit_code != 0 and "unknown cache" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("mode", ["delta", "taylor"])
+def test_contrast_guidance_with_a_cache_runs_the_contrast_on_full_calls_and_holds_it(mode):
+    """Reference: a hand-written Euler loop — the CFG batch through the cache; after each call that ran
+    the whole network, the contrast caption once without the cache; its difference v_c − v_x held
+    through the cached calls; v = v_u + g(v_c − v_u) + w·Δ."""
+    from lingen_model.generation.flow import sampling_timesteps
+
+    m = model()
+    noise, ctx, mask = data(1, seed=9)
+    g = torch.Generator().manual_seed(10)
+    xctx = torch.randn(1, 3, 16, generator=g, dtype=torch.float64)
+    xmask = torch.ones(1, 3, dtype=torch.bool)
+    uncond, umask = torch.zeros(1, 3, 16, dtype=torch.float64), torch.tensor([[True, False, False]])
+    steps, cfg, w = 8, 3.0, 2.5
+    calls = []
+
+    def velocity(z, t, c, mk, cache=None):
+        calls.append((z.shape[0], cache is not None))
+        return m(z, t, c, mk, cache=cache)
+
+    got = sample(velocity, noise, steps, shift=2.0, cfg_scale=cfg, context=ctx, context_mask=mask,
+                 uncond_context=uncond, uncond_mask=umask, contrast_context=xctx, contrast_mask=xmask,
+                 contrast_scale=w, cache=mode)
+    sc = StepCache(mode, steps)
+    full = sc.schedule()
+    assert calls == [c for k in range(steps) for c in ([(2, True), (1, False)] if full[k] else [(2, True)])]
+    times = sampling_timesteps(steps, 2.0).tolist()
+    z, delta = noise, None
+    with torch.no_grad():
+        for k in range(steps):
+            t = torch.full((2,), times[k], dtype=torch.float64)
+            v = m(torch.cat([z, z]), t, torch.cat([uncond, ctx]), torch.cat([umask, mask]), cache=sc)
+            v_u, v_c = v[:1], v[1:]
+            if full[k]:
+                delta = v_c - m(z, t[:1], xctx, xmask)
+            z = z + (times[k + 1] - times[k]) * (v_u + cfg * (v_c - v_u) + w * delta)
+    torch.testing.assert_close(got, z, rtol=1e-12, atol=1e-12)
+    joint = sample(velocity_of(m), noise, steps, shift=2.0, cfg_scale=cfg, context=ctx, context_mask=mask,
+                   uncond_context=uncond, uncond_mask=umask, contrast_context=xctx, contrast_mask=xmask,
+                   contrast_scale=w)
+    assert not torch.allclose(got, joint, rtol=1e-6, atol=1e-6)  # the cached calls did reuse something

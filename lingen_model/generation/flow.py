@@ -238,6 +238,10 @@ def sample(
     conjunction with a negated concept (Liu et al. 2022, "Compositional Visual Generation with
     Composable Diffusion Models", §4.2: weights g + w on the prompt and −w on the contrast); used
     by ``direction_guidance`` (docs/design.md §7). Costs one more batch per call (3B instead of 2B).
+    With step caching the contrast is not forecast: it runs uncached (batch B) beside each full call
+    and its difference ``v_c − v_x`` is held through the cached calls that follow (a forecast of two
+    nearly equal velocities, multiplied by w, would amplify the forecast error), so it costs one
+    B-batch per full call only.
 
     Args:
         velocity_fn: ``f(z, t, context, mask) -> v``; ``z`` B×…, ``t`` B on the device of
@@ -318,8 +322,15 @@ def sample(
             raise ValueError("cfg_scale != 1 needs uncond_context (the encoded empty prompt)")
         parts.append(_other_context(uncond_context, uncond_mask, context, batch, "uncond_context"))
     parts.append((context, context_mask))
+    contrast = None
     if contrasted:
-        parts.append(_other_context(contrast_context, contrast_mask, context, batch, "contrast_context"))
+        contrast = _other_context(contrast_context, contrast_mask, context, batch, "contrast_context")
+    step_cache = make_step_cache(cache, steps, method)
+    # Without step caching the contrast joins the batched call; with it, the cached call keeps its
+    # batch and the contrast runs beside it on full calls only (see the docstring).
+    joint = contrasted and step_cache is None
+    if joint:
+        parts.append(contrast)
     copies = len(parts)
     if copies > 1:
         length = max(c.shape[1] for c, _ in parts)
@@ -331,8 +342,8 @@ def sample(
     cond = 1 if guided else 0
 
     t_dtype = torch.float64 if noise.dtype == torch.float64 else torch.float32
-    step_cache = make_step_cache(cache, steps, method)
     extra = {} if step_cache is None else {"cache": step_cache}
+    held = {}  # cached runs: the contrast difference v_c − v_x of the last full call
 
     def velocity(z: Tensor, t: "float | Tensor", t_offset: int | None = None) -> Tensor:
         """v at time t: a float (every frame), or a [T] tensor of per-frame times; ``t_offset``: the
@@ -341,13 +352,23 @@ def sample(
         n = copies * batch
         t_batch = (torch.full((n,), t, dtype=t_dtype, device=z.device) if not isinstance(t, Tensor)
                    else t.to(z.device, t_dtype).expand(n, -1))
+        before = None if step_cache is None else (step_cache.calls, step_cache.full_calls)
         v = velocity_fn(torch.cat([z] * copies, dim=0) if copies > 1 else z, t_batch, model_context, model_mask, **kw)
         if not isinstance(v, Tensor) or v.shape[0] != n or v.shape[1:] != z.shape[1:]:
             raise ValueError(f"velocity_fn must return a tensor of shape {(n, *z.shape[1:])}")
         v_c = v[cond * batch:(cond + 1) * batch]
         out = v[:batch] + cfg_scale * (v_c - v[:batch]) if guided else v_c
-        if contrasted:
+        if joint:
             out = out + contrast_scale * (v_c - v[(cond + 1) * batch:])
+        elif contrasted:
+            # a full call (or a velocity_fn that did not use the cache): compute the contrast anew
+            if "delta" not in held or step_cache.full_calls > before[1] or step_cache.calls == before[0]:
+                v_x = velocity_fn(z, t_batch[cond * batch:(cond + 1) * batch], contrast[0], contrast[1],
+                                  **({} if t_offset is None else {"t_offset": t_offset}))
+                if not isinstance(v_x, Tensor) or v_x.shape != z.shape:
+                    raise ValueError(f"velocity_fn must return a tensor of shape {tuple(z.shape)}")
+                held["delta"] = v_c - v_x
+            out = out + contrast_scale * held["delta"]
         return out
 
     if method == "unipc":  # multistep solver of diffusers (Wan's sampler); needs the wan extra
