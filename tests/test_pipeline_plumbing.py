@@ -86,31 +86,28 @@ def test_cfg_one_encodes_no_negative_prompt(pipe, spy):
     assert spy["encode"] == [["a green triangle"]]
 
 
-def test_checkpoint_shift_is_used(ckpt, tmp_path, spy):
+def _with_sampling(ckpt, directory, sampling: dict) -> LinGenPipeline:
+    """A copy of the tiny checkpoint in ``directory`` whose config.json has these sampling defaults."""
     import shutil
 
-    other = tmp_path / "shifted"
-    shutil.copytree(ckpt, other)
-    cfg = json.loads((other / "config.json").read_text())
-    cfg["sampling"] = {"steps": 1, "cfg_scale": 2.0, "shift": 2.5}
-    (other / "config.json").write_text(json.dumps(cfg))
-    p = LinGenPipeline.from_pretrained(other, device="cpu")
+    shutil.copytree(ckpt, directory)
+    cfg = json.loads((directory / "config.json").read_text())
+    cfg["sampling"] = sampling
+    (directory / "config.json").write_text(json.dumps(cfg))
+    return LinGenPipeline.from_pretrained(directory, device="cpu")
+
+
+def test_checkpoint_shift_is_used(ckpt, tmp_path, spy):
+    p = _with_sampling(ckpt, tmp_path / "shifted", {"steps": 1, "cfg_scale": 2.0, "shift": 2.5})
     p("a red circle", num_frames=1, height=16, width=16, seed=0)
     p("a red circle", num_frames=1, height=16, width=16, seed=0, shift=4.0)
     assert [(c["steps"], c["cfg_scale"], c["shift"]) for c in spy["sample"]] == [(1, 2.0, 2.5), (1, 2.0, 4.0)]
 
 
 def test_stagger_reaches_the_sampler_and_turns_the_models_step_caching_off(ckpt, tmp_path, spy):
-    import shutil
-
     from lingen_model.errors import InputError
 
-    other = tmp_path / "cached"
-    shutil.copytree(ckpt, other)
-    cfg = json.loads((other / "config.json").read_text())
-    cfg["sampling"] = {"steps": 2, "cfg_scale": 2.0, "cache": "taylor"}
-    (other / "config.json").write_text(json.dumps(cfg))
-    p = LinGenPipeline.from_pretrained(other, device="cpu")
+    p = _with_sampling(ckpt, tmp_path / "cached", {"steps": 2, "cfg_scale": 2.0, "cache": "taylor"})
     out = p.generate(p.resolve(pipeline_mod.GenerationRequest("a red circle", num_frames=9, height=16, width=16,
                                                               stagger=0.25)))
     (call,) = spy["sample"]
@@ -217,19 +214,12 @@ def test_direction_guidance_without_cfg_and_without_a_direction_word(pipe, spy):
 
 
 def test_direction_guidance_default_comes_from_the_checkpoint_and_zero_changes_nothing(ckpt, tmp_path, spy):
-    import shutil
-
     import numpy as np
 
     from lingen_model.errors import InputError
     from lingen_model.generation.pipeline import GenerationRequest
 
-    other = tmp_path / "guided"
-    shutil.copytree(ckpt, other)
-    cfg = json.loads((other / "config.json").read_text())
-    cfg["sampling"] = {"steps": 2, "cfg_scale": 3.0, "direction_guidance": 4.0}
-    (other / "config.json").write_text(json.dumps(cfg))
-    p = LinGenPipeline.from_pretrained(other, device="cpu")
+    p = _with_sampling(ckpt, tmp_path / "guided", {"steps": 2, "cfg_scale": 3.0, "direction_guidance": 4.0})
     base = LinGenPipeline.from_pretrained(ckpt, device="cpu")
     kw = dict(num_frames=5, height=16, width=16, seed=3)
     assert p.resolve(GenerationRequest("a box moving left", **kw)).direction_guidance == 4.0
