@@ -352,7 +352,8 @@ def sample(
         n = copies * batch
         t_batch = (torch.full((n,), t, dtype=t_dtype, device=z.device) if not isinstance(t, Tensor)
                    else t.to(z.device, t_dtype).expand(n, -1))
-        before = None if step_cache is None else (step_cache.calls, step_cache.full_calls)
+        held_contrast = contrasted and not joint
+        before = (step_cache.calls, step_cache.full_calls) if held_contrast else None
         v = velocity_fn(torch.cat([z] * copies, dim=0) if copies > 1 else z, t_batch, model_context, model_mask, **kw)
         if not isinstance(v, Tensor) or v.shape[0] != n or v.shape[1:] != z.shape[1:]:
             raise ValueError(f"velocity_fn must return a tensor of shape {(n, *z.shape[1:])}")
@@ -360,7 +361,7 @@ def sample(
         out = v[:batch] + cfg_scale * (v_c - v[:batch]) if guided else v_c
         if joint:
             out = out + contrast_scale * (v_c - v[(cond + 1) * batch:])
-        elif contrasted:
+        elif held_contrast:
             # a full call (or a velocity_fn that did not use the cache): compute the contrast anew
             if "delta" not in held or step_cache.full_calls > before[1] or step_cache.calls == before[0]:
                 v_x = velocity_fn(z, t_batch[cond * batch:(cond + 1) * batch], contrast[0], contrast[1],
