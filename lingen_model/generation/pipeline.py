@@ -297,7 +297,9 @@ class LinGenPipeline:
         ``cache``: step caching, ``"none"`` | ``"delta"`` | ``"taylor"`` or a ``StepCache`` (see
         ``flow.sample``; pass a ``StepCache`` made by ``flow.make_step_cache`` to read its
         ``full_calls`` afterwards). ``stagger``, ``stagger_context``: staggered sampling;
-        ``contrast_context``, ``contrast_mask``, ``contrast_scale``: contrast guidance (both ``flow.sample``)."""
+        ``contrast_context`` (tokens 1×L×D or B×L×D of the contrast caption, e.g. the prompt with its
+        direction words swapped), ``contrast_mask`` (1×L or B×L bool), ``contrast_scale`` (the weight w):
+        contrast guidance (both ``flow.sample``; ValueError there for a wrong width or batch)."""
         if shift is None:
             shift = self.config.get("sampling", {}).get("shift") or shift_for_tokens(
                 int(np.prod(self.denoiser.token_grid(noise.shape))))
