@@ -17,10 +17,10 @@ EXIT_FAILED = 1
 
 #: Help of the sampler options that ``generate`` and ``eval`` share (docs/design.md §7).
 STAGGER_HELP = ("Per-frame lag in t: each latent frame runs this far behind the one before, so later frames "
-                "settle beside decided ones (0 = off; default: the model's; lingen-tiny: 0.05-0.1 measured best). "
-                "Euler only, no step caching.")
+                "settle beside decided ones (0 = off; default: the model's; lingen-tiny: 0.1 with 20 steps for "
+                "clips of 30 s or more, off below; 0 also drops that long-clip default). Euler only, no step caching.")
 STAGGER_CONTEXT_HELP = ("With --stagger: run only the moving latent frames and this many before them at each step "
-                        "(linear cost for long clips; default: the whole clip).")
+                        "(linear cost for long clips; default: the model's, else the whole clip; lingen-tiny: 6).")
 DIRECTION_GUIDANCE_HELP = ("Weight of guidance away from the prompt with its direction words swapped (left/right, "
                            "up/down, rising/falling): pushes motion the named way, one more batch per step "
                            "(0 = off; default: the model's).")

@@ -256,6 +256,8 @@ def generate(
             raise CLIError(f"unknown cache {cache!r}; use {', '.join(CACHE_MODES)}")
     except LinGenError as e:
         raise fail(str(e), e.exit_code)
+    if cp > 1 and stagger:
+        raise fail("--stagger does not combine with --cp: context parallelism denoises every frame at one time", EXIT_BAD_INPUT)
     from lingen_model.training.distributed import finish_distributed, init_distributed
 
     rank, world = init_distributed()
@@ -269,7 +271,8 @@ def generate(
         raise fail("--overwrite and --skip-existing exclude each other")
     base_seed = _shared_base_seed(world)
     defaults = {"length": setup["length"], "res": setup["res"], "fps": fps, "steps": steps, "cfg": cfg, "seed": seed, "sampler": sampler,
-                "cache": cache, "stagger": stagger, "stagger_context": stagger_context,
+                # context parallelism takes one time per clip: no staggering, not even a model's long-clip default
+                "cache": cache, "stagger": 0.0 if cp > 1 else stagger, "stagger_context": stagger_context,
                 "direction_guidance": direction_guidance}
     bars = not quiet and sys.stderr.isatty()
     single = len(jobs) == 1 and prompts is None

@@ -145,9 +145,10 @@ def test_split_frames_and_heads():
         split_frames(3, 4)
 
 
-def _checkpoint(path):
+def _checkpoint(path, sampling=None):
     """A small random MATE checkpoint with every parameter off its init (the mixers' gates are
-    zero at init, which would leave the split mixers out of the video)."""
+    zero at init, which would leave the split mixers out of the video); ``sampling``: its sampling
+    defaults (2 steps, CFG 3 if None)."""
     from lingen_model import build_denoiser
     from lingen_model.generation.checkpoint import save_checkpoint
     from lingen_model.models.vae import CausalVideoVAE, VAEConfig
@@ -160,22 +161,21 @@ def _checkpoint(path):
             p.add_(0.05 * torch.randn_like(p))
     vae = CausalVideoVAE(VAEConfig(latent_channels=4, base_channels=8, channel_mult=(1, 1, 2, 2)))
     return save_checkpoint(path, denoiser, vae, {"backend": "minilm"}, {"fps": 8, "height": 64, "width": 64},
-                           {"steps": 2, "cfg_scale": 3.0}, name="test-cp")
+                           sampling or {"steps": 2, "cfg_scale": 3.0}, name="test-cp")
 
 
 def test_generate_on_two_context_parallel_ranks_writes_the_one_process_frames(tmp_path):
     """``torchrun --nproc-per-node 2 lingen generate --cp 2``: one clip (9 frames = 3 latent frames,
     split 2 + 1; 80×48 pixels = a 5×3 token grid) rendered by both ranks, written once by rank 0,
     with the frames (sha256 of the uint8 frames before encoding) of a one-process run. Seeds and
-    inputs are fixed, so the comparison is deterministic."""
+    inputs are fixed, so the comparison is deterministic. The model has a long-clip profile that
+    staggers clips from 0.5 s: context parallelism skips it (one time per clip), as ``--stagger 0``
+    does in one process."""
     import subprocess
     import sys
 
-    from typer.testing import CliRunner
-
-    from lingen_cli.app import app
-
-    ckpt = _checkpoint(tmp_path / "ckpt")
+    ckpt = _checkpoint(tmp_path / "ckpt", {"steps": 2, "cfg_scale": 3.0, "long_clip": {
+        "from_seconds": 0.5, "stagger": 0.5, "stagger_context": 1, "cache": "none"}})
     args = ["generate", "a red circle moving left", "--model", str(ckpt), "--seed", "3", "--length", "9f",
             "--res", "80x48", "--json", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -186,8 +186,12 @@ def test_generate_on_two_context_parallel_ranks_writes_the_one_process_frames(tm
     recs = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(recs) == 1 and recs[0]["status"] == "ok"  # reported and written once
     assert sorted(p.suffix for p in (tmp_path / "cp").iterdir()) == [".json", ".mp4"]
-    single = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "one")])
-    assert single.exit_code == 0, single.output
+    assert recs[0]["stagger"] == 0.0
+    # the one-process run with the ranks' thread count: float sums over 1 or 2 threads may round a
+    # uint8 pixel differently
+    single = subprocess.run([sys.executable, "-m", "lingen_cli", *args, "--out", str(tmp_path / "one"),
+                             "--stagger", "0"], capture_output=True, text=True, env=env, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
     ref = json.loads([line for line in single.stdout.splitlines() if line.startswith("{")][-1])
     assert recs[0]["frames_sha256"] == ref["frames_sha256"]
 
@@ -199,6 +203,8 @@ def test_generate_cp_must_divide_the_ranks(tmp_path):
 
     r = CliRunner().invoke(app, ["generate", "a red circle", "--cp", "2", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "--cp 2 must be a positive divisor" in r.output
+    r = CliRunner().invoke(app, ["generate", "a red circle", "--cp", "2", "--stagger", "0.1", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "--stagger does not combine with --cp" in r.output and "Traceback" not in r.output
 
 
 def test_training_config_refuses_context_parallel_outside_the_denoiser_stage(tmp_path):

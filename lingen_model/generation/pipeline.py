@@ -161,6 +161,38 @@ def _float_field(name: str, value: Any, lo: float, hi: float, lo_open: bool = Fa
     return v
 
 
+def long_clip_sampling(sampling: dict, seconds: float, request: GenerationRequest) -> tuple[dict, str | None]:
+    """A checkpoint's sampling defaults for a clip of ``seconds`` (its span, (frames − 1) / fps).
+
+    A checkpoint may carry a long-clip profile, ``sampling.long_clip = {"from_seconds": S, <sampling
+    keys>}``: for clips of at least S seconds its keys replace the ``sampling`` defaults (e.g. the
+    staggered, windowed sampler of docs/design.md §7 for minute-long clips, where sampling every
+    frame at once re-decides the layout every few seconds). Settings the request gives still win;
+    the profile is skipped as a whole when the request turns staggering off (``stagger=0``) or asks
+    for step caching (``cache`` other than none), since its settings were chosen together.
+
+    Returns ``(sampling defaults to use, a one-line note or None)``. Raises InputError for a
+    profile that is not a mapping or whose ``from_seconds`` is not a number > 0.
+    """
+    profile = sampling.get("long_clip")
+    if profile is None:
+        return sampling, None
+    if not isinstance(profile, dict):
+        raise InputError("the checkpoint's sampling.long_clip must be a mapping")
+    start = profile.get("from_seconds")
+    if isinstance(start, bool) or not isinstance(start, (int, float)) or not math.isfinite(start) or start <= 0:
+        raise InputError(f"the checkpoint's sampling.long_clip.from_seconds must be a number > 0, got {start!r}")
+    if seconds < start or request.stagger == 0 or request.cache not in (None, "none"):
+        return sampling, None
+    merged = {**sampling, **{k: v for k, v in profile.items() if k != "from_seconds"}}
+    merged.pop("long_clip", None)
+    shown = ", ".join(f"{k} {merged[k]}" for k in ("stagger", "stagger_context", "steps")
+                      if k in profile and getattr(request, k) is None)
+    if not shown:
+        return merged, None
+    return merged, f"clips of {start:g} s or more sample with the model's long-clip settings ({shown})"
+
+
 def embedded_model_path() -> Path:
     """Directory of the checkpoint shipped inside the package (may be absent in a source tree)."""
     return Path(__file__).resolve().parents[1] / "weights" / EMBEDDED_MODEL
@@ -328,7 +360,8 @@ class LinGenPipeline:
         """Fill a request's ``None`` fields from the checkpoint and check every value, once.
 
         Defaults: native fps and size, 4 s at that fps (1 + 4k frames), the checkpoint's
-        ``sampling`` steps and CFG scale.
+        ``sampling`` steps and CFG scale; for clips at least as long as a ``sampling.long_clip``
+        profile's ``from_seconds``, that profile's settings (:func:`long_clip_sampling`).
 
         Raises:
             TypeError: a field of the wrong type (e.g. ``num_frames=5.0``, ``seed=True``).
@@ -361,6 +394,8 @@ class LinGenPipeline:
             height = _int_field("height", request.height if request.height is not None else native["height"], 1)
             width = _int_field("width", request.width if request.width is not None else native["width"], 1)
         self.check_size(num_frames, height, width)
+        sampling, note = long_clip_sampling(sampling, (num_frames - 1) / fps, request)
+        notes += [note] if note else []
         steps = _int_field("steps", request.steps if request.steps is not None else sampling.get("steps", DEFAULT_STEPS), 1, 1000)
         cfg = request.cfg_scale if request.cfg_scale is not None else sampling.get("cfg_scale", DEFAULT_CFG_SCALE)
         cfg_scale = _float_field("cfg_scale", cfg, 0.0, 50.0)
