@@ -477,7 +477,11 @@ def _check_memory(plans: list, pipe, tier, force: bool, quiet: bool) -> dict[int
                 continue
             print(f"warning: {msg.split('; use')[0]}; trying anyway (--force)", file=sys.stderr, flush=True)
         flops = run_flops(den_cfg, req.num_frames, req.height, req.width, req.steps,
-                          cfg_batch=2 if req.cfg_scale != 1.0 else 1, heun=req.method == "heun", vae_cfg=vae_cfg)
+                          cfg_batch=2 if req.cfg_scale != 1.0 else 1, heun=req.method == "heun", vae_cfg=vae_cfg,
+                          cache=req.cache, stagger=req.stagger, stagger_context=req.stagger_context,
+                          contrast=req.contrast_prompt is not None)
+        if flops < MIN_TIMED_FLOPS:  # a short run: no estimate printed, no forward timed
+            continue
         if flops_per_s is None:
             flops_per_s = _measure_flops_per_s(pipe)
         seconds = flops / flops_per_s if flops_per_s else None
@@ -493,20 +497,25 @@ def _fmt_duration(s: float) -> str:
     return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.1f} min" if s >= 120 else f"{s:.0f} s"
 
 
+#: Runs of fewer denoiser FLOPs get no time estimate: even at 10 GFLOP/s they take under a minute.
+MIN_TIMED_FLOPS = 5e11
+
+
 def _measure_flops_per_s(pipe) -> float | None:
-    """Denoiser FLOP/s on this device, from one timed forward of a small latent (1 latent frame at the
-    native size) after one warm-up, and the FLOP model (lingen_model.bench.flops)."""
+    """Denoiser FLOP/s on this device, from one timed forward of a native 4 s clip's latent (9 latent
+    frames at the native size, batch 2 as with CFG) after one warm-up, and the FLOP model
+    (lingen_model.bench.flops). A smaller input ran at a third of the rate of a real sampling call."""
     import torch
 
     from lingen_model.bench.flops import denoiser_flops
 
     try:
-        shape = (1, pipe.denoiser.config.in_channels, 1, max(2, pipe.native["height"] // pipe.vae.spatial_factor),
+        shape = (2, pipe.denoiser.config.in_channels, 9, max(2, pipe.native["height"] // pipe.vae.spatial_factor),
                  max(2, pipe.native["width"] // pipe.vae.spatial_factor))
         z = torch.zeros(shape, device=pipe.device, dtype=pipe.dtype)
-        t = torch.full((1,), 0.5, device=pipe.device, dtype=pipe.dtype)
-        ctx = torch.zeros((1, 8, pipe.denoiser.config.text_dim), device=pipe.device, dtype=pipe.dtype)
-        mask = torch.ones((1, 8), device=pipe.device, dtype=torch.bool)
+        t = torch.full((2,), 0.5, device=pipe.device, dtype=pipe.dtype)
+        ctx = torch.zeros((2, 8, pipe.denoiser.config.text_dim), device=pipe.device, dtype=pipe.dtype)
+        mask = torch.ones((2, 8), device=pipe.device, dtype=torch.bool)
         with torch.no_grad():
             pipe.denoiser(z, t, ctx, mask)
             if pipe.device.type == "cuda":
@@ -516,7 +525,7 @@ def _measure_flops_per_s(pipe) -> float | None:
             if pipe.device.type == "cuda":
                 torch.cuda.synchronize(pipe.device)
             dt = time.perf_counter() - t0
-        return denoiser_flops(pipe.denoiser.config, shape[1:], batch=1, text_len=8).total / max(dt, 1e-6)
+        return denoiser_flops(pipe.denoiser.config, shape[1:], batch=2, text_len=8).total / max(dt, 1e-6)
     except Exception:  # noqa: BLE001 - an estimate that cannot be made is left out, never fatal
         return None
 

@@ -301,9 +301,20 @@ def test_long_run_prints_an_estimate_first(ckpt, tmp_path, monkeypatch):
     import lingen_cli.generate as g
 
     monkeypatch.setattr(g, "_measure_flops_per_s", lambda pipe: 1e3)  # a very slow device: the run is "long"
+    monkeypatch.setattr(g, "MIN_TIMED_FLOPS", 0)  # and not too small to time
     r = gen("x", "--model", ckpt, "--length", "5f", "--out", tmp_path)
     assert r.exit_code == 0, r.output
     assert "estimate: peak memory ~" in r.output and "of denoising" in r.output
+
+
+def test_short_run_times_nothing_and_prints_no_estimate(ckpt, tmp_path, monkeypatch):
+    import lingen_cli.generate as g
+
+    timed = []
+    monkeypatch.setattr(g, "_measure_flops_per_s", lambda pipe: timed.append(1) or 1e3)
+    r = gen("x", "--model", ckpt, "--length", "5f", "--out", tmp_path)
+    assert r.exit_code == 0, r.output
+    assert timed == [] and "of denoising" not in r.output
 
 
 def test_unknown_prompt_note_for_the_shapes_world(ckpt, tmp_path):

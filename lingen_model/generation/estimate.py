@@ -179,16 +179,51 @@ def device_memory_bytes(device) -> int | None:
 
 
 def run_flops(den_cfg, num_frames: int, height: int, width: int, steps: int, cfg_batch: int = 2,
-              heun: bool = False, vae_cfg=None) -> int:
-    """FLOPs of the denoiser over a whole sampling run: ``steps`` × (2 for Heun) × one forward at
-    batch ``cfg_batch`` (:func:`lingen_model.bench.flops.denoiser_flops`)."""
+              heun: bool = False, vae_cfg=None, cache: str = "none", stagger: float = 0.0,
+              stagger_context: int | None = None, contrast: bool = False) -> int:
+    """FLOPs of the denoiser over a whole sampling run (:func:`lingen_model.bench.flops.denoiser_flops`
+    per call), for a clip of ``num_frames`` frames of ``height``×``width`` pixels.
+
+    Calls: ``steps`` (× 2 for Heun) at batch ``cfg_batch``; ``contrast`` (direction guidance) adds
+    one sample to the batch of every call that runs the network. ``cache``: TaylorSeer's cached calls
+    are counted as free, Δ-DiT's as half a call (each runs half the blocks); the full calls follow
+    :meth:`step_cache.StepCache.schedule`. ``stagger`` > 0: the calls of the staggered run
+    (``flow.staggered_times``), each on the latent frames it denoises (all of them, or with
+    ``stagger_context`` only the moving ones and that many before them), as ``flow.sample`` runs it.
+    """
+    import torch
+
     from lingen_model.bench.flops import denoiser_flops
+    from lingen_model.generation.flow import staggered_times
+    from lingen_model.generation.step_cache import StepCache
 
     fs = vae_cfg.spatial_factor if vae_cfg is not None else 8
     ft = vae_cfg.temporal_factor if vae_cfg is not None else 4
-    latent = (den_cfg.in_channels, 1 + (num_frames - 1) // ft, math.ceil(height / fs), math.ceil(width / fs))
-    one = denoiser_flops(den_cfg, latent, batch=cfg_batch).total
-    return one * steps * (2 if heun else 1)
+    frames = 1 + (num_frames - 1) // ft
+    h, w = math.ceil(height / fs), math.ceil(width / fs)
+    full_batch = cfg_batch + (1 if contrast else 0)
+    if stagger > 0:
+        times = staggered_times(steps, 1.0, stagger, frames)  # the shift does not change which frames move
+        per_window: dict[int, int] = {}
+        total = 0
+        for i in range(times.shape[0] - 1):
+            moving = torch.nonzero(times[i + 1] - times[i]).flatten().tolist()
+            if not moving:
+                continue
+            lo = 0 if stagger_context is None else max(0, moving[0] - stagger_context)
+            hi = frames if stagger_context is None else moving[-1] + 1
+            if hi - lo not in per_window:
+                per_window[hi - lo] = denoiser_flops(den_cfg, (den_cfg.in_channels, hi - lo, h, w),
+                                                     batch=full_batch).total
+            total += per_window[hi - lo]
+        return total
+    calls = steps * (2 if heun else 1)
+    one = denoiser_flops(den_cfg, (den_cfg.in_channels, frames, h, w), batch=full_batch).total
+    if cache == "none":
+        return one * calls
+    plain = denoiser_flops(den_cfg, (den_cfg.in_channels, frames, h, w), batch=cfg_batch).total
+    full = sum(StepCache(cache, calls).schedule())
+    return one * full + (plain // 2 if cache == "delta" else 0) * (calls - full)
 
 
 __all__ = ["MemoryEstimate", "check_checkpoint_config", "denoiser_params", "device_memory_bytes",
