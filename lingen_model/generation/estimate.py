@@ -191,10 +191,8 @@ def run_flops(den_cfg, num_frames: int, height: int, width: int, steps: int, cfg
     (``flow.staggered_times``), each on the latent frames it denoises (all of them, or with
     ``stagger_context`` only the moving ones and that many before them), as ``flow.sample`` runs it.
     """
-    import torch
-
     from lingen_model.bench.flops import denoiser_flops
-    from lingen_model.generation.flow import staggered_times
+    from lingen_model.generation.flow import staggered_times, staggered_window
     from lingen_model.generation.step_cache import StepCache
 
     fs = vae_cfg.spatial_factor if vae_cfg is not None else 8
@@ -207,11 +205,10 @@ def run_flops(den_cfg, num_frames: int, height: int, width: int, steps: int, cfg
         per_window: dict[int, int] = {}
         total = 0
         for i in range(times.shape[0] - 1):
-            moving = torch.nonzero(times[i + 1] - times[i]).flatten().tolist()
-            if not moving:
+            window = staggered_window(times[i + 1] - times[i], stagger_context)
+            if window is None:
                 continue
-            lo = 0 if stagger_context is None else max(0, moving[0] - stagger_context)
-            hi = frames if stagger_context is None else moving[-1] + 1
+            lo, hi = window
             if hi - lo not in per_window:
                 per_window[hi - lo] = denoiser_flops(den_cfg, (den_cfg.in_channels, hi - lo, h, w),
                                                      batch=full_batch).total

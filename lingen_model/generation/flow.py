@@ -422,6 +422,19 @@ def staggered_times(steps: int, shift: float, stagger: float, frames: int) -> Te
     return time_shift(t, shift)
 
 
+def staggered_window(step: Tensor, context: int | None) -> tuple[int, int] | None:
+    """The latent frames ``lo … hi − 1`` one step of a staggered run denoises, or None when no frame moves.
+
+    ``step``: the step's per-frame time change, shape ``[frames]`` (row i + 1 minus row i of
+    :func:`staggered_times`; nonzero where a frame moves). ``context`` None: the whole clip; N ≥ 0:
+    the moving frames and up to N before them (Rolling Diffusion's window).
+    """
+    moving = torch.nonzero(step).flatten().tolist()
+    if not moving:
+        return None
+    return (0, step.shape[0]) if context is None else (max(0, moving[0] - context), moving[-1] + 1)
+
+
 def _staggered_euler(velocity, noise: Tensor, steps: int, shift: float, stagger: float, progress,
                      context: int | None = None) -> Tensor:
     """Euler steps over :func:`staggered_times`: ``z[:, :, k] += (t_k' − t_k)·v_k(z, t)``; frames whose
@@ -435,9 +448,9 @@ def _staggered_euler(velocity, noise: Tensor, steps: int, shift: float, stagger:
     with torch.no_grad():
         for i in range(n):
             h = times[i + 1] - times[i]
-            moving = torch.nonzero(h).flatten().tolist()
-            if moving:
-                lo, hi = (0, z.shape[2]) if context is None else (max(0, moving[0] - context), moving[-1] + 1)
+            window = staggered_window(h, context)
+            if window is not None:
+                lo, hi = window
                 v = velocity(z[:, :, lo:hi], times[i][lo:hi], None if context is None else lo)
                 z[:, :, lo:hi] += h[lo:hi].to(z.device, z.dtype)[None, None, :, None, None] * v.to(z.dtype)
             if progress is not None:
