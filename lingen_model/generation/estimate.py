@@ -190,6 +190,8 @@ def run_flops(den_cfg, num_frames: int, height: int, width: int, steps: int, cfg
     :meth:`step_cache.StepCache.schedule`. ``stagger`` > 0: the calls of the staggered run
     (``flow.staggered_times``), each on the latent frames it denoises (all of them, or with
     ``stagger_context`` only the moving ones and that many before them), as ``flow.sample`` runs it.
+    Returns FLOPs (an int; multiply-adds count 2). Raises ValueError for ``steps`` < 1 with ``stagger`` or a cache,
+    or for an unknown ``cache`` (from ``flow.staggered_times`` and ``StepCache``).
     """
     from lingen_model.bench.flops import denoiser_flops
     from lingen_model.generation.flow import staggered_times, staggered_window
