@@ -107,7 +107,7 @@ def _worker(weights: str, threads: int) -> None:
     print(json.dumps({"ready": True, "module": lingen_model.__file__}), flush=True)
     for line in sys.stdin:
         cmd = json.loads(line)
-        key = cmd["frames"]
+        key = (cmd["frames"], cmd.get("stagger", 0.0))
         if key not in inputs:
             gen = torch.Generator().manual_seed(0)
             t_lat = 1 + (cmd["frames"] - 1) // 4
@@ -116,6 +116,8 @@ def _worker(weights: str, threads: int) -> None:
             mask = torch.ones(2, 12, dtype=torch.bool)
             mask[0, 1:] = False  # the unconditional half: the encoded "" (one token)
             t = torch.full((2,), 0.6)
+            if key[1] > 0:  # per-frame times: one step of a staggered run, t_k = clamp(0.2 + λ·k, 0, 1)
+                t = (0.2 + key[1] * torch.arange(t_lat, dtype=torch.float32)).clamp(0.0, 1.0).expand(2, -1)
             inputs[key] = (z, t, ctx, mask)
         z, t, ctx, mask = inputs[key]
         with torch.no_grad():
@@ -193,6 +195,9 @@ def main() -> None:
     ap.add_argument("--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE", "default"],
                     help="OpenMP wait policy of both workers (default: PASSIVE, as lingen benchmark; "
                          "'default' leaves it unset, as lingen generate on a quiet machine)")
+    ap.add_argument("--stagger", type=float, default=0.0,
+                    help="λ > 0: per-frame times t_k = clamp(0.2 + λ·k, 0, 1), as one step of a staggered run "
+                         "(default 0: one time per sample)")
     ap.add_argument("--json", default=None, help="write all numbers here")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -209,23 +214,24 @@ def main() -> None:
     for k, w in workers.items():
         print(f"{k}: {w.module}")
     report = {"load_before": os.getloadavg(), "threads": args.threads, "omp_wait_policy": args.omp_wait_policy,
+              "stagger": args.stagger,
               "lengths": {}}
     for length in args.length.split(","):
         frames = _frames(length)
         for _ in range(args.warmup):
             for w in workers.values():
-                w.ask(op="time", frames=frames)
+                w.ask(op="time", frames=frames, stagger=args.stagger)
         runs = {"old": [], "new": []}
         for i in range(args.rounds):
             order = ("old", "new") if i % 2 == 0 else ("new", "old")
             for k in order:
-                runs[k].append(workers[k].ask(op="time", frames=frames))
+                runs[k].append(workers[k].ask(op="time", frames=frames, stagger=args.stagger))
         ratios = [o["wall"] / n["wall"] for o, n in zip(runs["old"], runs["new"])]
         cpu_ratios = [o["cpu"] / n["cpu"] for o, n in zip(runs["old"], runs["new"])]
         outs = {}
         for k, w in workers.items():
             path = f"/tmp/profile_denoiser_{os.getpid()}_{k}.pt"
-            w.ask(op="output", frames=frames, path=path)
+            w.ask(op="output", frames=frames, path=path, stagger=args.stagger)
             outs[k] = torch.load(path, weights_only=True)
             os.unlink(path)
         rel = ((outs["new"] - outs["old"]).abs().max() / outs["old"].abs().max()).item()
@@ -233,7 +239,7 @@ def main() -> None:
         prof = {k: {"parts": {}, "ops": {}} for k in workers}
         for i in range(args.profile_steps):
             for k in (("old", "new") if i % 2 == 0 else ("new", "old")):
-                res = workers[k].ask(op="profile", frames=frames, steps=1)
+                res = workers[k].ask(op="profile", frames=frames, steps=1, stagger=args.stagger)
                 for label, v in res["parts"].items():
                     prof[k]["parts"][label] = prof[k]["parts"].get(label, 0.0) + v / args.profile_steps
                 for name, v in res["ops"]:
@@ -243,6 +249,7 @@ def main() -> None:
         med = {k: statistics.median(r["wall"] for r in v) for k, v in runs.items()}
         medc = {k: statistics.median(r["cpu"] for r in v) for k, v in runs.items()}
         print(f"\n## {length} ({frames} frames, 128², CFG batch 2, {args.threads} threads, "
+              f"{f'per-frame times (stagger {args.stagger}), ' if args.stagger else ''}"
               f"OMP_WAIT_POLICY {args.omp_wait_policy}, "
               f"load average {os.getloadavg()[0]:.2f})")
         print(f"per-step latency: old {med['old'] * 1e3:.0f} ms, new {med['new'] * 1e3:.0f} ms; "

@@ -224,3 +224,21 @@ def test_windowed_staggered_sampler_runs_only_the_moving_frames_and_their_contex
     assert seen == want_calls and max(n for _, n in seen) < 7 and any(lo > 0 for lo, _ in seen)
     with pytest.raises(ValueError, match="stagger_context"):
         sample(field, z1, 4, context=ctx, context_mask=mask, stagger_context=1)  # without stagger
+
+
+def test_per_frame_modulation_broadcasts_like_per_token_rows():
+    """``modulate`` / ``gated_residual`` with one row per latent frame (B×T×1×D) equal the same rows
+    copied to every token of the frame (token n in frame n // (N/T)), also for a non-contiguous x."""
+    from lingen_model.models.layers import gated_residual, modulate
+
+    g = torch.Generator().manual_seed(11)
+    b, frames, tokens, d = 2, 3, 5, 4
+    x = torch.randn(b, d, frames * tokens, generator=g, dtype=torch.float64).transpose(1, 2)  # B×N×D, strided
+    y = torch.randn(b, frames * tokens, d, generator=g, dtype=torch.float64)
+    shift, scale, gate = (torch.randn(b, frames, 1, d, generator=g, dtype=torch.float64) for _ in range(3))
+    rows = lambda v: v.expand(-1, -1, tokens, -1).reshape(b, frames * tokens, d)  # noqa: E731
+    torch.testing.assert_close(modulate(x, shift, scale), x * (1 + rows(scale)) + rows(shift), rtol=0, atol=1e-15)
+    torch.testing.assert_close(gated_residual(x, gate, y), x + rows(gate) * y, rtol=0, atol=1e-15)
+    # one row per sample (B×D) is the usual adaLN broadcast
+    torch.testing.assert_close(modulate(x, shift[:, 0, 0], scale[:, 0, 0]),
+                               x * (1 + scale[:, 0]) + shift[:, 0], rtol=0, atol=1e-15)

@@ -23,8 +23,8 @@ from lingen_model.models.layers import (
     RMSNorm,
     SelfAttention,
     SwiGLU,
+    gated_residual,
     modulate,
-    per_token,
     sincos_3d,
     timestep_embedding,
 )
@@ -108,14 +108,15 @@ class Block(nn.Module):
         self.ada_table = nn.Parameter(torch.zeros(6, cfg.width))
 
     def forward(self, x, t_mod, context, context_mask, grid: Grid):
-        """x B×N×d tokens; t_mod B×6×d (one timestep per sample) or B×N×6×d (per-frame timesteps)."""
+        """x B×N×d tokens; t_mod B×6×d (one timestep per sample) or B×T×1×6×d (per-frame timesteps:
+        one row per latent frame, broadcast over its N/T tokens)."""
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (t_mod + self.ada_table).unbind(-2)
         h = modulate(self.norm1(x), shift_msa, scale_msa)
         # a context-parallel slab runs the mixer's sequence op over the whole clip (context_parallel.py)
         mixed = grid.mix(self.mixer, h, self.layer_idx) if isinstance(grid, SlabGrid) else self.mixer(h, grid, self.layer_idx)
-        x = torch.addcmul(x, per_token(gate_msa), mixed)
+        x = gated_residual(x, gate_msa, mixed)
         x = x + self.cross(self.norm2(x), context, context_mask)
-        return torch.addcmul(x, per_token(gate_mlp), self.ffn(modulate(self.norm3(x), shift_mlp, scale_mlp)))
+        return gated_residual(x, gate_mlp, self.ffn(modulate(self.norm3(x), shift_mlp, scale_mlp)))
 
 
 # ----------------------------------------------------------------------------- denoiser
@@ -276,10 +277,9 @@ class Denoiser(nn.Module):
         t_emb = self.t_embed(timestep_embedding(t.reshape(-1)).to(dtype))  # B·T'×d, T' = 1 or T
         t_mod = self.t_block(t_emb).view(-1, 6, d)
         final = self.final_mod(t_emb).view(-1, 2, d)
-        if per_frame:  # frame k's modulation for each of its H'·W' tokens (canonical t, h, w order)
-            tokens = grid[1] * grid[2]
-            t_mod = t_mod.view(t.shape[0], -1, 1, 6, d).expand(-1, -1, tokens, -1, -1).reshape(t.shape[0], -1, 6, d)
-            final = final.view(t.shape[0], -1, 1, 2, d).expand(-1, -1, tokens, -1, -1).reshape(t.shape[0], -1, 2, d)
+        if per_frame:  # frame k's modulation, broadcast over its H'·W' tokens (canonical t, h, w order)
+            t_mod = t_mod.view(t.shape[0], -1, 1, 6, d)
+            final = final.view(t.shape[0], -1, 1, 2, d)
         ctx = self.context_norm(self.context_proj(context.to(dtype)))
         h = x + pos
         if cache is None:

@@ -57,14 +57,28 @@ class SwiGLU(nn.Module):
 
 
 def per_token(v: torch.Tensor) -> torch.Tensor:
-    """A modulation vector broadcast over the tokens: B×D → B×1×D; B×N×D (one per token) as it is."""
+    """A modulation vector broadcast over the tokens: B×D → B×1×D; B×T×1×D (one per latent frame,
+    broadcast over that frame's tokens: per-frame timesteps) as it is."""
     return v[:, None] if v.dim() == 2 else v
+
+
+def _by_frame(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """x B×N×D as B×T×(N/T)×D when ``v`` is per frame (B×T×1×D; tokens in canonical t, h, w order),
+    else as it is."""
+    return x.reshape(x.shape[0], v.shape[1], -1, x.shape[-1]) if v.dim() == 4 else x
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """adaLN modulation ``x·(1 + scale) + shift``; x B×N×D, shift/scale B×D (one per sample) or
-    B×N×D (one per token: per-frame timesteps); one fused multiply-add."""
-    return torch.addcmul(per_token(shift), x, 1 + per_token(scale))
+    B×T×1×D (one per latent frame, for per-frame timesteps: broadcast over the frame's N/T tokens,
+    never copied per token); one fused multiply-add. Returns B×N×D."""
+    return torch.addcmul(per_token(shift), _by_frame(x, shift), 1 + per_token(scale)).reshape(x.shape)
+
+
+def gated_residual(x: torch.Tensor, gate: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``x + gate·y`` (adaLN's gated residual) by one fused multiply-add; x, y B×N×D, gate B×D or
+    B×T×1×D as in :func:`modulate`. Returns B×N×D."""
+    return torch.addcmul(_by_frame(x, gate), per_token(gate), _by_frame(y, gate)).reshape(x.shape)
 
 
 def heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
