@@ -220,9 +220,11 @@ def run_flops(den_cfg, num_frames: int, height: int, width: int, steps: int, cfg
     one = denoiser_flops(den_cfg, (den_cfg.in_channels, frames, h, w), batch=full_batch).total
     if cache == "none":
         return one * calls
-    plain = denoiser_flops(den_cfg, (den_cfg.in_channels, frames, h, w), batch=cfg_batch).total
     full = sum(StepCache(cache, calls).schedule())
-    return one * full + (plain // 2 if cache == "delta" else 0) * (calls - full)
+    if cache != "delta":  # TaylorSeer's forecast calls run no block
+        return one * full
+    plain = denoiser_flops(den_cfg, (den_cfg.in_channels, frames, h, w), batch=cfg_batch).total  # the contrast is held
+    return one * full + plain // 2 * (calls - full)
 
 
 __all__ = ["MemoryEstimate", "check_checkpoint_config", "denoiser_params", "device_memory_bytes",
