@@ -427,7 +427,8 @@ def staggered_window(step: Tensor, context: int | None) -> tuple[int, int] | Non
 
     ``step``: the step's per-frame time change, shape ``[frames]`` (row i + 1 minus row i of
     :func:`staggered_times`; nonzero where a frame moves). ``context`` None: the whole clip; N ≥ 0:
-    the moving frames and up to N before them (Rolling Diffusion's window).
+    the moving frames and up to N before them (Rolling Diffusion's window, Ruhe et al. 2024; design §7).
+    Returns latent-frame indices (ints). Raises nothing for a 1-D ``step``.
     """
     moving = torch.nonzero(step).flatten().tolist()
     if not moving:

@@ -71,13 +71,15 @@ def _by_frame(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """adaLN modulation ``x·(1 + scale) + shift``; x B×N×D, shift/scale B×D (one per sample) or
     B×T×1×D (one per latent frame, for per-frame timesteps: broadcast over the frame's N/T tokens,
-    never copied per token); one fused multiply-add. Returns B×N×D."""
+    never copied per token); one fused multiply-add. Returns B×N×D. Source: adaLN of DiT (Peebles &
+    Xie 2023, §3.2). Raises RuntimeError (torch's reshape) when N is not a multiple of T."""
     return torch.addcmul(per_token(shift), _by_frame(x, shift), 1 + per_token(scale)).reshape(x.shape)
 
 
 def gated_residual(x: torch.Tensor, gate: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``x + gate·y`` (adaLN's gated residual) by one fused multiply-add; x, y B×N×D, gate B×D or
-    B×T×1×D as in :func:`modulate`. Returns B×N×D."""
+    B×T×1×D as in :func:`modulate`. Returns B×N×D. Source: adaLN-Zero's gates (Peebles & Xie 2023,
+    §3.2). Raises RuntimeError (torch's reshape) when N is not a multiple of T."""
     return torch.addcmul(_by_frame(x, gate), per_token(gate), _by_frame(y, gate)).reshape(x.shape)
 
 
