@@ -3,9 +3,9 @@
 Each code tree (a checkout root, e.g. an old commit from ``git worktree add /tmp/old <sha>``
 and this worktree) gets one persistent worker process that imports ``lingen_model`` from that
 root, loads ``lingen-tiny`` (from the NEW tree's weights, so both run the same numbers) and
-builds the same fixed input (seeded noise, CFG batch 2, random text context). The parent then
-alternates: one timed forward in old, one in new, ... ``--rounds`` times, so both see the same
-machine state; the ratio is the median over rounds of old ÷ new. Then the workers run
+builds the same fixed input (seeded noise, CFG batch 2 — or its conditional half with
+``--batch 1`` — and random text context). The parent then alternates: one timed forward in
+old, one in new, ... ``--rounds`` times, so both see the same machine state; the ratio is the median over rounds of old ÷ new. Then the workers run
 ``torch.profiler`` over ``--profile-steps`` forwards each, alternating one forward at a time,
 with a ``record_function`` range around each part (forward hooks on modules; the SSD scan function wrapped), and the parent prints the
 per-part CPU time side by side, plus the largest relative difference between the two trees'
@@ -107,7 +107,7 @@ def _worker(weights: str, threads: int) -> None:
     print(json.dumps({"ready": True, "module": lingen_model.__file__}), flush=True)
     for line in sys.stdin:
         cmd = json.loads(line)
-        key = (cmd["frames"], cmd.get("stagger", 0.0))
+        key = (cmd["frames"], cmd.get("stagger", 0.0), cmd.get("batch", 2))
         if key not in inputs:
             gen = torch.Generator().manual_seed(0)
             t_lat = 1 + (cmd["frames"] - 1) // 4
@@ -118,6 +118,8 @@ def _worker(weights: str, threads: int) -> None:
             t = torch.full((2,), 0.6)
             if key[1] > 0:  # per-frame times: one step of a staggered run, t_k = clamp(0.2 + λ·k, 0, 1)
                 t = (0.2 + key[1] * torch.arange(t_lat, dtype=torch.float32)).clamp(0.0, 1.0).expand(2, -1)
+            if key[2] == 1:  # the conditional half alone (lingen benchmark's batch)
+                z, t, ctx, mask = z[1:], t[1:], ctx[1:], mask[1:]
             inputs[key] = (z, t, ctx, mask)
         z, t, ctx, mask = inputs[key]
         with torch.no_grad():
@@ -198,6 +200,9 @@ def main() -> None:
     ap.add_argument("--stagger", type=float, default=0.0,
                     help="λ > 0: per-frame times t_k = clamp(0.2 + λ·k, 0, 1), as one step of a staggered run "
                          "(default 0: one time per sample)")
+    ap.add_argument("--batch", type=int, default=2, choices=[1, 2],
+                    help="2: a CFG batch (unconditional + conditional, as lingen generate runs it; default); "
+                         "1: the conditional sample alone (as lingen benchmark times a step)")
     ap.add_argument("--json", default=None, help="write all numbers here")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -214,24 +219,24 @@ def main() -> None:
     for k, w in workers.items():
         print(f"{k}: {w.module}")
     report = {"load_before": os.getloadavg(), "threads": args.threads, "omp_wait_policy": args.omp_wait_policy,
-              "stagger": args.stagger,
+              "stagger": args.stagger, "batch": args.batch,
               "lengths": {}}
     for length in args.length.split(","):
         frames = _frames(length)
         for _ in range(args.warmup):
             for w in workers.values():
-                w.ask(op="time", frames=frames, stagger=args.stagger)
+                w.ask(op="time", frames=frames, stagger=args.stagger, batch=args.batch)
         runs = {"old": [], "new": []}
         for i in range(args.rounds):
             order = ("old", "new") if i % 2 == 0 else ("new", "old")
             for k in order:
-                runs[k].append(workers[k].ask(op="time", frames=frames, stagger=args.stagger))
+                runs[k].append(workers[k].ask(op="time", frames=frames, stagger=args.stagger, batch=args.batch))
         ratios = [o["wall"] / n["wall"] for o, n in zip(runs["old"], runs["new"])]
         cpu_ratios = [o["cpu"] / n["cpu"] for o, n in zip(runs["old"], runs["new"])]
         outs = {}
         for k, w in workers.items():
             path = f"/tmp/profile_denoiser_{os.getpid()}_{k}.pt"
-            w.ask(op="output", frames=frames, path=path, stagger=args.stagger)
+            w.ask(op="output", frames=frames, path=path, stagger=args.stagger, batch=args.batch)
             outs[k] = torch.load(path, weights_only=True)
             os.unlink(path)
         rel = ((outs["new"] - outs["old"]).abs().max() / outs["old"].abs().max()).item()
@@ -239,7 +244,7 @@ def main() -> None:
         prof = {k: {"parts": {}, "ops": {}} for k in workers}
         for i in range(args.profile_steps):
             for k in (("old", "new") if i % 2 == 0 else ("new", "old")):
-                res = workers[k].ask(op="profile", frames=frames, steps=1, stagger=args.stagger)
+                res = workers[k].ask(op="profile", frames=frames, steps=1, stagger=args.stagger, batch=args.batch)
                 for label, v in res["parts"].items():
                     prof[k]["parts"][label] = prof[k]["parts"].get(label, 0.0) + v / args.profile_steps
                 for name, v in res["ops"]:
@@ -248,7 +253,8 @@ def main() -> None:
             prof[k]["ops"] = sorted(prof[k]["ops"].items(), key=lambda kv: -kv[1])[:12]
         med = {k: statistics.median(r["wall"] for r in v) for k, v in runs.items()}
         medc = {k: statistics.median(r["cpu"] for r in v) for k, v in runs.items()}
-        print(f"\n## {length} ({frames} frames, 128², CFG batch 2, {args.threads} threads, "
+        print(f"\n## {length} ({frames} frames, 128², {'CFG batch 2' if args.batch == 2 else 'batch 1'}, "
+              f"{args.threads} threads, "
               f"{f'per-frame times (stagger {args.stagger}), ' if args.stagger else ''}"
               f"OMP_WAIT_POLICY {args.omp_wait_policy}, "
               f"load average {os.getloadavg()[0]:.2f})")

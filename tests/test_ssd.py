@@ -47,6 +47,50 @@ def test_initial_state_and_split_sequence():
     torch.testing.assert_close(torch.cat([y1, y2], 1), y_full)
 
 
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_strong_decays_match_recurrence(grad, dtype):
+    """Log-decays far below exp's underflow (dt·A down to −120 per step, so in-chunk sums reach
+    thousands below zero): the chunked scan floors exp's inputs at ``ssd.EXP_FLOOR`` (a CPU
+    speed fix) and must still match the recurrence, values and gradients."""
+    seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    x, dt, A, B, C, D = random_scan_inputs(2, 45, 3, 4, 1, 8, seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    dt = dt * 6  # up to 3
+    A = -torch.rand(3, generator=gen, dtype=torch.float64) * 40 - 1  # down to −41
+    A[0], dt[0, 5, 0] = -40.0, 3.0  # one step alone below float32's underflow (−120)
+    assert float((dt * A).min()) < -87.4 and float((dt * A).sum(1).min()) < ssd.EXP_FLOOR
+    x, dt, A, B, C, D = (t.to(dtype).requires_grad_(grad) for t in (x, dt, A, B, C, D))
+    with torch.set_grad_enabled(grad):
+        y = ssd_chunked(x, dt, A, B, C, chunk_size=16, D=D)
+        y_ref = ssd_reference(*(t.double() for t in (x, dt, A, B, C, D)))
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    torch.testing.assert_close(y.double(), y_ref, rtol=tol, atol=tol)
+    if grad:
+        w = torch.randn(y.shape, generator=gen, dtype=torch.float64)
+        g = torch.autograd.grad((y.double() * w).sum(), (x, dt, B, C))
+        g_ref = torch.autograd.grad((y_ref * w).sum(), (x, dt, B, C))
+        for a, b in zip(g, g_ref):
+            torch.testing.assert_close(a.double(), b.double(), rtol=tol * 10, atol=tol * 10)
+
+
+def test_future_inputs_leave_past_outputs_bit_for_bit():
+    """Causality inside a chunk is exact: changing the inputs at steps ≥ k changes no output
+    before k, in any bit (the entries above the diagonal are zeroed, not merely small)."""
+    x, dt, A, B, C, D = random_scan_inputs(1, 40, 2, 4, 1, 8, int(torch.randint(0, 2**31 - 1, ()).item()),
+                                           dtype=torch.float32)
+    y = ssd_chunked(x, dt, A, B, C, chunk_size=16, D=D)
+    k = 21  # inside the second chunk
+    x2, B2, C2, dt2 = x.clone(), B.clone(), C.clone(), dt.clone()
+    x2[:, k:] *= 1e6
+    B2[:, k:] = -B2[:, k:] * 1e3
+    C2[:, k:] = 7.0
+    dt2[:, k:] = 5.0
+    y2 = ssd_chunked(x2, dt2, A, B2, C2, chunk_size=16, D=D)
+    assert torch.equal(y2[:, :k], y[:, :k])
+    assert not torch.equal(y2[:, k:], y[:, k:])
+
+
 def test_float32_close_to_float64_reference():
     x, dt, A, B, C, D = random_scan_inputs(1, 300, 2, 16, 1, 32, 5)
     y_ref = ssd_reference(x, dt, A, B, C, D)

@@ -118,6 +118,13 @@ def ssd_chunked(x, dt, A, B, C, chunk_size=64, D=None, initial_state=None, retur
     return (y, state) if return_final_state else y
 
 
+#: Smallest log-decay given to ``exp`` in the intra-chunk scores. ``exp(−80) ≈ 1.8e-35`` is far below
+#: what float32 (or float64) can add to a sum of the size these weights multiply, so the clamp changes
+#: no output that matters; it keeps the inputs above float32's underflow (≈ −87.3), below which
+#: torch's vectorised CPU ``exp`` falls back to a slow path (measured here: 1.3 M elements in 0.29 ms
+#: when all are in [−5, 0], 27 ms when all are ≤ −88, 3.7 ms when half are −inf).
+EXP_FLOOR = -80.0
+
 #: Largest intra-chunk score buffer (bytes, all scans together) for which :func:`ssd_chunked_multi`
 #: batches its scans. Batching saves per-operation overhead, which matters for short sequences
 #: (4 s clips at 128²: 4 MB, ~5–8 % faster); past this size the doubled intermediates fall out of
@@ -201,9 +208,17 @@ def _ssd_batched(scans, chunk_size, initial_state, return_final_state):
     Cg = C.reshape(b, c, q, g, n).transpose(2, 3)
 
     # 1) intra-chunk (diagonal blocks): y_i = sum_{j<=i} (C_i·B_j) exp(cum_i - cum_j) dt_j x_j
+    # cum never rises along a chunk, so cum_i − cum_j ≤ 0 for j ≤ i; the entries above the diagonal
+    # (j > i, ≥ 0) are clamped to 0 and zeroed by the causal mask on the G-fold smaller C·Bᵀ instead of
+    # being set to −inf: exp's vectorised CPU kernel takes a slow path for inputs below EXP_FLOOR
+    # (−inf included), ~10× slower over these buffers (docs/benchmarks.md, session 16)
     scores = a_cum[..., :, None] - a_cum[..., None, :]  # B×H×c×Q×Q
-    scores.masked_fill_(_upper_mask(q, xd.device), float("-inf")).exp_()
-    CB = (Cg @ Bg.transpose(-1, -2)).transpose(1, 2)[:, :, None]  # C·Bᵀ per group, B×G×1×c×Q×Q
+    if inplace:
+        scores.clamp_(min=EXP_FLOOR, max=0.0).exp_()
+    else:
+        scores = scores.clamp(min=EXP_FLOOR, max=0.0).exp()
+    CB = Cg @ Bg.transpose(-1, -2)  # C·Bᵀ per group, B×c×G×Q×Q, causal: zero above the diagonal
+    CB = CB.masked_fill_(_upper_mask(q, xd.device), 0.0).transpose(1, 2)[:, :, None]  # B×G×1×c×Q×Q
     if inplace:
         scores.view(b, g, r, c, q, q).mul_(CB)
     else:
