@@ -200,6 +200,9 @@ def main() -> None:
     ap.add_argument("--stagger", type=float, default=0.0,
                     help="λ > 0: per-frame times t_k = clamp(0.2 + λ·k, 0, 1), as one step of a staggered run "
                          "(default 0: one time per sample)")
+    ap.add_argument("--mid", default=None,
+                    help="root of a third code tree (e.g. the commit before the latest change), timed in the same "
+                         "rotating rounds: prints old÷mid and mid÷new as well (not profiled)")
     ap.add_argument("--batch", type=int, default=2, choices=[1, 2],
                     help="2: a CFG batch (unconditional + conditional, as lingen generate runs it; default); "
                          "1: the conditional sample alone (as lingen benchmark times a step)")
@@ -216,6 +219,8 @@ def main() -> None:
 
     workers = {"old": Worker(Path(args.old).resolve(), weights, args.threads, args.omp_wait_policy),
                "new": Worker(new_root, weights, args.threads, args.omp_wait_policy)}
+    if args.mid:  # a third tree, timed in the same rounds (not profiled)
+        workers["mid"] = Worker(Path(args.mid).resolve(), weights, args.threads, args.omp_wait_policy)
     for k, w in workers.items():
         print(f"{k}: {w.module}")
     report = {"load_before": os.getloadavg(), "threads": args.threads, "omp_wait_policy": args.omp_wait_policy,
@@ -226,22 +231,22 @@ def main() -> None:
         for _ in range(args.warmup):
             for w in workers.values():
                 w.ask(op="time", frames=frames, stagger=args.stagger, batch=args.batch)
-        runs = {"old": [], "new": []}
+        runs = {k: [] for k in workers}
         for i in range(args.rounds):
-            order = ("old", "new") if i % 2 == 0 else ("new", "old")
-            for k in order:
+            order = list(workers)[i % len(workers):] + list(workers)[:i % len(workers)]  # rotate who goes first
+            for k in (order if i % 2 == 0 else order[::-1]):
                 runs[k].append(workers[k].ask(op="time", frames=frames, stagger=args.stagger, batch=args.batch))
         ratios = [o["wall"] / n["wall"] for o, n in zip(runs["old"], runs["new"])]
         cpu_ratios = [o["cpu"] / n["cpu"] for o, n in zip(runs["old"], runs["new"])]
         outs = {}
-        for k, w in workers.items():
+        for k, w in ((k, workers[k]) for k in ("old", "new")):
             path = f"/tmp/profile_denoiser_{os.getpid()}_{k}.pt"
             w.ask(op="output", frames=frames, path=path, stagger=args.stagger, batch=args.batch)
             outs[k] = torch.load(path, weights_only=True)
             os.unlink(path)
         rel = ((outs["new"] - outs["old"]).abs().max() / outs["old"].abs().max()).item()
         # profiles alternate too (one forward per tree per round), summed over the rounds
-        prof = {k: {"parts": {}, "ops": {}} for k in workers}
+        prof = {k: {"parts": {}, "ops": {}} for k in ("old", "new")}
         for i in range(args.profile_steps):
             for k in (("old", "new") if i % 2 == 0 else ("new", "old")):
                 res = workers[k].ask(op="profile", frames=frames, steps=1, stagger=args.stagger, batch=args.batch)
@@ -262,6 +267,12 @@ def main() -> None:
               f"old÷new median over {args.rounds} alternating rounds {statistics.median(ratios):.2f}× "
               f"(min {min(ratios):.2f}, max {max(ratios):.2f}); CPU time {medc['old'] * 1e3:.0f} → "
               f"{medc['new'] * 1e3:.0f} ms ({statistics.median(cpu_ratios):.2f}×)")
+        if "mid" in runs:  # the step from old to mid and from mid to new, per round
+            om = [o["wall"] / m["wall"] for o, m in zip(runs["old"], runs["mid"])]
+            mn = [m["wall"] / n["wall"] for m, n in zip(runs["mid"], runs["new"])]
+            print(f"mid ({workers['mid'].module}): {med['mid'] * 1e3:.0f} ms; old÷mid {statistics.median(om):.2f}× "
+                  f"(min {min(om):.2f}, max {max(om):.2f}), mid÷new {statistics.median(mn):.2f}× "
+                  f"(min {min(mn):.2f}, max {max(mn):.2f})")
         print(f"max |new − old| / max |old| on the same input: {rel:.2e}")
         print("\n| part (CPU ms per forward, torch.profiler) | old | new | old÷new |\n|---|---:|---:|---:|")
         for label, _ in PARTS:
