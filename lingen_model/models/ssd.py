@@ -103,7 +103,9 @@ def ssd_chunked(x, dt, A, B, C, chunk_size=64, D=None, initial_state=None, retur
       states is written token-major by the same multiply that weights it;
     * the intra-chunk decays ``exp(Σ a_{j+1..i})`` are ``exp(cum_i − cum_j)`` of the in-chunk
       cumulative log-decays (as mamba_ssm's Triton ``chunk_scan`` computes them), built in
-      one Q×Q buffer per head that is masked, exponentiated and multiplied by ``C·Bᵀ`` in place;
+      one Q×Q buffer per head that is clamped to [``EXP_FLOOR``, 0], exponentiated and
+      multiplied in place by ``C·Bᵀ``, whose entries above the diagonal (the causal mask) are
+      zeroed per group: exact zeros, and no ``exp`` of −inf, which is slow on CPU;
     * at inference every step writes into its destination (``out=``, in place): the padded
       buffers, each entering state straight into its slot (one op per chunk), the output.
       With autograd the same arithmetic runs out of place (bitwise the same result);
