@@ -211,20 +211,16 @@ def _ssd_batched(scans, chunk_size, initial_state, return_final_state):
 
     # 1) intra-chunk (diagonal blocks): y_i = sum_{j<=i} (C_i·B_j) exp(cum_i - cum_j) dt_j x_j
     # cum never rises along a chunk, so cum_i − cum_j ≤ 0 for j ≤ i; the entries above the diagonal
-    # (j > i, ≥ 0) are clamped to 0 and zeroed by the causal mask on the G-fold smaller C·Bᵀ instead of
-    # being set to −inf: exp's vectorised CPU kernel takes a slow path for inputs below EXP_FLOOR
-    # (−inf included), ~10× slower over these buffers (docs/benchmarks.md, session 16)
-    scores = a_cum[..., :, None] - a_cum[..., None, :]  # B×H×c×Q×Q
-    if inplace:
-        scores.clamp_(min=EXP_FLOOR, max=0.0).exp_()
-    else:
-        scores = scores.clamp(min=EXP_FLOOR, max=0.0).exp()
+    # (j > i, ≥ 0) are clamped to 0 and zeroed by the causal mask on C·Bᵀ (r = H/G times smaller)
+    # instead of being set to −inf: exp's vectorised CPU kernel takes a slow path for inputs below
+    # float32's underflow (≈ −87.3, −inf included), ~10× slower over these buffers (docs/benchmarks.md)
     CB = Cg @ Bg.transpose(-1, -2)  # C·Bᵀ per group, B×c×G×Q×Q, causal: zero above the diagonal
     CB = CB.masked_fill_(_upper_mask(q, xd.device), 0.0).transpose(1, 2)[:, :, None]  # B×G×1×c×Q×Q
+    scores = a_cum[..., :, None] - a_cum[..., None, :]  # B×H×c×Q×Q
     if inplace:
-        scores.view(b, g, r, c, q, q).mul_(CB)
+        scores.clamp_(min=EXP_FLOOR, max=0.0).exp_().view(b, g, r, c, q, q).mul_(CB)
     else:
-        scores = (scores.view(b, g, r, c, q, q) * CB).view(b, h, c, q, q)
+        scores = (scores.clamp(min=EXP_FLOOR, max=0.0).exp().view(b, g, r, c, q, q) * CB).view(b, h, c, q, q)
     y_diag = scores @ xd  # B×H×c×Q×P
 
     # 2) state contributed by each chunk, decayed to the chunk end: B×c×H×P×N
