@@ -150,6 +150,7 @@ class ParallelShapes:
         self.cfg, self.device, self.ahead, self.pool = data_cfg, device, ahead, pool
         self.rng = random.Random(seed)
         self.index, self.batches = 0, 0
+        self.wait_s = 0.0  # seconds the trainer waited for rendered clips (0 = the GPU was the bottleneck)
         self.pending: deque = deque()
 
     def _submit(self) -> None:
@@ -169,7 +170,9 @@ class ParallelShapes:
     def __next__(self):
         while len(self.pending) < self.ahead:
             self._submit()
+        t = time.perf_counter()
         out = self.pending.popleft().get()
+        self.wait_s += time.perf_counter() - t
         self._submit()
         self.batches += 1
         video = torch.from_numpy(np.stack([v for v, _ in out])).to(self.device, non_blocking=True)
@@ -247,10 +250,13 @@ def main() -> None:
             shutil.copy(slim / "train_state.json", a.out / "train_state.json")
             shutil.copy(run_dir / "export" / "config.json", a.out / "config.json")
             print(f"slim state of step {step} in {a.out} ({time.time() - t:.1f} s)", flush=True)
+        print(f"waited {self.data.wait_s:.1f} s for data over {self.data.batches} batches "
+              f"(of {self.elapsed - elapsed0:.1f} s of training steps, the wait included)", flush=True)
 
     tr.Trainer.save = save
     t0 = time.time()
     trainer = tr.Trainer(cfg, log=lambda s: print(s, flush=True))
+    elapsed0 = trainer.elapsed
     print(f"device {trainer.device}, amp {trainer.amp}, start step {trainer.step}, set-up {time.time() - t0:.1f} s",
           flush=True)
     result = trainer.train()
