@@ -52,13 +52,10 @@ def test_parallel_shapes_batches_are_the_worlds_clips():
     from lingen_model.training.data import DataConfig
 
     cfg = DataConfig(frames=[9, 17], still_prob=0.3, max_objects=1, entry_prob=1.0, height=32, width=32)
-    old = dict(train_gpu.LENGTHS), dict(train_gpu.WEIGHTS), train_gpu.STILL_BATCH
-    train_gpu.LENGTHS.clear(); train_gpu.LENGTHS.update({9: 3, 17: 2})
-    train_gpu.WEIGHTS.clear(); train_gpu.WEIGHTS.update({9: 0.5, 17: 0.5})
-    train_gpu.STILL_BATCH = 4
     pool = mp.get_context("fork").Pool(2)
     try:
-        stream = train_gpu.ParallelShapes(cfg, "cpu", pool, ahead=3, seed=5)
+        stream = train_gpu.ParallelShapes(cfg, "cpu", pool, ahead=3, seed=5, lengths={9: 3, 17: 2},
+                                          weights={9: 0.5, 17: 0.5}, still_batch=4)
         index, sizes = 0, set()
         for _ in range(8):
             video, caps = next(stream)
@@ -75,6 +72,3 @@ def test_parallel_shapes_batches_are_the_worlds_clips():
         assert stream.state_dict()["batches"] == 8
     finally:
         pool.terminate()
-        train_gpu.LENGTHS.clear(); train_gpu.LENGTHS.update(old[0])
-        train_gpu.WEIGHTS.clear(); train_gpu.WEIGHTS.update(old[1])
-        train_gpu.STILL_BATCH = old[2]

