@@ -21,6 +21,9 @@ STAGGER_HELP = ("Per-frame lag in t: each latent frame runs this far behind the 
                 "clips of 30 s or more, off below; 0 also drops that long-clip default). Euler only, no step caching.")
 STAGGER_CONTEXT_HELP = ("With --stagger: run only the moving latent frames and this many before them at each step "
                         "(linear cost for long clips; default: the model's, else the whole clip; lingen-tiny: 6).")
+SHIFT_HELP = ("Time shift of the sampling schedule, > 0: t' = s·t / (1 + (s − 1)·t) spends more steps near pure "
+              "noise, where the layout is decided (SD3's shift; default: the model's, else from the token count: "
+              "lingen-tiny: 1.27 for a 4 s clip, 2.8 for 60 s).")
 DIRECTION_GUIDANCE_HELP = ("Weight of guidance away from the prompt with its direction words swapped (left/right, "
                            "up/down, rising/falling): pushes motion the named way, one more batch per step "
                            "(0 = off; default: the model's).")

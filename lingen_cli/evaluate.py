@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from lingen_cli.common import DIRECTION_GUIDANCE_HELP, STAGGER_CONTEXT_HELP, STAGGER_HELP, CLIError, console, fail
+from lingen_cli.common import DIRECTION_GUIDANCE_HELP, SHIFT_HELP, STAGGER_CONTEXT_HELP, STAGGER_HELP, CLIError, console, fail
 from lingen_model.io.files import atomic_path
 
 
@@ -32,6 +32,7 @@ def evaluate(
     stagger: Optional[float] = typer.Option(None, "--stagger", help=STAGGER_HELP),
     stagger_context: Optional[int] = typer.Option(None, "--stagger-context", help=STAGGER_CONTEXT_HELP),
     direction_guidance: Optional[float] = typer.Option(None, "--direction-guidance", help=DIRECTION_GUIDANCE_HELP),
+    shift: Optional[float] = typer.Option(None, "--shift", help=SHIFT_HELP),
     frames_cache: Optional[Path] = typer.Option(None, "--frames-cache", help="Keep generated clips here (keyed by weights, prompt, seed and settings) and reuse them: re-judge without generating again."),
 ) -> None:
     """Score a model's clips against their prompts; prints a table and a summary of pass rates."""
@@ -76,7 +77,7 @@ def evaluate(
         if pipe is not None:
             settings = pipe.resolve(GenerationRequest(prompt="x", num_frames=num_frames, steps=steps, cfg_scale=cfg,
                                                       cache=cache, stagger=stagger, stagger_context=stagger_context,
-                                                      direction_guidance=direction_guidance))
+                                                      direction_guidance=direction_guidance, shift=shift))
         digest = None
         if frames_cache is not None and pipe is not None:
             from lingen_model.io import frames_cache as fcache
@@ -98,7 +99,8 @@ def evaluate(
         else:
             req = pipe.resolve(GenerationRequest(prompt, num_frames=num_frames, steps=steps, cfg_scale=cfg,
                                                  seed=seed_base + i, cache=cache, stagger=stagger,
-                                                 stagger_context=stagger_context, direction_guidance=direction_guidance))
+                                                 stagger_context=stagger_context, direction_guidance=direction_guidance,
+                                                 shift=shift))
             frames, key = None, None
             if digest is not None:
                 key = fcache.clip_key(digest, req.to_dict())
@@ -144,7 +146,8 @@ def evaluate(
                "cache": "none" if settings is None else settings.cache,
                "stagger": 0.0 if settings is None else settings.stagger,
                "stagger_context": None if settings is None else settings.stagger_context,
-               "direction_guidance": 0.0 if settings is None else settings.direction_guidance}
+               "direction_guidance": 0.0 if settings is None else settings.direction_guidance,
+               "shift": None if settings is None else settings.shift}
     table = Table(title=f"lingen eval — {summary['model']}, {len(rows)} prompts, {num_frames} frames @ {fps:g} fps")
     table.add_column("criterion")
     table.add_column("mean", justify="right")

@@ -52,6 +52,13 @@ def test_eval_frames_cache_and_shards_reproduce_the_full_run(tmp_path):
     timing = ("denoise_s", "full_calls")  # only a clip generated in this run has a denoise time
     strip = lambda clips: [{k: v for k, v in c.items() if k not in timing} for c in clips]  # noqa: E731
     assert strip(a["clips"]) == strip(b["clips"])  # generation is deterministic: cached clips score as fresh ones
+    # --shift reaches the sampler's settings: recorded in the summary, and its clips are new cache entries
+    shifted = runner.invoke(app, base + ["--shift", "3", "--frames-cache", str(cache), "--json", str(tmp_path / "shift.json")])
+    assert shifted.exit_code == 0, shifted.output
+    assert a["summary"]["shift"] is None and json.loads((tmp_path / "shift.json").read_text())["summary"]["shift"] == 3.0
+    assert len(list(cache.glob("*.npy"))) == 4
+    bad = runner.invoke(app, base + ["--shift", "0"])
+    assert bad.exit_code == 2 and "shift" in bad.output and "Traceback" not in bad.output
     bad = runner.invoke(app, base + ["--shard", "2/2"])
     assert bad.exit_code == 2 and "--shard" in bad.output
 

@@ -4,6 +4,7 @@ calls (``lingen_model.generation.flow.sample``, imported into ``lingen_model.gen
 sampler, so the videos are the real ones."""
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -194,7 +195,7 @@ def test_cli_defaults_reach_the_sampler(ckpt, tmp_path, spy):
     assert (rec["num_frames"], rec["steps"], rec["cfg_scale"], rec["sampler"]) == (33, 2, 3.0, "euler")
 
 
-def test_cli_options_reach_the_sampler(ckpt, tmp_path, spy):
+def test_cli_options_reach_the_sampler(ckpt, pipe, tmp_path, spy):
     (rec,) = _generate("a red circle", "--model", ckpt, "--out", tmp_path, "--seed", 3, "--json", "--cfg", 6.5,
                        "--steps", 3, "--sampler", "heun", "--length", "1s", "--fps", 4, "--res", "32x48")
     (call,) = spy["sample"]
@@ -216,6 +217,15 @@ def test_cli_options_reach_the_sampler(ckpt, tmp_path, spy):
     r = runner.invoke(app, ["generate", "a red circle", "--model", str(ckpt), "--out", str(tmp_path),
                             "--direction-guidance", "-2"])
     assert r.exit_code == 2 and "direction_guidance" in r.output and "Traceback" not in r.output
+    (rec,) = _generate("a red circle", "--model", ckpt, "--out", tmp_path, "--seed", 6, "--json", "--shift", 3,
+                       "--length", "1s")
+    assert spy["sample"][4]["shift"] == 3.0 and rec["shift"] == 3.0
+    (rec,) = _generate("a red circle", "--model", ckpt, "--out", tmp_path, "--seed", 7, "--json", "--length", "1s")
+    tokens = int(np.prod(pipe.denoiser.token_grid(spy["sample"][5]["noise_shape"])))  # no --shift: from the token count
+    assert spy["sample"][5]["shift"] == pipeline_mod.shift_for_tokens(tokens) != 3.0 and rec["shift"] is None
+    for bad in ("0", "-1", "nan"):
+        r = runner.invoke(app, ["generate", "a red circle", "--model", str(ckpt), "--out", str(tmp_path), "--shift", bad])
+        assert r.exit_code == 2 and "shift" in r.output and "Traceback" not in r.output, (bad, r.output)
 
 
 def test_jsonl_lines_override_the_command_line(ckpt, tmp_path, spy):
