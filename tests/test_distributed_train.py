@@ -353,32 +353,41 @@ def test_slim_state_of_a_dcp_run_resumes_with_its_weights_and_ema(runs, tmp_path
 
 
 @pytest.mark.parametrize("train", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["load", "step"])
-def test_committed_recipe_state_resumes(tmp_path, train):
-    """recipes/lingen-tiny/state (step 13,500, raw weights + JSON, no optimizer moments) with the
-    shipped EMA loads as stored and re-warms the lr; (slow) one small step, then the DCP checkpoint
-    written at its end resumes with the same weights."""
-    state = ROOT / "recipes" / "lingen-tiny" / "state"
+@pytest.mark.parametrize("stage", [("state-3u", "denoiser-3u.yaml", 15500), ("state", "denoiser-2g.yaml", 13500)],
+                         ids=["3u-shipped", "2g"])
+def test_committed_recipe_state_resumes(tmp_path, train, stage):
+    """A committed recipe state (raw weights + JSON, no optimizer moments) resumes as the recipe README
+    says: ``state-3u`` (step 15,500, the shipped model: its weights are the embedded ones) and ``state``
+    (stage 2g, step 13,500; any EMA of the same shapes loads beside it). Loads as stored and re-warms the
+    lr; (slow) one small step, then the DCP checkpoint written at its end resumes with the same weights."""
+    name, config, step = stage
+    state = ROOT / "recipes" / "lingen-tiny" / name
+    shipped_file = ROOT / "lingen_model" / "weights" / "lingen-tiny" / "denoiser.safetensors"
+    if name == "state-3u":  # the shipped model is this state's end: resuming it continues what users run
+        assert (state / "denoiser.safetensors").read_bytes() == shipped_file.read_bytes()
     run = tmp_path / "run"
-    shutil.copytree(state, run)
-    shutil.copy(ROOT / "lingen_model" / "weights" / "lingen-tiny" / "denoiser.safetensors", run / "denoiser_ema.safetensors")
-    recipe = yaml.safe_load((ROOT / "recipes" / "lingen-tiny" / "denoiser-2g.yaml").read_text())
+    run.mkdir()
+    for f in ("denoiser.safetensors", "train_state.json"):
+        shutil.copy(state / f, run / f)
+    shutil.copy(shipped_file, run / "denoiser_ema.safetensors")
+    recipe = yaml.safe_load((ROOT / "recipes" / "lingen-tiny" / config).read_text())
     recipe.update(run_dir=str(run), vae_checkpoint=str(ROOT / "lingen_model" / "weights" / "lingen-tiny"),
-                  steps=13501, batch_size=1, amp="off", export=None, log_every=1,
+                  steps=step + 1, batch_size=1, amp="off", export=None, log_every=1,
                   data={**recipe["data"], "height": 32, "width": 32, "frames": [5]})
     cfg = load_train_config(_yaml(tmp_path / "c.yaml", **recipe))
     t = Trainer(cfg)
-    assert t.step == 13500 and t._rewarm_from == 13500
+    assert t.step == step and t._rewarm_from == step
     raw = load_file(str(state / "denoiser.safetensors"))
-    assert all(torch.equal(t.model.state_dict()[k], v) for k, v in raw.items())
+    assert all(torch.equal(t.model.state_dict()[k], v.float()) for k, v in raw.items())
     shipped = load_file(str(run / "denoiser_ema.safetensors"))
     assert all(torch.equal(t.ema.shadow[k], v.float()) for k, v in shipped.items())
     if not train:
         return
     t.train()
     h = _history(run)[-1]
-    assert h["step"] == 13501 and torch.isfinite(torch.tensor(h["loss"]))
-    t2 = Trainer(load_train_config(tmp_path / "c.yaml", {"steps": 13501}))
-    assert t2.step == 13501 and t2._rewarm_from == 13500
+    assert h["step"] == step + 1 and torch.isfinite(torch.tensor(h["loss"]))
+    t2 = Trainer(load_train_config(tmp_path / "c.yaml", {"steps": step + 1}))
+    assert t2.step == step + 1 and t2._rewarm_from == step
     assert all(torch.equal(t2.model.state_dict()[k], v) for k, v in t.model.state_dict().items())
 
 
