@@ -10,41 +10,48 @@ CLI with the given arguments, e.g. (docs/eval/README.md, "Session 18")::
 
 Only runs with ``--stagger`` > 0 and more than HEAD latent frames change. Assumes patch size 2 (lingen-tiny).
 """
-import math, os, sys, torch
+import os
+import sys
+
+import torch
+
 from lingen_model.generation import flow, pipeline
+
 HEAD = int(os.environ.get("HEAD", "9"))
 _sample, _times = flow.sample, flow.staggered_times
-state = {"fixed": 0}
+state = {"fixed": 0}  # latent frames held at t = 0 during the current staircase run
+
 
 def staggered_times(steps, shift, stagger, frames):
+    """``flow.staggered_times`` with the first ``state["fixed"]`` frames held at t = 0: float64
+    ``[staggered_steps(steps, stagger, frames − fixed) + 1, frames]``, the staircase of the other frames."""
     h = state["fixed"]
-    if h == 0:
-        return _times(steps, shift, stagger, frames)
-    rest = frames - h
-    n = math.ceil(steps * (1.0 + stagger * (rest - 1)) - 1e-9)
-    u = torch.linspace(1.0, -stagger * (rest - 1), n + 1, dtype=torch.float64)
-    k = torch.arange(frames, dtype=torch.float64) - h
-    t = (u[:, None] + stagger * k[None]).clamp(0.0, 1.0)
-    t[:, :h] = 0.0
-    return flow.time_shift(t, shift)
+    t = _times(steps, shift, stagger, frames - h)
+    return torch.cat([t.new_zeros(t.shape[0], h), t], dim=1)
+
 
 def sample(velocity_fn, noise, steps, **kw):
+    """``flow.sample`` (noise B×C×T×H×W latents → B×C×T×H×W), but a staircase run (``stagger`` > 0, T > HEAD)
+    first samples frames 0 … HEAD − 1 as a short clip (TaylorSeer, 30 steps, shift from their token count,
+    patch 2 assumed) and then runs the staircase on the rest beside them."""
     stagger = kw.get("stagger", 0.0) or 0.0
     if stagger <= 0 or noise.shape[2] <= HEAD:
         return _sample(velocity_fn, noise, steps, **kw)
     tokens = HEAD * (noise.shape[3] // 2) * (noise.shape[4] // 2)  # patch 2 (lingen-tiny)
     hk = dict(kw, stagger=0.0, stagger_context=None, cache="taylor", shift=flow.shift_for_tokens(tokens), progress=None)
-    head = _sample(velocity_fn, noise[:, :, :HEAD].contiguous(), 30, **hk)
     z = noise.clone()
-    z[:, :, :HEAD] = head
+    z[:, :, :HEAD] = _sample(velocity_fn, noise[:, :, :HEAD].contiguous(), 30, **hk)
     state["fixed"] = HEAD
     try:
         return _sample(velocity_fn, z, steps, **kw)
     finally:
         state["fixed"] = 0
 
-flow.staggered_times = staggered_times
-pipeline.sample = sample
-from lingen_cli.app import app
-sys.argv = ["lingen"] + sys.argv[1:]
-app()
+
+if __name__ == "__main__":
+    flow.staggered_times = staggered_times
+    pipeline.sample = sample
+    from lingen_cli.app import app
+
+    sys.argv = ["lingen"] + sys.argv[1:]
+    app()
