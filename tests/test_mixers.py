@@ -1,6 +1,8 @@
 """MATE pieces against plain references: bidirectional Mamba2, RMS orders, review tokens, TESA."""
+import contextlib
 import itertools
 import os
+import threading
 import zlib
 
 import pytest
@@ -9,6 +11,7 @@ import torch.nn.functional as F
 
 from lingen_model.models.config import get_config
 from lingen_model.models.denoiser import MABranch
+import lingen_model.models.mamba2 as mamba2_module
 from lingen_model.models.mamba2 import BiMamba2
 from lingen_model.models.scan_order import (
     SCAN_ORDERS,
@@ -51,8 +54,34 @@ def one_direction_ref(m: BiMamba2, xBC, dt_raw, d):
     return y.reshape(b, l, m.d_inner)
 
 
+@pytest.fixture
+def two_torch_threads():
+    """At least two torch threads (the CPU-branches path needs them), restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(2, before))
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("num_prefix", [0, 3])
-def test_bimamba_equals_forward_plus_flipped_backward(num_prefix):
+@pytest.mark.parametrize("path", ["autograd", "inference", "inference-cpu-branches"])
+def test_bimamba_equals_forward_plus_flipped_backward(num_prefix, path, monkeypatch, two_torch_threads):
+    """The layer against the plain per-direction recurrence, on each of its code paths: with autograd
+    (one batched scan, out of place), at inference (one batched scan, in place) and at inference with
+    each direction on its own CPU worker thread (models/branches.py; checked to run there)."""
+    monkeypatch.setenv("LINGEN_CPU_BRANCHES", "on" if path == "inference-cpu-branches" else "off")
+    ran_on = []
+    real_run_branches = mamba2_module.run_branches
+
+    def spy(branches, device):
+        def tag(fn):
+            def call():
+                ran_on.append(threading.current_thread().name)
+                return fn()
+            return call
+        return real_run_branches([tag(fn) for fn in branches], device)
+
+    monkeypatch.setattr(mamba2_module, "run_branches", spy)
     torch.manual_seed(fresh_seed())
     m = BiMamba2(d_model=16, d_state=8, expand=2, headdim=8, d_conv=4, ngroups=2, chunk_size=5).double()
     with torch.no_grad():  # make the two directions differ
@@ -68,7 +97,13 @@ def test_bimamba_equals_forward_plus_flipped_backward(num_prefix):
     yb = one_direction_ref(m, xb, db, 1)
     y_b = torch.cat([yb[:, :R], yb[:, R:].flip(1)], 1)
     expected = m.out_proj(m.norm(y_f + y_b, z))
-    torch.testing.assert_close(m(u, num_prefix=R), expected, rtol=1e-9, atol=1e-9)
+    with torch.no_grad() if path.startswith("inference") else contextlib.nullcontext():
+        out = m(u, num_prefix=R)
+    torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-9)
+    if path == "inference-cpu-branches":
+        assert len(ran_on) == 2 and len(set(ran_on)) == 2 and all(n.startswith("lingen-branch") for n in ran_on)
+    else:
+        assert ran_on == []
 
 
 def test_bimamba_is_bidirectional():

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from lingen_model.models.index_cache import index_cache
 from lingen_model.models.layers import GatedRMSNorm
-from lingen_model.models.ssd import ssd_scan_multi
+from lingen_model.models.branches import branches_enabled, run_branches
+from lingen_model.models.ssd import select_backend, ssd_scan_multi
 
 
 def reorder_for_backward(seq: torch.Tensor, num_prefix: int) -> torch.Tensor:
@@ -151,11 +152,22 @@ class BiMamba2(nn.Module):
 
         xBC, dt_raw: as :meth:`scan_inputs` (the first ``num_prefix`` tokens are review
         tokens); returns y B×L×(heads·P), before the gated norm and out_proj. The two
-        directions' scans run as one batch (``ssd.ssd_scan_multi``).
+        directions' scans run as one batch (``ssd.ssd_scan_multi``), or, at inference on a CPU
+        where :func:`branches.branches_enabled`, each direction's conv and scan on its own
+        single-threaded worker (same operators per direction, same result).
         """
-        fwd = self.scan_inputs(xBC, dt_raw, 0, heads)
-        bwd = self.scan_inputs(reorder_for_backward(xBC, num_prefix), reorder_for_backward(dt_raw, num_prefix), 1, heads)
-        y_fwd, y_bwd = ssd_scan_multi([fwd, bwd], chunk_size=self.chunk_size)
+        def direction(d: int):
+            if d == 0:
+                return self.scan_inputs(xBC, dt_raw, 0, heads)
+            return self.scan_inputs(reorder_for_backward(xBC, num_prefix), reorder_for_backward(dt_raw, num_prefix), 1, heads)
+
+        if select_backend(xBC.device) == "torch" and branches_enabled(xBC.device):
+            # each direction's conv and scan on its own single-threaded CPU worker (models/branches.py)
+            y_fwd, y_bwd = run_branches(
+                [lambda d=d: ssd_scan_multi([direction(d)], chunk_size=self.chunk_size, backend="torch")[0]
+                 for d in (0, 1)], xBC.device)
+        else:
+            y_fwd, y_bwd = ssd_scan_multi([direction(0), direction(1)], chunk_size=self.chunk_size)
         b, l = xBC.shape[:2]
         y_fwd, y_bwd = y_fwd.reshape(b, l, -1), y_bwd.reshape(b, l, -1)
         # y_fwd + reorder_for_backward(y_bwd) as one scatter-add (the order is an involution);

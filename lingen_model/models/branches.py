@@ -1,0 +1,136 @@
+"""Independent branches of a CPU inference pass, run side by side on single-threaded workers.
+
+Why (docs/design.md §4, "CPU branches"; docs/benchmarks.md): on a CPU with few cores most of a
+denoiser step's ~1,500 tensor operations are too small to use two threads well, yet every one
+above torch's parallel grain wakes the sleeping OpenMP threads (``OMP_WAIT_POLICY=PASSIVE``:
+~0.1 ms a wake-up on the 2-core machines here). Two computations that do not depend on each
+other — the forward and backward scans of a bidirectional Mamba2 layer — can instead each run
+on its own core with one thread: no wake-ups, and both cores busy. This is inter-op
+parallelism (what ``torch.jit.fork`` gives TorchScript) done with Python threads; torch's
+operators release the GIL while they compute.
+
+:func:`run_branches` runs the callables in parallel when :func:`branches_enabled` says so and
+otherwise one after the other in the calling thread. Each branch runs the same operators in the
+same order either way, so the results do not depend on the path taken.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from concurrent.futures import Future
+from typing import Callable, Sequence
+
+import torch
+
+#: Environment variable: ``auto`` (default: parallel under ``OMP_WAIT_POLICY=PASSIVE``),
+#: ``on`` or ``off``.
+ENV = "LINGEN_CPU_BRANCHES"
+
+_local = threading.local()  # .in_worker: True in a pool's threads (nested calls run in line)
+_pools: dict[tuple[int, int, int], "_Workers"] = {}
+_pools_lock = threading.Lock()
+
+
+def _setting() -> str:
+    value = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    if value not in ("auto", "on", "off"):
+        raise ValueError(f"{ENV} must be auto, on or off, got {value!r}")
+    return value
+
+
+def branches_enabled(device: torch.device | str, count: int = 2) -> bool:
+    """Whether :func:`run_branches` would run ``count`` branches on ``device`` in parallel now.
+
+    True when all of these hold: ``device`` is the CPU; autograd is off (``torch.no_grad`` or
+    ``torch.inference_mode``: the graph and the grad mode are per thread) and so is CPU
+    autocast (also per thread); the calling thread is not itself a branch worker; the calling
+    thread uses at least ``count`` torch threads; and ``LINGEN_CPU_BRANCHES`` is ``on``, or
+    ``auto`` (the default) with ``OMP_WAIT_POLICY=PASSIVE``. Under a spinning wait policy (OpenMP's
+    default or ``ACTIVE``) the calling thread's own OpenMP threads keep spinning for a while after
+    each operation and take the cores the branches need: measured slower there (docs/benchmarks.md).
+
+    Raises:
+        ValueError: ``LINGEN_CPU_BRANCHES`` is set to something other than auto, on or off.
+    """
+    setting = _setting()
+    if setting == "off" or count < 2 or torch.device(device).type != "cpu":
+        return False
+    if torch.is_grad_enabled() or torch.is_autocast_enabled("cpu") or getattr(_local, "in_worker", False):
+        return False
+    if torch.get_num_threads() < count:
+        return False
+    return setting == "on" or os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+
+
+class _Workers:
+    """``count`` daemon threads, each with its own task queue (branch i always runs on worker i),
+    whose torch operators use ``threads_each`` threads."""
+
+    def __init__(self, count: int, threads_each: int, restore: int):
+        self.queues = [queue.SimpleQueue() for _ in range(count)]
+        ready = threading.Barrier(count + 1)
+        for i, q in enumerate(self.queues):
+            threading.Thread(target=self._serve, args=(q, threads_each, ready), name=f"lingen-branch-{i}",
+                             daemon=True).start()
+        ready.wait()  # every worker has set its thread count
+        torch.set_num_threads(restore)  # set_num_threads also set torch's process-wide default: restore it
+
+    @staticmethod
+    def _serve(tasks: queue.SimpleQueue, threads_each: int, ready: threading.Barrier) -> None:
+        _local.in_worker = True
+        torch.get_num_threads()  # torch's per-thread lazy set-up first, so the next call sticks
+        torch.set_num_threads(threads_each)  # this thread's OpenMP (and MKL) thread count
+        ready.wait()
+        while True:
+            fn, future = tasks.get()
+            try:
+                future.set_result(fn())
+            except BaseException as err:  # handed to the caller
+                future.set_exception(err)
+
+    def submit(self, i: int, fn: Callable[[], object]) -> Future:
+        future: Future = Future()
+        self.queues[i].put((fn, future))
+        return future
+
+
+def _workers(count: int, threads_each: int, restore: int) -> _Workers:
+    """The workers for ``count`` branches, created once per process (a forked child gets its own:
+    the parent's threads do not exist there)."""
+    key = (os.getpid(), count, threads_each)
+    with _pools_lock:
+        if key not in _pools:
+            _pools[key] = _Workers(count, threads_each, restore)
+        return _pools[key]
+
+
+def run_branches(branches: Sequence[Callable[[], object]], device: torch.device | str) -> list:
+    """Call every function in ``branches`` (no arguments) and return their results, in order.
+
+    In parallel, branch i on worker thread i, each single-threaded (``torch.get_num_threads() //
+    len(branches)`` threads each on a larger CPU), when :func:`branches_enabled` (``device``: where the branches'
+    tensors live); otherwise one after the other in the calling thread. The workers run under
+    ``torch.inference_mode`` when the caller is, else ``torch.no_grad``. A branch's exception is
+    raised here (after every branch has finished).
+
+    Raises:
+        ValueError: a bad ``LINGEN_CPU_BRANCHES`` value; whatever a branch raises.
+    """
+    branches = list(branches)
+    if not branches_enabled(device, len(branches)):
+        return [fn() for fn in branches]
+    threads = torch.get_num_threads()
+    workers = _workers(len(branches), threads // len(branches), threads)
+    mode = torch.inference_mode if torch.is_inference_mode_enabled() else torch.no_grad
+
+    def call(fn):
+        with mode():
+            return fn()
+
+    futures = [workers.submit(i, lambda fn=fn: call(fn)) for i, fn in enumerate(branches)]
+    errors = [f.exception() for f in futures]  # waits for all: none still runs when this returns
+    for err in errors:
+        if err is not None:
+            raise err
+    return [f.result() for f in futures]

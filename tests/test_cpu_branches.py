@@ -1,0 +1,157 @@
+"""Independent branches on single-threaded CPU workers (lingen_model/models/branches.py): when they run
+in parallel, on which threads and with how many torch threads each, what they inherit from the caller,
+and that the denoiser gives the same velocity either way."""
+import multiprocessing as mp
+import threading
+
+import pytest
+import torch
+
+from lingen_model.models import branches
+from lingen_model.models.denoiser import build_denoiser
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    """Two torch threads in the calling thread (restored afterwards) and branches switched on."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    monkeypatch.setenv(branches.ENV, "on")
+    yield
+    torch.set_num_threads(before)
+
+
+def probe():
+    """What a branch sees: its thread, its torch thread count, grad and inference mode."""
+    return (threading.current_thread().name, torch.get_num_threads(), torch.is_grad_enabled(),
+            torch.is_inference_mode_enabled())
+
+
+def test_branches_run_at_the_same_time_on_two_single_threaded_workers(two_threads):
+    both_running = threading.Barrier(2, timeout=30)  # broken unless the two branches overlap in time
+
+    def meet():
+        both_running.wait()
+        return probe()
+
+    with torch.no_grad():
+        (name_a, threads_a, grad_a, inf_a), (name_b, threads_b, *_) = branches.run_branches([meet, meet], "cpu")
+    assert (name_a, name_b) == ("lingen-branch-0", "lingen-branch-1")
+    assert threads_a == threads_b == 1  # 2 threads shared by 2 branches
+    assert grad_a is False and inf_a is False  # the caller's no_grad, not inference mode
+    assert torch.get_num_threads() == 2  # the caller keeps its own
+    # torch's process-wide default (what a new thread starts with) is the caller's again
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert seen == [2]
+
+
+def test_inference_mode_reaches_the_workers(two_threads):
+    with torch.inference_mode():
+        results = branches.run_branches([probe, probe], "cpu")
+    assert [r[3] for r in results] == [True, True] and [r[2] for r in results] == [False, False]
+
+
+def test_results_in_order_and_errors_after_every_branch(two_threads):
+    finished = threading.Event()
+
+    def fails():
+        raise KeyError("branch failed")
+
+    def slow():
+        finished.wait(0.2)
+        finished.set()
+        return "slow"
+
+    with torch.no_grad():
+        assert branches.run_branches([lambda: 1, lambda: 2, lambda: 3][:2], "cpu") == [1, 2]
+        with pytest.raises(KeyError, match="branch failed"):
+            branches.run_branches([fails, slow], "cpu")
+    assert finished.is_set()  # the other branch had finished when the error came back
+
+
+@pytest.mark.parametrize("case", ["grad", "off", "auto-spinning", "one-thread", "cuda", "single"])
+def test_runs_in_line_when_not_enabled(case, monkeypatch, two_threads):
+    if case == "off":
+        monkeypatch.setenv(branches.ENV, "off")
+    if case == "auto-spinning":
+        monkeypatch.setenv(branches.ENV, "auto")
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    if case == "one-thread":
+        torch.set_num_threads(1)
+    device = "cuda" if case == "cuda" else "cpu"
+    fns = [probe] if case == "single" else [probe, probe]
+    with torch.enable_grad() if case == "grad" else torch.no_grad():
+        assert not branches.branches_enabled(device, len(fns))
+        results = branches.run_branches(fns, device)
+    assert {r[0] for r in results} == {threading.current_thread().name}
+
+
+def test_auto_follows_the_passive_wait_policy(monkeypatch, two_threads):
+    monkeypatch.setenv(branches.ENV, "auto")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    with torch.no_grad():
+        assert branches.branches_enabled("cpu")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    with torch.no_grad():
+        assert not branches.branches_enabled("cpu")
+
+
+def test_nested_branches_run_in_line_in_the_worker(two_threads):
+    def outer():
+        return branches.run_branches([probe, probe], "cpu")
+
+    with torch.no_grad():
+        inner_a, inner_b = branches.run_branches([outer, outer], "cpu")
+    for inner in (inner_a, inner_b):  # both inner probes ran in the worker that called them
+        assert inner[0][0] == inner[1][0] and inner[0][0].startswith("lingen-branch")
+
+
+def test_bad_setting_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv(branches.ENV, "sometimes")
+    with pytest.raises(ValueError, match="LINGEN_CPU_BRANCHES must be auto, on or off"):
+        branches.branches_enabled("cpu")
+
+
+def _child(queue):
+    with torch.no_grad():
+        queue.put([r[1] for r in branches.run_branches([probe, probe], "cpu")])
+
+
+def test_a_forked_child_gets_its_own_workers(two_threads):
+    """The parent's pool threads do not exist in a forked child: the child must not wait on them."""
+    with torch.no_grad():
+        branches.run_branches([probe, probe], "cpu")  # the parent's pool exists now
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child, args=(queue,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0, "the forked child hung or failed"
+    assert queue.get(timeout=5) == [1, 1]
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_denoiser_velocity_is_the_same_with_and_without_branches(batch, monkeypatch, two_threads):
+    torch.manual_seed(batch)
+    model = build_denoiser("tiny", depth=2, width=64, num_heads=2, text_dim=32, d_state=16, headdim=32,
+                           chunk_size=16).eval()
+    for p in model.parameters():  # the adaLN-Zero gates start at zero: give every branch a say
+        torch.nn.init.normal_(p, std=0.05)
+    latents = torch.randn(batch, model.config.in_channels, 5, 8, 8)
+    t = torch.rand(batch)
+    context = torch.randn(batch, 7, 32)
+    mask = torch.ones(batch, 7, dtype=torch.bool)
+    calls = []
+    real = branches.run_branches
+    monkeypatch.setattr("lingen_model.models.mamba2.run_branches", lambda fns, dev: calls.append(1) or real(fns, dev))
+    with torch.no_grad():
+        monkeypatch.setenv(branches.ENV, "off")
+        plain = model(latents, t, context, mask)
+        monkeypatch.setenv(branches.ENV, "on")
+        parallel = model(latents, t, context, mask)
+    assert len(calls) == model.config.depth  # one pair of branches per MATE layer
+    torch.testing.assert_close(parallel, plain, rtol=1e-5, atol=1e-6)
+    assert parallel.abs().max() > 1e-3  # not a trivially zero velocity
