@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lingen_model.models import branches
+from lingen_model.generation.flow import sample
 from lingen_model.models.denoiser import build_denoiser
 
 
@@ -133,25 +134,60 @@ def test_a_forked_child_gets_its_own_workers(two_threads):
     assert queue.get(timeout=5) == [1, 1]
 
 
-@pytest.mark.parametrize("batch", [1, 2])
-def test_denoiser_velocity_is_the_same_with_and_without_branches(batch, monkeypatch, two_threads):
+@pytest.mark.parametrize("mixer, batch, times", [("mate", 1, "per-sample"), ("mate", 2, "per-sample"),
+                                                  ("mate", 3, "per-frame"), ("attention", 2, "per-sample")])
+def test_denoiser_velocity_is_the_same_with_and_without_branches(mixer, batch, times, monkeypatch, two_threads):
     torch.manual_seed(batch)
-    model = build_denoiser("tiny", depth=2, width=64, num_heads=2, text_dim=32, d_state=16, headdim=32,
+    model = build_denoiser("tiny", mixer, depth=2, width=64, num_heads=2, text_dim=32, d_state=16, headdim=32,
                            chunk_size=16).eval()
     for p in model.parameters():  # the adaLN-Zero gates start at zero: give every branch a say
         torch.nn.init.normal_(p, std=0.05)
     latents = torch.randn(batch, model.config.in_channels, 5, 8, 8)
-    t = torch.rand(batch)
+    t = torch.rand(batch) if times == "per-sample" else torch.rand(batch, 5)
     context = torch.randn(batch, 7, 32)
     mask = torch.ones(batch, 7, dtype=torch.bool)
-    calls = []
+    parallel_calls = {"denoiser": 0, "mamba2": 0}
     real = branches.run_branches
-    monkeypatch.setattr("lingen_model.models.mamba2.run_branches", lambda fns, dev: calls.append(1) or real(fns, dev))
+
+    def spy(where):
+        def run(fns, dev):
+            parallel_calls[where] += branches.branches_enabled(dev, len(fns))
+            return real(fns, dev)
+        return run
+
+    monkeypatch.setattr("lingen_model.models.denoiser.run_branches", spy("denoiser"))
+    monkeypatch.setattr("lingen_model.models.mamba2.run_branches", spy("mamba2"))
     with torch.no_grad():
         monkeypatch.setenv(branches.ENV, "off")
         plain = model(latents, t, context, mask)
         monkeypatch.setenv(branches.ENV, "on")
         parallel = model(latents, t, context, mask)
-    assert len(calls) == model.config.depth  # one pair of branches per MATE layer
+    if batch == 1:  # each MATE layer's two scan directions side by side
+        assert parallel_calls == {"denoiser": 0, "mamba2": model.config.depth}
+    else:  # the two halves of the batch side by side; inside them, the layers run in line
+        assert parallel_calls == {"denoiser": 1, "mamba2": 0}
     torch.testing.assert_close(parallel, plain, rtol=1e-5, atol=1e-6)
     assert parallel.abs().max() > 1e-3  # not a trivially zero velocity
+
+
+@pytest.mark.parametrize("cache", ["none", "taylor"])
+def test_cfg_sampling_is_the_same_with_and_without_branches(cache, monkeypatch, two_threads):
+    """A whole CFG sampling run (batch 2 per step; TaylorSeer forecasts in the blocks' h-space), float64."""
+    torch.manual_seed(0)
+    model = build_denoiser("tiny", depth=2, width=32, num_heads=2, ffn_dim=64, text_dim=16, headdim=16, d_state=8,
+                           chunk_size=8, in_channels=4, window=(2, 2, 2)).double().eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    noise = torch.randn(1, 4, 3, 4, 4, dtype=torch.float64)
+    ctx, mask = torch.randn(1, 3, 16, dtype=torch.float64), torch.ones(1, 3, dtype=torch.bool)
+    uncond, umask = torch.zeros(1, 1, 16, dtype=torch.float64), torch.ones(1, 1, dtype=torch.bool)
+
+    def run():
+        return sample(lambda z, t, c, m, cache=None: model(z, t, c, m, cache=cache), noise, 6, context=ctx,
+                      context_mask=mask, shift=2.0, cfg_scale=4.0, uncond_context=uncond, uncond_mask=umask,
+                      cache=cache)
+
+    monkeypatch.setenv(branches.ENV, "off")
+    plain = run()
+    monkeypatch.setenv(branches.ENV, "on")
+    torch.testing.assert_close(run(), plain, rtol=1e-10, atol=1e-10)

@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from lingen_model.models.branches import branches_enabled, run_branches
 from lingen_model.models.config import DenoiserConfig, get_config
 from lingen_model.models.context_parallel import ContextParallel, SlabGrid
 from lingen_model.models.layers import (
@@ -243,7 +244,18 @@ class Denoiser(nn.Module):
 
         Every block is residual, ``block(h) = h + Δ(h)``, so the positions are added once before
         the first block and removed once after the last (``forward``) rather than around each
-        block; step caching (``cache``) stores and forecasts in this same h-space."""
+        block; step caching (``cache``) stores and forecasts in this same h-space.
+
+        At inference on a CPU where :func:`branches.branches_enabled` (models/branches.py), a batch
+        of two or more samples (the conditional and unconditional halves of a CFG step) is split in
+        two halves, each run through the blocks on its own single-threaded worker thread: no sample
+        depends on another in any block."""
+        b = h.shape[0]
+        if b > 1 and not isinstance(grid, SlabGrid) and branches_enabled(h.device):
+            rows = (slice(0, b // 2), slice(b // 2, b))
+            return torch.cat(run_branches(
+                [lambda r=r: self._run_blocks(h[r], t_mod[r], ctx[r], context_mask[r], grid, lo, hi) for r in rows],
+                h.device))
         for block in self.blocks[lo:hi]:
             if self.config.grad_checkpointing and self.training and torch.is_grad_enabled():
                 h = checkpoint(block, h, t_mod, ctx, context_mask, grid, use_reentrant=False)
