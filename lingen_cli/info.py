@@ -40,7 +40,7 @@ def info(
         print(json.dumps({"environment": env, "models": models, "presets": tiers}, default=str))
         return
     t = Table(title="environment", show_header=False)
-    for k in ("python", "torch", "cpu_threads", "cuda_available", "cuda", "mamba_ssm", "scan_backend", "auto_preset"):
+    for k in ("python", "torch", "cpu_threads", "omp_wait_policy", "cpu_branches", "cuda_available", "cuda", "mamba_ssm", "scan_backend", "auto_preset"):
         t.add_row(k, str(env[k]))
     for g in env["gpus"]:
         t.add_row(f"gpu {g['index']}", f"{g['name']} ({g['memory_gib']} GiB)")

@@ -71,12 +71,12 @@ def machine_facts(device: str = "cpu", threads: int | None = None) -> dict[str, 
 
 
 def runtime_environment() -> dict[str, Any]:
-    """What decides how lingen runs here: Python, platform, torch and its threads, CUDA and GPUs
-    (memory in GiB), mamba-ssm, the active scan backend, the bundled ffmpeg, and the preset
-    ``--preset auto`` would pick."""
+    """What decides how lingen runs here: Python, platform, torch and its threads, the OpenMP wait
+    policy and the CPU branches (models/branches.py), CUDA and GPUs (memory in GiB), mamba-ssm, the
+    active scan backend, the bundled ffmpeg, and the preset ``--preset auto`` would pick."""
     import torch
 
-    from lingen_model.models import ssd
+    from lingen_model.models import branches, ssd
 
     env: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform(),
                            "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
@@ -89,6 +89,8 @@ def runtime_environment() -> dict[str, Any]:
         env["mamba_ssm"] = getattr(mamba_ssm, "__version__", "installed")
     except Exception as e:  # ImportError, or missing CUDA extensions on a CPU machine
         env["mamba_ssm"] = f"not importable ({type(e).__name__})"
+    env["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY", "OpenMP's default")
+    env["cpu_branches"] = branches.describe()
     try:
         env["scan_backend"] = ssd.active_backend()
     except (ValueError, RuntimeError) as e:

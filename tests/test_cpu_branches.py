@@ -73,31 +73,36 @@ def test_results_in_order_and_errors_after_every_branch(two_threads):
     assert finished.is_set()  # the other branch had finished when the error came back
 
 
-@pytest.mark.parametrize("case", ["grad", "off", "auto-spinning", "one-thread", "cuda", "single"])
+@pytest.mark.parametrize("case", ["grad", "off", "per-layer-spinning", "one-thread", "cuda", "single"])
 def test_runs_in_line_when_not_enabled(case, monkeypatch, two_threads):
     if case == "off":
         monkeypatch.setenv(branches.ENV, "off")
-    if case == "auto-spinning":
+    if case == "per-layer-spinning":
         monkeypatch.setenv(branches.ENV, "auto")
         monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     if case == "one-thread":
         torch.set_num_threads(1)
     device = "cuda" if case == "cuda" else "cpu"
     fns = [probe] if case == "single" else [probe, probe]
+    per_layer = case == "per-layer-spinning"
     with torch.enable_grad() if case == "grad" else torch.no_grad():
-        assert not branches.branches_enabled(device, len(fns))
-        results = branches.run_branches(fns, device)
+        assert not branches.branches_enabled(device, len(fns), only_if_threads_sleep=per_layer)
+        results = branches.run_branches(fns, device, only_if_threads_sleep=per_layer)
     assert {r[0] for r in results} == {threading.current_thread().name}
 
 
-def test_auto_follows_the_passive_wait_policy(monkeypatch, two_threads):
+def test_auto_runs_per_layer_branches_only_when_threads_sleep(monkeypatch, two_threads):
     monkeypatch.setenv(branches.ENV, "auto")
-    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
     with torch.no_grad():
-        assert branches.branches_enabled("cpu")
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    with torch.no_grad():
-        assert not branches.branches_enabled("cpu")
+        for policy, per_layer in (("passive", True), ("ACTIVE", False), (None, False)):
+            if policy is None:
+                monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+            else:
+                monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+            assert branches.branches_enabled("cpu", only_if_threads_sleep=True) is per_layer
+            assert branches.branches_enabled("cpu")  # once-per-step branches: whatever the policy
+        monkeypatch.setenv(branches.ENV, "on")
+        assert branches.branches_enabled("cpu", only_if_threads_sleep=True)
 
 
 def test_nested_branches_run_in_line_in_the_worker(two_threads):
@@ -150,9 +155,9 @@ def test_denoiser_velocity_is_the_same_with_and_without_branches(mixer, batch, t
     real = branches.run_branches
 
     def spy(where):
-        def run(fns, dev):
-            parallel_calls[where] += branches.branches_enabled(dev, len(fns))
-            return real(fns, dev)
+        def run(fns, dev, **kw):
+            parallel_calls[where] += branches.branches_enabled(dev, len(fns), **kw)
+            return real(fns, dev, **kw)
         return run
 
     monkeypatch.setattr("lingen_model.models.denoiser.run_branches", spy("denoiser"))
@@ -191,3 +196,43 @@ def test_cfg_sampling_is_the_same_with_and_without_branches(cache, monkeypatch, 
     plain = run()
     monkeypatch.setenv(branches.ENV, "on")
     torch.testing.assert_close(run(), plain, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_the_bytes_do_not_depend_on_the_wait_policy(batch, monkeypatch, two_threads):
+    """lingen_cli picks PASSIVE on a busy machine and OpenMP's default on a quiet one: the velocity of
+    the embedded model's architecture must be bit for bit the same under both (batch 1: the scan
+    directions split under PASSIVE only, which must change no bit; batch 2: the batch split under both)."""
+    monkeypatch.setenv(branches.ENV, "auto")
+    torch.manual_seed(10 + batch)
+    model = build_denoiser("tiny").eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    args = (torch.randn(batch, 8, 3, 16, 16), torch.rand(batch), torch.randn(batch, 9, model.config.text_dim),
+            torch.ones(batch, 9, dtype=torch.bool))
+    out = {}
+    with torch.no_grad():
+        for policy in ("PASSIVE", None):
+            if policy is None:
+                monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+            else:
+                monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+            out[policy] = model(*args)
+        monkeypatch.setenv(branches.ENV, "off")
+        plain = model(*args)
+    assert torch.equal(out["PASSIVE"], out[None])
+    if batch == 1:  # and splitting the directions is bit for bit the batched scan
+        assert torch.equal(out["PASSIVE"], plain)
+
+
+def test_describe_says_what_runs(monkeypatch, two_threads):
+    monkeypatch.setenv(branches.ENV, "auto")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    assert branches.describe() == "CFG halves, scan directions (auto)"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    assert branches.describe() == "CFG halves (auto)"
+    monkeypatch.setenv(branches.ENV, "off")
+    assert branches.describe() == "off (LINGEN_CPU_BRANCHES=off)"
+    monkeypatch.setenv(branches.ENV, "auto")
+    torch.set_num_threads(1)
+    assert branches.describe() == "off (1 torch thread)"

@@ -73,13 +73,13 @@ def test_bimamba_equals_forward_plus_flipped_backward(num_prefix, path, monkeypa
     ran_on = []
     real_run_branches = mamba2_module.run_branches
 
-    def spy(branches, device):
+    def spy(branches, device, **kw):
         def tag(fn):
             def call():
                 ran_on.append(threading.current_thread().name)
                 return fn()
             return call
-        return real_run_branches([tag(fn) for fn in branches], device)
+        return real_run_branches([tag(fn) for fn in branches], device, **kw)
 
     monkeypatch.setattr(mamba2_module, "run_branches", spy)
     torch.manual_seed(fresh_seed())

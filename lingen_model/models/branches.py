@@ -1,17 +1,20 @@
 """Independent branches of a CPU inference pass, run side by side on single-threaded workers.
 
-Why (docs/design.md §4, "CPU branches"; docs/benchmarks.md): on a CPU with few cores most of a
-denoiser step's ~1,500 tensor operations are too small to use two threads well, yet every one
-above torch's parallel grain wakes the sleeping OpenMP threads (``OMP_WAIT_POLICY=PASSIVE``:
-~0.1 ms a wake-up on the 2-core machines here). Two computations that do not depend on each
-other — the forward and backward scans of a bidirectional Mamba2 layer — can instead each run
-on its own core with one thread: no wake-ups, and both cores busy. This is inter-op
+Why (docs/design.md §4.2; docs/benchmarks.md): on a CPU with few cores most of a denoiser step's
+~1,500 tensor operations are too small to use two threads well, yet every one above torch's
+parallel grain wakes the sleeping OpenMP threads (``OMP_WAIT_POLICY=PASSIVE``: ~0.1 ms a wake-up
+on the 2-core machines here). Computations that do not depend on each other — the forward and
+backward scans of a bidirectional Mamba2 layer, the two samples of a CFG step — can instead each
+run on its own core with one thread: no wake-ups, and both cores busy. This is inter-op
 parallelism (what ``torch.jit.fork`` gives TorchScript) done with Python threads; torch's
 operators release the GIL while they compute.
 
 :func:`run_branches` runs the callables in parallel when :func:`branches_enabled` says so and
-otherwise one after the other in the calling thread. Each branch runs the same operators in the
-same order either way, so the results do not depend on the path taken.
+otherwise one after the other in the calling thread. Splitting the scan directions changes no bit
+(the same operators per direction), so it may follow the OpenMP wait policy, which ``lingen_cli``
+picks from the machine's load. Splitting a batch changes the last bits (each half's matrix
+products are products of their own), so it runs whenever branches can, whatever the wait policy:
+a seed renders the same bytes on a quiet and on a busy machine.
 """
 from __future__ import annotations
 
@@ -23,8 +26,8 @@ from typing import Callable, Sequence
 
 import torch
 
-#: Environment variable: ``auto`` (default: parallel under ``OMP_WAIT_POLICY=PASSIVE``),
-#: ``on`` or ``off``.
+#: Environment variable: ``auto`` (default), ``on`` (also per-layer branches under a spinning
+#: OpenMP wait policy) or ``off``.
 ENV = "LINGEN_CPU_BRANCHES"
 
 _local = threading.local()  # .in_worker: True in a pool's threads (nested calls run in line)
@@ -39,16 +42,23 @@ def _setting() -> str:
     return value
 
 
-def branches_enabled(device: torch.device | str, count: int = 2) -> bool:
+def threads_sleep() -> bool:
+    """True when idle OpenMP threads sleep at once (``OMP_WAIT_POLICY=PASSIVE``, as ``lingen benchmark``
+    and ``lingen_cli`` on a busy machine set it) rather than spinning for a while first."""
+    return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+
+
+def branches_enabled(device: torch.device | str, count: int = 2, only_if_threads_sleep: bool = False) -> bool:
     """Whether :func:`run_branches` would run ``count`` branches on ``device`` in parallel now.
 
-    True when all of these hold: ``device`` is the CPU; autograd is off (``torch.no_grad`` or
-    ``torch.inference_mode``: the graph and the grad mode are per thread) and so is CPU
-    autocast (also per thread); the calling thread is not itself a branch worker; the calling
-    thread uses at least ``count`` torch threads; and ``LINGEN_CPU_BRANCHES`` is ``on``, or
-    ``auto`` (the default) with ``OMP_WAIT_POLICY=PASSIVE``. Under a spinning wait policy (OpenMP's
-    default or ``ACTIVE``) the calling thread's own OpenMP threads keep spinning for a while after
-    each operation and take the cores the branches need: measured slower there (docs/benchmarks.md).
+    True when all of these hold: ``LINGEN_CPU_BRANCHES`` is not ``off``; ``device`` is the CPU;
+    autograd is off (``torch.no_grad`` or ``torch.inference_mode``: the graph and the grad mode are
+    per thread) and so is CPU autocast (also per thread); the calling thread is not itself a branch
+    worker; it uses at least ``count`` torch threads; and, for ``only_if_threads_sleep`` callers,
+    :func:`threads_sleep` (or the setting is ``on``). Callers that fork once per layer pass
+    ``only_if_threads_sleep``: under a spinning wait policy the calling thread's own OpenMP threads
+    keep spinning for a while after each operation and hold the cores the branches need (a 4 s
+    batch-1 step measured 80 ms without such branches and 100 ms with them; docs/benchmarks.md).
 
     Raises:
         ValueError: ``LINGEN_CPU_BRANCHES`` is set to something other than auto, on or off.
@@ -60,7 +70,22 @@ def branches_enabled(device: torch.device | str, count: int = 2) -> bool:
         return False
     if torch.get_num_threads() < count:
         return False
-    return setting == "on" or os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+    return not only_if_threads_sleep or setting == "on" or threads_sleep()
+
+
+def describe() -> str:
+    """One line for ``lingen info``: which CPU branches inference runs now (by the settings and the
+    calling thread's torch thread count), e.g. ``"CFG halves, scan directions (auto)"``."""
+    try:
+        setting = _setting()
+    except ValueError as e:
+        return f"error: {e}"
+    if setting == "off":
+        return f"off ({ENV}=off)"
+    if torch.get_num_threads() < 2:
+        return "off (1 torch thread)"
+    per_layer = setting == "on" or threads_sleep()
+    return f"CFG halves{', scan directions' if per_layer else ''} ({setting})"
 
 
 class _Workers:
@@ -105,12 +130,14 @@ def _workers(count: int, threads_each: int, restore: int) -> _Workers:
         return _pools[key]
 
 
-def run_branches(branches: Sequence[Callable[[], object]], device: torch.device | str) -> list:
+def run_branches(branches: Sequence[Callable[[], object]], device: torch.device | str,
+                 only_if_threads_sleep: bool = False) -> list:
     """Call every function in ``branches`` (no arguments) and return their results, in order.
 
     In parallel, branch i on worker thread i, each single-threaded (``torch.get_num_threads() //
-    len(branches)`` threads each on a larger CPU), when :func:`branches_enabled` (``device``: where the branches'
-    tensors live); otherwise one after the other in the calling thread. The workers run under
+    len(branches)`` threads each on a larger CPU), when :func:`branches_enabled` (``device``: where
+    the branches' tensors live; ``only_if_threads_sleep`` as there); otherwise one after the other
+    in the calling thread. The workers run under
     ``torch.inference_mode`` when the caller is, else ``torch.no_grad``. A branch's exception is
     raised here (after every branch has finished).
 
@@ -118,7 +145,7 @@ def run_branches(branches: Sequence[Callable[[], object]], device: torch.device 
         ValueError: a bad ``LINGEN_CPU_BRANCHES`` value; whatever a branch raises.
     """
     branches = list(branches)
-    if not branches_enabled(device, len(branches)):
+    if not branches_enabled(device, len(branches), only_if_threads_sleep):
         return [fn() for fn in branches]
     threads = torch.get_num_threads()
     workers = _workers(len(branches), threads // len(branches), threads)

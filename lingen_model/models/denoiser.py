@@ -249,7 +249,9 @@ class Denoiser(nn.Module):
         At inference on a CPU where :func:`branches.branches_enabled` (models/branches.py), a batch
         of two or more samples (the conditional and unconditional halves of a CFG step) is split in
         two halves, each run through the blocks on its own single-threaded worker thread: no sample
-        depends on another in any block."""
+        depends on another in any block. Whatever the OpenMP wait policy: it is as fast as the
+        batched pass when idle threads spin and faster when they sleep, and the rendered bytes must
+        not depend on which policy the machine's load picked (models/branches.py)."""
         b = h.shape[0]
         if b > 1 and not isinstance(grid, SlabGrid) and branches_enabled(h.device):
             rows = (slice(0, b // 2), slice(b // 2, b))

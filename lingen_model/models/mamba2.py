@@ -153,19 +153,20 @@ class BiMamba2(nn.Module):
         xBC, dt_raw: as :meth:`scan_inputs` (the first ``num_prefix`` tokens are review
         tokens); returns y B×L×(heads·P), before the gated norm and out_proj. The two
         directions' scans run as one batch (``ssd.ssd_scan_multi``), or, at inference on a CPU
-        where :func:`branches.branches_enabled`, each direction's conv and scan on its own
-        single-threaded worker (same operators per direction, same result).
+        where :func:`branches.branches_enabled` with ``only_if_threads_sleep``, each direction's conv
+        and scan on its own single-threaded worker (the same operators per direction: the same bits).
         """
         def direction(d: int):
             if d == 0:
                 return self.scan_inputs(xBC, dt_raw, 0, heads)
             return self.scan_inputs(reorder_for_backward(xBC, num_prefix), reorder_for_backward(dt_raw, num_prefix), 1, heads)
 
-        if select_backend(xBC.device) == "torch" and branches_enabled(xBC.device):
-            # each direction's conv and scan on its own single-threaded CPU worker (models/branches.py)
+        if select_backend(xBC.device) == "torch" and branches_enabled(xBC.device, only_if_threads_sleep=True):
+            # each direction's conv and scan on its own single-threaded CPU worker (models/branches.py);
+            # the same operators per direction as the batched scan: the same bits
             y_fwd, y_bwd = run_branches(
                 [lambda d=d: ssd_scan_multi([direction(d)], chunk_size=self.chunk_size, backend="torch")[0]
-                 for d in (0, 1)], xBC.device)
+                 for d in (0, 1)], xBC.device, only_if_threads_sleep=True)
         else:
             y_fwd, y_bwd = ssd_scan_multi([direction(0), direction(1)], chunk_size=self.chunk_size)
         b, l = xBC.shape[:2]
