@@ -83,7 +83,8 @@ def tune_malloc() -> dict[str, int]:
     MB) in again page by page. Raising the mmap threshold to 32 MiB and the trim threshold to
     1 GiB (``mallopt``, the same values ``lingen benchmark`` gives its workers through
     ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``) keeps them: the 4 s default clip's denoise
-    took 3.0–4.6 s without and 2.5–3.0 s with on 2 cores (docs/benchmarks.md, "Allocator").
+    took 3.0–4.6 s without and 2.5–3.0 s with on 2 cores, 3 runs each (docs/benchmarks.md, "CPU
+    branches and the allocator").
     A variable the user set in the environment wins (glibc read it at start-up). Returns the
     settings applied, by variable name ({} when not glibc or nothing applied); never raises.
     """
