@@ -236,3 +236,24 @@ def test_describe_says_what_runs(monkeypatch, two_threads):
     monkeypatch.setenv(branches.ENV, "auto")
     torch.set_num_threads(1)
     assert branches.describe() == "off (1 torch thread)"
+
+
+def test_ctrl_c_while_waiting_is_raised_after_the_branches_end(two_threads):
+    """A KeyboardInterrupt in the caller while the branches run comes out of run_branches only when
+    no worker is still inside an operator (one caught there at interpreter exit aborts the process)."""
+    import signal
+    import time
+
+    finished = []
+
+    def slow(i):
+        def run():
+            time.sleep(0.4)
+            finished.append(i)
+        return run
+
+    main = threading.main_thread().ident  # a real SIGINT to the waiting thread, as Ctrl-C delivers it
+    threading.Timer(0.1, lambda: signal.pthread_kill(main, signal.SIGINT)).start()
+    with torch.no_grad(), pytest.raises(KeyboardInterrupt):
+        branches.run_branches([slow(0), slow(1)], "cpu")
+    assert sorted(finished) == [0, 1]

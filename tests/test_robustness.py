@@ -634,3 +634,41 @@ def test_train_yaml_values_refused(tmp_path, patch):
     r = runner.invoke(app, ["train", str(tmp_path / "t.yaml"), "--quiet"])
     _check_train_result(r, tmp_path / "run")
     assert r.exit_code == 2, r.output
+
+
+_SIGINT_IN_A_BRANCH = """
+import os, signal, sys, threading
+sys.argv = ["lingen", *sys.argv[1:]]
+import torch
+from lingen_model.models import branches
+real, main_thread = branches.run_branches, threading.main_thread().ident
+
+def run_branches(fns, device, **kw):  # Ctrl-C lands while a worker is inside an operator
+    def busy():
+        signal.pthread_kill(main_thread, signal.SIGINT)
+        a = torch.randn(400, 400)
+        for _ in range(200):
+            a = torch.tanh(a @ a)
+    return real([busy, *fns[1:]], device, **kw)
+
+import lingen_model.models.denoiser as denoiser
+denoiser.run_branches = run_branches
+from lingen_cli.app import main
+main()
+"""
+
+
+def test_ctrl_c_inside_a_cpu_branch_one_line_130(ckpt, tmp_path):
+    """SIGINT while a CPU-branch worker (models/branches.py) is inside an operator: exit 130 with one
+    error line, no file. Leaving before the worker is done aborts the process ("terminate called without an
+    active exception", exit -6) when the interpreter exits under it."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "LINGEN_CPU_BRANCHES": "on",
+           "OMP_NUM_THREADS": "2"}
+    p = subprocess.run([sys.executable, "-c", _SIGINT_IN_A_BRANCH, "generate", "x", "--model", str(ckpt),
+                        "--length", "5f", "--out", str(tmp_path)], env=env, capture_output=True, timeout=300)
+    err = p.stderr.decode()
+    assert p.returncode == 130, err
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert "Traceback" not in err and "terminate" not in err, err
+    assert [l for l in lines if "interrupted" in l] == lines[-1:], err  # one line, the last (after the phase lines)
+    assert not list(tmp_path.glob("*.mp4")) and not list(tmp_path.glob(".*"))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from typing import Callable, Sequence
 
 import torch
@@ -139,7 +139,9 @@ def run_branches(branches: Sequence[Callable[[], object]], device: torch.device 
     the branches' tensors live; ``only_if_threads_sleep`` as there); otherwise one after the other
     in the calling thread. The workers run under
     ``torch.inference_mode`` when the caller is, else ``torch.no_grad``. A branch's exception is
-    raised here (after every branch has finished).
+    raised here, and so is a KeyboardInterrupt that arrives while waiting, both only after every
+    branch has finished (a worker still inside an operator when the interpreter exits would abort
+    the process: "terminate called without an active exception").
 
     Raises:
         ValueError: a bad ``LINGEN_CPU_BRANCHES`` value; whatever a branch raises.
@@ -156,8 +158,16 @@ def run_branches(branches: Sequence[Callable[[], object]], device: torch.device 
             return fn()
 
     futures = [workers.submit(i, lambda fn=fn: call(fn)) for i, fn in enumerate(branches)]
-    errors = [f.exception() for f in futures]  # waits for all: none still runs when this returns
-    for err in errors:
-        if err is not None:
-            raise err
+    interrupted = None
+    while True:  # none may still run when this returns, not even after Ctrl-C: a worker thread
+        try:     # caught inside an operator when the interpreter exits aborts the process
+            wait(futures)
+            break
+        except BaseException as err:  # KeyboardInterrupt while waiting: the branches end first (ms)
+            interrupted = interrupted or err
+    if interrupted is not None:
+        raise interrupted
+    for f in futures:
+        if f.exception() is not None:
+            raise f.exception()
     return [f.result() for f in futures]
