@@ -244,16 +244,46 @@ def test_ctrl_c_while_waiting_is_raised_after_the_branches_end(two_threads):
     import signal
     import time
 
-    finished = []
+    started, sent, finished = threading.Barrier(3, timeout=30), threading.Event(), []
 
     def slow(i):
         def run():
-            time.sleep(0.4)
+            started.wait()
+            sent.wait(30)
+            time.sleep(0.3)  # still running when the caller gets the signal
             finished.append(i)
         return run
 
-    main = threading.main_thread().ident  # a real SIGINT to the waiting thread, as Ctrl-C delivers it
-    threading.Timer(0.1, lambda: signal.pthread_kill(main, signal.SIGINT)).start()
-    with torch.no_grad(), pytest.raises(KeyboardInterrupt):
-        branches.run_branches([slow(0), slow(1)], "cpu")
+    def interrupt():
+        started.wait()  # both branches are running
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # as Ctrl-C delivers it
+        sent.set()
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # also where SIGINT is ignored
+    try:
+        threading.Thread(target=interrupt).start()
+        with torch.no_grad(), pytest.raises(KeyboardInterrupt):
+            branches.run_branches([slow(0), slow(1)], "cpu")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert sorted(finished) == [0, 1]
+
+
+
+def test_flop_counter_sees_every_operator(monkeypatch, two_threads):
+    """torch's modes (FlopCounterMode here) are per thread: with one active, the branches stay in line
+    so that the counter sees the whole forward (the benchmark's FLOP check runs under PASSIVE)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_denoiser("tiny", depth=2, width=64, num_heads=2, text_dim=32, d_state=16, headdim=32,
+                           chunk_size=16).eval()
+    counts = {}
+    for setting in ("off", "on"):
+        monkeypatch.setenv(branches.ENV, setting)
+        for batch in (1, 2):
+            args = (torch.randn(batch, 8, 3, 8, 8), torch.rand(batch), torch.randn(batch, 5, 32),
+                    torch.ones(batch, 5, dtype=torch.bool))
+            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                model(*args)
+            counts[setting, batch] = counter.get_total_flops()
+    assert counts["on", 1] == counts["off", 1] > 0 and counts["on", 2] == counts["off", 2] == 2 * counts["off", 1]

@@ -638,17 +638,19 @@ def test_train_yaml_values_refused(tmp_path, patch):
 
 _SIGINT_IN_A_BRANCH = """
 import os, signal, sys, threading
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, also where it was ignored
 sys.argv = ["lingen", *sys.argv[1:]]
 import torch
 from lingen_model.models import branches
 real, main_thread = branches.run_branches, threading.main_thread().ident
 
 def run_branches(fns, device, **kw):  # Ctrl-C lands while a worker is inside an operator
-    def busy():
+    def busy(fn=fns[0]):
         signal.pthread_kill(main_thread, signal.SIGINT)
         a = torch.randn(400, 400)
         for _ in range(200):
             a = torch.tanh(a @ a)
+        return fn()
     return real([busy, *fns[1:]], device, **kw)
 
 import lingen_model.models.denoiser as denoiser

@@ -48,13 +48,27 @@ def threads_sleep() -> bool:
     return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
 
 
+def _modes_active() -> bool:
+    """Whether a torch dispatch or function mode is active in this thread (``FlopCounterMode``, ``with
+    torch.device(...)``, ...): modes are per thread, so a branch on a worker would run outside it.
+    Uses torch's private mode stacks; True (stay in line) when they cannot be read."""
+    try:
+        from torch.overrides import _get_current_function_mode_stack
+        from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+        return bool(_get_current_dispatch_mode_stack()) or bool(_get_current_function_mode_stack())
+    except (ImportError, AttributeError):
+        return True
+
+
 def branches_enabled(device: torch.device | str, count: int = 2, only_if_threads_sleep: bool = False) -> bool:
     """Whether :func:`run_branches` would run ``count`` branches on ``device`` in parallel now.
 
     True when all of these hold: ``LINGEN_CPU_BRANCHES`` is not ``off``; ``device`` is the CPU;
     autograd is off (``torch.no_grad`` or ``torch.inference_mode``: the graph and the grad mode are
-    per thread) and so is CPU autocast (also per thread); the calling thread is not itself a branch
-    worker; it uses at least ``count`` torch threads; and, for ``only_if_threads_sleep`` callers,
+    per thread) and so is CPU autocast (also per thread); no torch dispatch or function mode is
+    active (``FlopCounterMode``, ``torch.device`` as a context: also per thread); the calling thread
+    is not itself a branch worker; it uses at least ``count`` torch threads; and, for ``only_if_threads_sleep`` callers,
     :func:`threads_sleep` (or the setting is ``on``). Callers that fork once per layer pass
     ``only_if_threads_sleep``: under a spinning wait policy the calling thread's own OpenMP threads
     keep spinning for a while after each operation and hold the cores the branches need (a 4 s
@@ -67,6 +81,8 @@ def branches_enabled(device: torch.device | str, count: int = 2, only_if_threads
     if setting == "off" or count < 2 or torch.device(device).type != "cpu":
         return False
     if torch.is_grad_enabled() or torch.is_autocast_enabled("cpu") or getattr(_local, "in_worker", False):
+        return False
+    if _modes_active():
         return False
     if torch.get_num_threads() < count:
         return False
