@@ -69,10 +69,9 @@ if "OMP_WAIT_POLICY" not in os.environ:
         os.environ["OMP_WAIT_POLICY"] = _policy
 
 
-#: glibc ``mallopt`` parameters (malloc.h) and the values every lingen command runs with.
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": (M_MMAP_THRESHOLD, 32 * 2**20),
-                   "MALLOC_TRIM_THRESHOLD_": (M_TRIM_THRESHOLD, 2**30)}
+#: glibc ``mallopt`` parameter (malloc.h) of each malloc environment variable that ``lingen benchmark``
+#: gives its workers (``lingen_model.bench.constants.WORKER_ENV``, which holds the values, in bytes).
+MALLOPT_PARAMS = {"MALLOC_TRIM_THRESHOLD_": -1, "MALLOC_MMAP_THRESHOLD_": -3}
 
 
 def tune_malloc() -> dict[str, int]:
@@ -91,6 +90,8 @@ def tune_malloc() -> dict[str, int]:
     import ctypes
     import platform
 
+    from lingen_model.bench.constants import WORKER_ENV  # light: no torch
+
     if platform.libc_ver()[0] != "glibc":
         return {}
     try:
@@ -98,7 +99,8 @@ def tune_malloc() -> dict[str, int]:
     except (OSError, AttributeError):
         return {}
     applied = {}
-    for name, (param, value) in MALLOC_SETTINGS.items():
+    for name, param in MALLOPT_PARAMS.items():
+        value = int(WORKER_ENV[name])
         if name not in os.environ and mallopt(param, value) == 1:
             applied[name] = value
     return applied

@@ -18,6 +18,7 @@ a seed renders the same bytes on a quiet and on a busy machine.
 """
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import threading
@@ -48,17 +49,20 @@ def threads_sleep() -> bool:
     return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
 
 
+try:  # torch's private mode stacks (read per call of branches_enabled, so looked up once here)
+    from torch.overrides import _get_current_function_mode_stack
+    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+except ImportError:  # pragma: no cover - a torch without them: never branch
+    _get_current_function_mode_stack = _get_current_dispatch_mode_stack = None
+
+
 def _modes_active() -> bool:
     """Whether a torch dispatch or function mode is active in this thread (``FlopCounterMode``, ``with
     torch.device(...)``, ...): modes are per thread, so a branch on a worker would run outside it.
-    Uses torch's private mode stacks; True (stay in line) when they cannot be read."""
-    try:
-        from torch.overrides import _get_current_function_mode_stack
-        from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
-
-        return bool(_get_current_dispatch_mode_stack()) or bool(_get_current_function_mode_stack())
-    except (ImportError, AttributeError):
+    True (stay in line) when torch's mode stacks cannot be read."""
+    if _get_current_dispatch_mode_stack is None:
         return True
+    return bool(_get_current_dispatch_mode_stack()) or bool(_get_current_function_mode_stack())
 
 
 def branches_enabled(device: torch.device | str, count: int = 2, only_if_threads_sleep: bool = False) -> bool:
@@ -91,7 +95,8 @@ def branches_enabled(device: torch.device | str, count: int = 2, only_if_threads
 
 def describe() -> str:
     """One line for ``lingen info``: which CPU branches inference runs now (by the settings and the
-    calling thread's torch thread count), e.g. ``"CFG halves, scan directions (auto)"``."""
+    calling thread's torch thread count), e.g. ``"CFG halves, scan directions (auto)"``. Never raises:
+    a bad ``LINGEN_CPU_BRANCHES`` value is reported in the line."""
     try:
         setting = _setting()
     except ValueError as e:
@@ -108,7 +113,8 @@ class _Workers:
     """``count`` daemon threads, each with its own task queue (branch i always runs on worker i),
     whose torch operators use ``threads_each`` threads."""
 
-    def __init__(self, count: int, threads_each: int, restore: int):
+    def __init__(self, count: int, threads_each: int):
+        restore = torch.get_num_threads()
         self.queues = [queue.SimpleQueue() for _ in range(count)]
         ready = threading.Barrier(count + 1)
         for i, q in enumerate(self.queues):
@@ -136,13 +142,13 @@ class _Workers:
         return future
 
 
-def _workers(count: int, threads_each: int, restore: int) -> _Workers:
+def _workers(count: int, threads_each: int) -> _Workers:
     """The workers for ``count`` branches, created once per process (a forked child gets its own:
     the parent's threads do not exist there)."""
     key = (os.getpid(), count, threads_each)
     with _pools_lock:
         if key not in _pools:
-            _pools[key] = _Workers(count, threads_each, restore)
+            _pools[key] = _Workers(count, threads_each)
         return _pools[key]
 
 
@@ -165,15 +171,14 @@ def run_branches(branches: Sequence[Callable[[], object]], device: torch.device 
     branches = list(branches)
     if not branches_enabled(device, len(branches), only_if_threads_sleep):
         return [fn() for fn in branches]
-    threads = torch.get_num_threads()
-    workers = _workers(len(branches), threads // len(branches), threads)
+    workers = _workers(len(branches), torch.get_num_threads() // len(branches))
     mode = torch.inference_mode if torch.is_inference_mode_enabled() else torch.no_grad
 
     def call(fn):
         with mode():
             return fn()
 
-    futures = [workers.submit(i, lambda fn=fn: call(fn)) for i, fn in enumerate(branches)]
+    futures = [workers.submit(i, functools.partial(call, fn)) for i, fn in enumerate(branches)]
     interrupted = None
     while True:  # none may still run when this returns, not even after Ctrl-C: a worker thread
         try:     # caught inside an operator when the interpreter exits aborts the process
@@ -183,7 +188,4 @@ def run_branches(branches: Sequence[Callable[[], object]], device: torch.device 
             interrupted = interrupted or err
     if interrupted is not None:
         raise interrupted
-    for f in futures:
-        if f.exception() is not None:
-            raise f.exception()
-    return [f.result() for f in futures]
+    return [f.result() for f in futures]  # raises the first branch's exception, in branch order
