@@ -294,3 +294,29 @@ def test_direction_guidance_default_comes_from_the_checkpoint_and_zero_changes_n
     for bad in (-1.0, float("nan"), 1e9):
         with pytest.raises(InputError, match="direction_guidance"):
             p.resolve(GenerationRequest("a box moving left", direction_guidance=bad, **kw))
+
+
+def test_cfg_max_t_comes_from_the_checkpoint_reaches_the_sampler_and_one_changes_nothing(ckpt, tmp_path, spy):
+    from lingen_model.errors import InputError
+    from lingen_model.generation.pipeline import GenerationRequest
+
+    p = _with_sampling(ckpt, tmp_path / "interval", {"steps": 3, "cfg_scale": 3.0, "cfg_max_t": 0.5})
+    base = _with_sampling(ckpt, tmp_path / "plain", {"steps": 3, "cfg_scale": 3.0})
+    kw = dict(num_frames=5, height=16, width=16, seed=3)
+    req = p.resolve(GenerationRequest("a box", **kw))
+    assert req.cfg_max_t == 0.5 and req.to_dict()["cfg_max_t"] == 0.5
+    assert "cfg_max_t" not in base.resolve(GenerationRequest("a box", **kw)).to_dict()  # earlier cache keys kept
+    limited = p.generate(req)
+    everywhere = p.generate(p.resolve(GenerationRequest("a box", cfg_max_t=1.0, **kw)))
+    plain = base.generate(base.resolve(GenerationRequest("a box", **kw)))
+    assert [c["cfg_max_t"] for c in spy["sample"]] == [0.5, 1.0, 1.0]
+    assert np.array_equal(everywhere.frames, plain.frames)  # 1 = the sampler as before
+    assert not np.array_equal(limited.frames, plain.frames)
+    for bad in (-0.1, 1.01, float("nan")):
+        with pytest.raises(InputError, match="cfg_max_t"):
+            p.resolve(GenerationRequest("a box", cfg_max_t=bad, **kw))
+    (rec,) = _generate("a red circle", "--model", ckpt, "--out", tmp_path, "--seed", 3, "--json", "--cfg-max-t", 0.25,
+                       "--length", "1s")
+    assert spy["sample"][-1]["cfg_max_t"] == 0.25 and rec["cfg_max_t"] == 0.25
+    r = runner.invoke(app, ["generate", "a red circle", "--model", str(ckpt), "--out", str(tmp_path), "--cfg-max-t", "2"])
+    assert r.exit_code == 2 and "cfg_max_t" in r.output and "Traceback" not in r.output

@@ -216,6 +216,7 @@ def sample(
     contrast_context: Tensor | None = None,
     contrast_mask: Tensor | None = None,
     contrast_scale: float = 0.0,
+    cfg_max_t: float = 1.0,
 ) -> Tensor:
     """Integrate the rectified-flow ODE from noise (t = 1) to data (t = 0).
 
@@ -229,7 +230,12 @@ def sample(
     unconditional and conditional inputs go through ONE batched call of ``velocity_fn``
     (batch 2B, unconditional half first; both contexts right-padded to the same length with
     mask False) and are combined as ``v = v_u + g·(v_c − v_u)``. With ``cfg_scale == 1``
-    only the conditional call is made.
+    only the conditional call is made. Guidance in a limited interval (Kynkäänniemi et al. 2024,
+    "Applying Guidance in a Limited Interval Improves Sample and Distribution Quality in Diffusion
+    Models", §3): with ``cfg_max_t < 1``, a call at a time t above ``cfg_max_t`` (high noise, where
+    the layout is decided) takes the conditional velocity alone (g = 1 there); with per-frame times
+    (``stagger``) the scale is chosen frame by frame. The call is batched as before (the step cache
+    sees the same batches), so the interval changes the result, not the cost.
 
     Contrast guidance: with ``contrast_context`` (the tokens of a caption that differs from the
     prompt in one respect, e.g. its direction word swapped) and ``contrast_scale = w``, a third
@@ -284,6 +290,8 @@ def sample(
         contrast_context, contrast_mask: tokens B×L×D (or 1×L×D, broadcast) and mask of the contrast
             caption; None = no contrast guidance.
         contrast_scale: ``w`` (finite); 0 (or no ``contrast_context``) disables contrast guidance.
+        cfg_max_t: the highest time t (the model's, after the time shift; 1 = pure noise) at which
+            CFG is applied, in [0, 1]; 1 (default) = at every step. Contrast guidance is not limited.
 
     Returns:
         ``z_0``, same shape, dtype and device as ``noise``. Runs under ``torch.no_grad``.
@@ -294,7 +302,7 @@ def sample(
             ``uncond_context``, or ``velocity_fn`` returning a wrong shape; a negative or
             non-finite ``stagger``, or one > 0 with non-video noise, another method than Euler
             or step caching; a non-finite ``contrast_scale``, or a ``contrast_context`` of another
-            width or batch.
+            width or batch; a ``cfg_max_t`` outside [0, 1].
     """
     _check_steps(steps)
     _check_stagger(stagger)
@@ -313,6 +321,8 @@ def sample(
     context_mask = _check_context(context, context_mask, batch, "context")
     if isinstance(contrast_scale, bool) or not isinstance(contrast_scale, (int, float)) or not math.isfinite(contrast_scale):
         raise ValueError(f"contrast_scale must be a finite number, got {contrast_scale!r}")
+    if isinstance(cfg_max_t, bool) or not isinstance(cfg_max_t, (int, float)) or not 0.0 <= cfg_max_t <= 1.0:
+        raise ValueError(f"cfg_max_t must be a number in [0, 1], got {cfg_max_t!r}")
     guided = cfg_scale != 1.0
     contrasted = contrast_context is not None and contrast_scale != 0
     # The batches of one call, in order: [uncond (with CFG)], cond, [contrast (with contrast guidance)].
@@ -358,7 +368,7 @@ def sample(
         if not isinstance(v, Tensor) or v.shape[0] != n or v.shape[1:] != z.shape[1:]:
             raise ValueError(f"velocity_fn must return a tensor of shape {(n, *z.shape[1:])}")
         v_c = v[cond * batch:(cond + 1) * batch]
-        out = v[:batch] + cfg_scale * (v_c - v[:batch]) if guided else v_c
+        out = v[:batch] + _guidance_scale(cfg_scale, cfg_max_t, t, v_c) * (v_c - v[:batch]) if guided else v_c
         if joint:
             out = out + contrast_scale * (v_c - v[(cond + 1) * batch:])
         elif held_contrast:
@@ -394,6 +404,19 @@ def sample(
             if progress is not None:
                 progress(i + 1, steps)
     return z
+
+
+def _guidance_scale(cfg_scale: float, cfg_max_t: float, t: "float | Tensor", v: Tensor) -> "float | Tensor":
+    """The CFG scale of a call at time ``t`` inside ``cfg_max_t`` (``sample``'s guidance interval):
+    ``cfg_scale`` where t ≤ cfg_max_t, else 1 (a float), or per latent frame for per-frame times
+    ``t`` of shape [T] (a tensor 1×1×T×1×1 in ``v``'s dtype, broadcast over B×C×T×H×W)."""
+    if cfg_max_t >= 1.0:
+        return cfg_scale
+    if not isinstance(t, Tensor) or t.dim() == 0:
+        return cfg_scale if float(t) <= cfg_max_t else 1.0
+    inside = t.reshape(-1).to(v.device) <= cfg_max_t
+    scale = torch.where(inside, torch.tensor(float(cfg_scale), device=v.device), torch.tensor(1.0, device=v.device))
+    return scale.to(v.dtype).view(1, 1, -1, *([1] * (v.dim() - 3)))
 
 
 def _check_stagger(stagger: float) -> float:

@@ -69,7 +69,9 @@ class GenerationRequest:
     frames and N before them, see ``flow.sample``; None = the checkpoint's ``sampling.stagger_context``);
     ``direction_guidance`` (the weight w of guidance away from the prompt with its direction words
     swapped, ``contrast.opposite_direction``; 0 = off; None = the checkpoint's
-    ``sampling.direction_guidance``, else 0; see ``flow.sample``, contrast guidance).
+    ``sampling.direction_guidance``, else 0; see ``flow.sample``, contrast guidance);
+    ``cfg_max_t`` (CFG only at times t ≤ this, in [0, 1]: guidance in a limited interval, see
+    ``flow.sample``; None = the checkpoint's ``sampling.cfg_max_t``, else 1 = every step).
     """
 
     prompt: str
@@ -89,6 +91,7 @@ class GenerationRequest:
     stagger: float | None = None
     stagger_context: int | None = None
     direction_guidance: float | None = None
+    cfg_max_t: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +117,7 @@ class ResolvedRequest:
     stagger_context: int | None = None
     direction_guidance: float = 0.0
     contrast_prompt: str | None = None
+    cfg_max_t: float = 1.0
     notes: tuple[str, ...] = ()
 
     @property
@@ -122,10 +126,12 @@ class ResolvedRequest:
         return (self.num_frames - 1) / self.fps
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as a JSON-able dict (notes left out; direction guidance only when on, so that
-        clip names and cache keys of requests without it are those of earlier releases)."""
+        """The settings as a JSON-able dict (notes left out; direction guidance and ``cfg_max_t`` only
+        when on, so that clip names and cache keys of requests without them are those of earlier releases)."""
         d = dataclasses.asdict(self)
         d.pop("notes")
+        if self.cfg_max_t >= 1.0:
+            d.pop("cfg_max_t")
         if not self.direction_guidance:
             d.pop("direction_guidance")
             d.pop("contrast_prompt")
@@ -324,14 +330,15 @@ class LinGenPipeline:
                 cfg_scale: float = 1.0, shift: float | None = None, method: str = "euler",
                 progress: Progress | None = None, cache="none", stagger: float = 0.0,
                 stagger_context: int | None = None, contrast_context=None, contrast_mask=None,
-                contrast_scale: float = 0.0) -> torch.Tensor:
+                contrast_scale: float = 0.0, cfg_max_t: float = 1.0) -> torch.Tensor:
         """Integrate from t=1 (noise) to t=0 (latent). ``shift`` None: chosen from the token count.
         ``cache``: step caching, ``"none"`` | ``"delta"`` | ``"taylor"`` or a ``StepCache`` (see
         ``flow.sample``; pass a ``StepCache`` made by ``flow.make_step_cache`` to read its
         ``full_calls`` afterwards). ``stagger``, ``stagger_context``: staggered sampling;
         ``contrast_context`` (tokens 1×L×D or B×L×D of the contrast caption, e.g. the prompt with its
         direction words swapped), ``contrast_mask`` (1×L or B×L bool), ``contrast_scale`` (the weight w):
-        contrast guidance (both ``flow.sample``; ValueError there for a wrong width or batch)."""
+        contrast guidance (both ``flow.sample``; ValueError there for a wrong width or batch);
+        ``cfg_max_t``: CFG only at times t ≤ this (``flow.sample``, guidance interval)."""
         if shift is None:
             shift = self.config.get("sampling", {}).get("shift") or shift_for_tokens(
                 int(np.prod(self.denoiser.token_grid(noise.shape))))
@@ -346,7 +353,7 @@ class LinGenPipeline:
                       uncond_context=uncond_context, uncond_mask=uncond_mask, method=method,
                       progress=(lambda k, n: progress("denoise", k, n)) if progress else None, cache=cache,
                       stagger=stagger, stagger_context=stagger_context, contrast_context=contrast_context,
-                      contrast_mask=contrast_mask, contrast_scale=contrast_scale)
+                      contrast_mask=contrast_mask, contrast_scale=contrast_scale, cfg_max_t=cfg_max_t)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, progress: Progress | None = None) -> np.ndarray:
@@ -429,11 +436,13 @@ class LinGenPipeline:
         direction_guidance = _float_field("direction_guidance",
                                           dg if dg is not None else sampling.get("direction_guidance", 0.0), 0.0, 100.0)
         contrast_prompt = opposite_direction(request.prompt) if direction_guidance > 0 else None
+        cmt = request.cfg_max_t
+        cfg_max_t = _float_field("cfg_max_t", cmt if cmt is not None else sampling.get("cfg_max_t", 1.0), 0.0, 1.0)
         return ResolvedRequest(prompt=request.prompt, negative_prompt=negative_prompt, num_frames=num_frames,
                                height=height, width=width, fps=fps, steps=steps, cfg_scale=cfg_scale, seed=seed,
                                shift=shift, method=request.method, cache=cache, stagger=stagger,
                                stagger_context=context, direction_guidance=direction_guidance,
-                               contrast_prompt=contrast_prompt, notes=tuple(notes))
+                               contrast_prompt=contrast_prompt, cfg_max_t=cfg_max_t, notes=tuple(notes))
 
     def generate(self, request: GenerationRequest | ResolvedRequest,
                  progress: Progress | None = None) -> GenerationOutput:
@@ -465,7 +474,7 @@ class LinGenPipeline:
                           stagger=req.stagger, stagger_context=req.stagger_context,
                           contrast_context=ctx[k:] if req.contrast_prompt else None,
                           contrast_mask=mask[k:] if req.contrast_prompt else None,
-                          contrast_scale=req.direction_guidance)
+                          contrast_scale=req.direction_guidance, cfg_max_t=req.cfg_max_t)
         timings["denoise_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         frames = self.decode(z0, progress=progress)
