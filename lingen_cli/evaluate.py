@@ -102,8 +102,7 @@ def evaluate(
             req = pipe.resolve(GenerationRequest(prompt, num_frames=num_frames, steps=steps, cfg_scale=cfg,
                                                  seed=seed_base + i, cache=cache, stagger=stagger,
                                                  stagger_context=stagger_context, direction_guidance=direction_guidance,
-                                                 cfg_max_t=cfg_max_t,
-                                                 shift=shift))
+                                                 shift=shift, cfg_max_t=cfg_max_t))
             frames, key = None, None
             if digest is not None:
                 key = fcache.clip_key(digest, req.to_dict())

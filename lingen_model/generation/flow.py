@@ -412,10 +412,9 @@ def _guidance_scale(cfg_scale: float, cfg_max_t: float, t: "float | Tensor", v: 
     ``t`` of shape [T] (a tensor 1×1×T×1×1 in ``v``'s dtype, broadcast over B×C×T×H×W)."""
     if cfg_max_t >= 1.0:
         return cfg_scale
-    if not isinstance(t, Tensor) or t.dim() == 0:
-        return cfg_scale if float(t) <= cfg_max_t else 1.0
-    inside = t.reshape(-1).to(v.device) <= cfg_max_t
-    scale = torch.where(inside, torch.tensor(float(cfg_scale), device=v.device), torch.tensor(1.0, device=v.device))
+    if not isinstance(t, Tensor):
+        return cfg_scale if t <= cfg_max_t else 1.0
+    scale = torch.where(t.reshape(-1).to(v.device) <= cfg_max_t, float(cfg_scale), 1.0)  # one value per frame
     return scale.to(v.dtype).view(1, 1, -1, *([1] * (v.dim() - 3)))
 
 
