@@ -42,7 +42,9 @@ def test_the_exact_velocity_returns_the_clean_latent_from_any_start(t_start):
     z0 = torch.randn(1, 8, 3, 8, 8, dtype=torch.float64)
     pipe = _ExactFlow(z0)
     out = probe.sample_from(pipe, z0, t_start, "a red circle", seed=int(torch.randint(0, 1000, ())), cfg=5.0)
-    assert torch.allclose(out, z0, atol=1e-9)
+    # the probe hands the denoiser float32 times (as the pipeline does), so each step's velocity is off by
+    # float32 rounding of t (~1e-7 relative); a start one schedule step off is off by ~3 % of |z − z0|
+    assert torch.allclose(out, z0, atol=1e-5)
     times = probe.sampling_timesteps(30, probe.shift_for_tokens(3 * 4 * 4)).tolist()
     assert pipe.first_t == pytest.approx(min(times, key=lambda t: abs(t - t_start)))
 
