@@ -28,19 +28,22 @@ os.environ.setdefault("LINGEN_CPU_BRANCHES", "off")
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from lingen_model.geometry import frames_for_length  # noqa: E402
+from lingen_model.bench.cells import parse_cells  # noqa: E402
+from lingen_model.models.config import DENOISER_CONFIGS  # noqa: E402
 from lingen_model.models.denoiser import build_denoiser  # noqa: E402
 
+PATCH = DENOISER_CONFIGS["tiny"].patch_size  # tokens per latent frame: (H'/p)·(W'/p)
 PRODUCT_OPS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm",
                "aten::_scaled_dot_product_flash_attention_for_cpu", "aten::mkldnn_convolution")
 
 
-def measure(mixer: str, latent_t: int, repeats: int, profiled: int) -> dict:
-    """Median forward wall time and the profiler's per-forward product time (seconds) of one tiny model."""
+def measure(mixer: str, latent: tuple[int, int, int], repeats: int, profiled: int) -> dict:
+    """Median forward wall time and the profiler's per-forward product time (seconds) of one tiny model
+    on a latent of (T', H', W') voxels (a :class:`lingen_model.bench.cells.Cell`'s ``latent``)."""
     torch.manual_seed(0)
     model = build_denoiser("tiny", mixer=mixer).eval()
     gen = torch.Generator().manual_seed(1)
-    x = torch.randn(1, model.config.in_channels, latent_t, 16, 16, generator=gen)
+    x = torch.randn(1, model.config.in_channels, *latent, generator=gen)
     t = torch.rand(1, generator=gen)
     ctx = torch.randn(1, 64, model.config.text_dim, generator=gen)
     mask = torch.ones(1, 64, dtype=torch.bool)
@@ -82,15 +85,15 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    lengths = [float(s) for s in args.lengths.split(",")]
+    cells = parse_cells("128", ",".join(f"{float(s):g}s" for s in args.lengths.split(",")), 8.0)  # as lingen benchmark
     rows = []
     print(f"threads {args.threads}, batch 1, 128², 8 fps, float32; ms per forward")
     print(f"{'clip':>6} {'tokens':>7} {'LinGen':>8} {'products':>9} {'DiT':>8} {'products':>9}")
-    for sec in lengths:
-        latent_t = (frames_for_length(f"{sec:g}s", 8)[0] - 1) // 4 + 1
-        lin, dit = measure("mate", latent_t, args.repeats, args.profiled), measure("attention", latent_t, args.repeats, args.profiled)
+    for cell in cells:
+        sec, latent_t = float(cell.label[:-1]), cell.latent[0]
+        lin, dit = measure("mate", cell.latent, args.repeats, args.profiled), measure("attention", cell.latent, args.repeats, args.profiled)
         rows.append({"seconds": sec, "latent_frames": latent_t, "lingen": lin, "dit": dit})
-        print(f"{sec:>5g}s {latent_t * 64:>7} {1e3 * lin['wall_s']:>8.1f} {1e3 * lin['products_s']:>9.1f} "
+        print(f"{sec:>5g}s {latent_t * (cell.latent[1] // PATCH) * (cell.latent[2] // PATCH):>7} {1e3 * lin['wall_s']:>8.1f} {1e3 * lin['products_s']:>9.1f} "
               f"{1e3 * dit['wall_s']:>8.1f} {1e3 * dit['products_s']:>9.1f}")
     secs = [r["seconds"] for r in rows]
     full = meet(secs, [r["lingen"]["wall_s"] for r in rows], [r["dit"]["wall_s"] for r in rows])
