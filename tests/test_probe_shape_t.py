@@ -21,6 +21,7 @@ class _ExactFlow:
     def __init__(self, z0):
         self.z0, self.first_t = z0, None
         self.denoiser = self
+        self.config = {}  # no sampling shift in the checkpoint: the token count's
 
     def token_grid(self, shape):
         return (shape[2], shape[3] // 2, shape[4] // 2)
