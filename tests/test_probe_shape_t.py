@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from lingen_model.generation.flow import sampling_timesteps, shift_for_tokens
+
 spec = importlib.util.spec_from_file_location(
     "probe_shape_t", Path(__file__).resolve().parents[1] / "recipes" / "lingen-tiny" / "probe_shape_t.py")
 probe = importlib.util.module_from_spec(spec)
@@ -21,10 +23,9 @@ class _ExactFlow:
     def __init__(self, z0):
         self.z0, self.first_t = z0, None
         self.denoiser = self
-        self.config = {}  # no sampling shift in the checkpoint: the token count's
 
-    def token_grid(self, shape):
-        return (shape[2], shape[3] // 2, shape[4] // 2)
+    def default_shift(self, latent_shape):  # a checkpoint without ``sampling.shift``: the token count's
+        return shift_for_tokens(latent_shape[2] * (latent_shape[3] // 2) * (latent_shape[4] // 2))
 
     def __call__(self, z, t, ctx, mask):
         if self.first_t is None:
@@ -46,7 +47,7 @@ def test_the_exact_velocity_returns_the_clean_latent_from_any_start(t_start):
     # the probe hands the denoiser float32 times (as the pipeline does), so each step's velocity is off by
     # float32 rounding of t (~1e-7 relative); a start one schedule step off is off by ~3 % of |z − z0|
     assert torch.allclose(out, z0, atol=1e-5)
-    times = probe.sampling_timesteps(30, probe.shift_for_tokens(3 * 4 * 4)).tolist()
+    times = sampling_timesteps(30, shift_for_tokens(3 * 4 * 4)).tolist()
     assert pipe.first_t == pytest.approx(min(times, key=lambda t: abs(t - t_start)))
 
 

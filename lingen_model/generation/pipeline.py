@@ -308,6 +308,13 @@ class LinGenPipeline:
         t, h, w = latent_grid(num_frames, height, width, self.vae.spatial_factor, self.vae.temporal_factor)
         return (self.vae.latent_channels, t, h, w)
 
+    def default_shift(self, latent_shape) -> float:
+        """The sampling schedule's time shift when none is asked for: the checkpoint's
+        ``sampling.shift``, else :func:`flow.shift_for_tokens` of the denoiser's token count for a
+        latent of ``latent_shape`` (B×C×T'×H'×W', latent voxels)."""
+        return self.config.get("sampling", {}).get("shift") or shift_for_tokens(
+            int(np.prod(self.denoiser.token_grid(latent_shape))))
+
     # ------------------------------------------------------------------ phases
     @torch.no_grad()
     def encode_prompt(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -340,8 +347,7 @@ class LinGenPipeline:
         contrast guidance (both ``flow.sample``; ValueError there for a wrong width or batch);
         ``cfg_max_t``: CFG only at times t ≤ this (``flow.sample``, guidance interval)."""
         if shift is None:
-            shift = self.config.get("sampling", {}).get("shift") or shift_for_tokens(
-                int(np.prod(self.denoiser.token_grid(noise.shape))))
+            shift = self.default_shift(noise.shape)
 
         def velocity(z, t, ctx, m, cache=None, t_offset=None):
             extra = {} if cache is None else {"cache": cache}  # denoisers without step caching (Wan) take none

@@ -20,7 +20,7 @@ import collections
 import numpy as np
 import torch
 
-from lingen_model.generation.flow import sampling_timesteps, shift_for_tokens
+from lingen_model.generation.flow import sampling_timesteps
 from lingen_model.generation.pipeline import LinGenPipeline
 from lingen_model.geometry import frames_for_length
 from lingen_model.shapes.clips import scene_from_prompt
@@ -34,9 +34,7 @@ SHAPES = ("circle", "square", "triangle")
 @torch.no_grad()
 def sample_from(pipe: LinGenPipeline, z0: torch.Tensor, t_start: float, prompt: str, seed: int, cfg: float) -> np.ndarray:
     """Noise z₀ (1×C×T×H×W) to the schedule time nearest ``t_start`` and Euler-sample to 0; uint8 frames T×H×W×3."""
-    # the schedule LinGenPipeline.denoise uses: the checkpoint's shift, else the one for the token count
-    shift = pipe.config.get("sampling", {}).get("shift") or shift_for_tokens(int(np.prod(pipe.denoiser.token_grid(z0.shape))))
-    times = sampling_timesteps(30, shift).tolist()
+    times = sampling_timesteps(30, pipe.default_shift(z0.shape)).tolist()  # LinGenPipeline.denoise's schedule
     k = min(range(len(times)), key=lambda i: abs(times[i] - t_start))
     gen = torch.Generator().manual_seed(seed)
     z = (1 - times[k]) * z0 + times[k] * torch.randn(z0.shape, generator=gen)
