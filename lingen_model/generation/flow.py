@@ -623,6 +623,7 @@ def flow_matching_loss(
     generator: torch.Generator | None = None,
     negative: Tensor | None = None,
     negative_weight: Tensor | None = None,
+    weight_map: Tensor | None = None,
 ) -> Tensor:
     """Rectified-flow (conditional flow matching) loss ``mean((v_θ(z_t, t) − (ε − x))²)``.
 
@@ -649,6 +650,10 @@ def flow_matching_loss(
         negative: clean negatives shaped like ``x0`` (None = plain flow matching).
         negative_weight: λ per sample ``[B]`` in [0, 1) (0 = no contrastive term for that
             sample); required with ``negative``.
+        weight_map: non-negative weights broadcastable to ``x0`` (e.g. B×1×T×H×W, more weight
+            where an object is); the loss is then the weighted mean
+            ``Σ w·(v_θ − (ε − x))² / Σ w`` over the broadcast elements, so all-equal weights give
+            the plain loss. Not with ``negative``.
 
     Returns:
         Scalar float32 loss (differentiable through ``model_fn``).
@@ -679,6 +684,14 @@ def flow_matching_loss(
             raise ValueError(f"negative_weight must be a tensor of shape ({batch},)")
         if bool(((negative_weight < 0) | (negative_weight >= 1)).any()):
             raise ValueError("negative_weight must lie in [0, 1)")
+    if weight_map is not None:
+        if negative is not None:
+            raise ValueError("weight_map does not combine with negative")
+        if not isinstance(weight_map, Tensor) or weight_map.ndim != x0.ndim or any(
+                w not in (1, n) for w, n in zip(weight_map.shape, x0.shape)):
+            raise ValueError(f"weight_map must broadcast to x0 {tuple(x0.shape)} with the same number of dimensions")
+        if bool((weight_map < 0).any()) or not bool((weight_map > 0).any()):
+            raise ValueError("weight_map must be non-negative and not all zero")
     t = t.to(x0.device)
     t_b = t.to(x0.dtype).view(batch, *([1] * (x0.ndim - 1))) if t.ndim == 1 else t.to(x0.dtype)[:, None, :, None, None]
     z_t = (1.0 - t_b) * x0 + t_b * noise
@@ -686,6 +699,9 @@ def flow_matching_loss(
     pred = model_fn(z_t, t, context, mask)
     if not isinstance(pred, Tensor) or pred.shape != x0.shape:
         raise ValueError(f"model_fn must return a tensor of shape {tuple(x0.shape)}")
+    if weight_map is not None:
+        w = weight_map.to(x0.device, torch.float32).expand(x0.shape)
+        return ((pred.float() - target.float()).square() * w).sum() / w.sum()
     if negative is None:
         return (pred.float() - target.float()).square().mean()
     per_sample = (pred.float() - target.float()).square().reshape(batch, -1).mean(1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from lingen_model.shapes.language import caption, parse_prompt
-from lingen_model.shapes.render import check_clip_size, render
+from lingen_model.shapes.render import background_image, check_clip_size, render
 from lingen_model.shapes.world import BACKGROUNDS, BASIC_MOTIONS, COLORS, SHAPES, SceneSpec, layout_objects, sample_scene
 
 # --------------------------------------------------------------------------- clips
@@ -40,6 +40,30 @@ def make_clip(seed: int, num_frames: int, height: int, width: int, fps: float, s
                          entry_prob=entry_prob)
     text = caption(scene, rng)
     return render(scene, num_frames, height, width, fps), text, scene
+
+
+def object_mask(frames: np.ndarray, scene: SceneSpec, tol: int = 8) -> np.ndarray:
+    """Where the objects are in a render of ``scene``: pixels that differ from the scene's
+    background (:func:`render.background_image`) by more than ``tol`` (uint8 levels) in some channel.
+
+    Args:
+        frames: uint8 T×H×W×3, as :func:`render` returns for ``scene``.
+        scene: the scene the frames show. tol: 0–254.
+
+    Returns:
+        bool T×H×W. Anti-aliased edge pixels count once their coverage moves a channel by more
+        than ``tol``; an object of the background's own colour would not show (the world's
+        captions never pair a colour with its own background).
+
+    Raises:
+        ValueError: frames not uint8 T×H×W×3, or ``tol`` outside [0, 254].
+    """
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3:
+        raise ValueError("frames must be a uint8 array T×H×W×3")
+    if not 0 <= tol <= 254:
+        raise ValueError(f"tol must be in [0, 254], got {tol}")
+    bg = np.rint(background_image(scene, frames.shape[1], frames.shape[2])).astype(np.int16)
+    return (np.abs(frames.astype(np.int16) - bg[None]) > tol).any(axis=3)
 
 
 def scene_from_prompt(text: str, rng: np.random.Generator) -> SceneSpec:

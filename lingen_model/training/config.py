@@ -48,6 +48,8 @@ class TrainConfig:
     ``dp_replicate`` > 1 makes a 2-D (replicate, shard) mesh (HSDP); ``context_parallel`` = C > 1
     splits each clip's latent frames over groups of C consecutive ranks (denoiser stage;
     models/context_parallel.py); ``batch_size`` is per data-parallel replica (world / C of them).
+    ``object_weight`` = w > 0 (denoiser stage, shapes world): the flow-matching loss weighs each
+    latent voxel an object touches by 1 + w instead of 1 (:func:`training.object_weight.weight_map`).
     """
 
     stage: Literal["vae", "denoiser", "distill"]
@@ -83,6 +85,7 @@ class TrainConfig:
     t_high_min: float = field(default=0.9, metadata={"ge": 0, "le": 0.99})
     t_ramp_prob: float = field(default=0.0, metadata={"ge": 0, "le": 1})
     t_ramp_max: float = field(default=0.15, metadata={"ge": 0, "le": 1})
+    object_weight: float = field(default=0.0, metadata={"ge": 0, "le": 100})
     activation_checkpointing: bool = False
     dp_replicate: int = field(default=1, metadata={"ge": 1})
     student: Optional[str] = None
@@ -104,6 +107,12 @@ class TrainConfig:
                 self.stage == "vae" or self.contrast_weight > 0):
             raise ValueError("data.source 'shards' (preprocessed latents) is for the denoiser stage and the distill stage, "
                              "without contrast_weight (its negative needs the raw clip)")
+        if self.object_weight > 0 and (self.stage != "denoiser" or self.contrast_weight > 0
+                                       or self.context_parallel > 1
+                                       or (self.data.get("source", "shapes") if isinstance(self.data, dict)
+                                           else self.data.source) != "shapes"):
+            raise ValueError("object_weight is for the denoiser stage on the shapes world, without contrast_weight "
+                             "or context_parallel")
         if self.context_parallel > 1 and self.stage != "denoiser":
             raise ValueError("context_parallel splits the denoiser's tokens: it is for the denoiser stage")
 

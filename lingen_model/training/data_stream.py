@@ -38,19 +38,26 @@ class ShardedBatches:
         batch_size: clips per rank per batch (b).
         seed: stream seed (the world seed of clip ``i`` is ``seed·10⁹ + i``, as in ``data.shapes_batches``).
         rank, world: this rank and the number of data-parallel ranks.
+        object_masks: shapes world only: yield ``(video, captions, masks)``, with masks
+            B×1×T×H×W float32, 1 where an object is (:func:`lingen_model.shapes.clips.object_mask`),
+            cropped like the video; for an object-weighted loss (``TrainConfig.object_weight``).
 
     The shapes world makes only this rank's clips. A folder stream reads every clip of the
     global batch on every rank (a window's start is drawn from the decoded clip's length,
     so skipping a peer's clip would shift the random stream); only this rank's rows are kept.
 
     Raises:
-        ValueError: bad rank/world, or (folder) a missing or empty folder.
+        ValueError: bad rank/world, ``object_masks`` for a folder, or (folder) a missing or empty folder.
     """
 
-    def __init__(self, cfg: DataConfig, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+    def __init__(self, cfg: DataConfig, batch_size: int, seed: int, rank: int = 0, world: int = 1,
+                 object_masks: bool = False):
         if not (0 <= rank < world) or batch_size < 1:
             raise ValueError(f"need 0 <= rank < world and batch_size >= 1, got rank {rank}, world {world}, "
                              f"batch_size {batch_size}")
+        if object_masks and cfg.source != "shapes":
+            raise ValueError(f"object masks come from the shapes world, not from source '{cfg.source}'")
+        self.object_masks = object_masks
         self.cfg, self.batch_size, self.seed, self.rank, self.world = cfg, batch_size, seed, rank, world
         self.rng = random.Random(seed)
         self.crop_rng = random.Random(seed + 1)
@@ -62,22 +69,24 @@ class ShardedBatches:
     def __iter__(self) -> "ShardedBatches":
         return self
 
-    def __next__(self) -> tuple[torch.Tensor, list[str]]:
+    def __next__(self) -> tuple:
         cfg, b = self.cfg, self.batch_size
         total = b * self.world
         lo = self.rank * b
         frames = cfg.draw_frames(self.rng)
         if cfg.source == "shapes":
-            from lingen_model.shapes.clips import make_clip
+            from lingen_model.shapes.clips import make_clip, object_mask
 
-            clips, caps = [], []
+            clips, caps, masks = [], [], []
             for i in range(self.index + lo, self.index + lo + b):
                 # still images show objects standing still, so no caption names an unseen motion
-                video, caption, _ = make_clip(self.seed * 1_000_000_000 + i, frames, cfg.height, cfg.width, cfg.fps,
+                video, caption, scene = make_clip(self.seed * 1_000_000_000 + i, frames, cfg.height, cfg.width, cfg.fps,
                                               max_objects=cfg.max_objects,
                                               motions=("still",) if frames == 1 else None, entry_prob=cfg.entry_prob)
                 clips.append(_to_tensor(video))
                 caps.append(caption)
+                if self.object_masks:
+                    masks.append(torch.from_numpy(object_mask(video, scene)).float()[None])
             self.index += total
             video = torch.stack(clips)
         else:
@@ -101,6 +110,9 @@ class ShardedBatches:
             top = self.crop_rng.randrange(0, cfg.height - cfg.crop + 1)
             left = self.crop_rng.randrange(0, cfg.width - cfg.crop + 1)
             video = video[..., top:top + cfg.crop, left:left + cfg.crop]
+            masks = [m[..., top:top + cfg.crop, left:left + cfg.crop] for m in masks]
+        if self.object_masks:
+            return video, caps, torch.stack(masks)
         return video, caps
 
     def state_dict(self) -> dict[str, Any]:

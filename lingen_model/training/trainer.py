@@ -318,7 +318,8 @@ class Trainer:
             from lingen_model.training.shard_data import ShardBatches
 
             return ShardBatches(d.path, self.cfg["batch_size"], seed, self.dp_rank, self.dp_world, d.workers)
-        return ShardedBatches(d, self.cfg["batch_size"], seed, self.dp_rank, self.dp_world)
+        return ShardedBatches(d, self.cfg["batch_size"], seed, self.dp_rank, self.dp_world,
+                              object_masks=self.cfg.get("object_weight", 0) > 0)
 
     def _check_shards(self) -> None:
         man = self.data.manifest
@@ -493,10 +494,11 @@ class Trainer:
 
     # -- steps ---------------------------------------------------------------
     def _loss(self, video: torch.Tensor | None, captions: list[str], gen: torch.Generator,
-              encoded: tuple | None = None) -> tuple[torch.Tensor, dict]:
+              encoded: tuple | None = None, objects: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         """Loss of this rank's rows ``first … first + b − 1`` of a global batch of ``b × world``
         clips; every random number is drawn for the whole global batch (the same on every rank).
-        ``encoded``: (latents, context, mask) from preprocessed shards instead of ``video``."""
+        ``encoded``: (latents, context, mask) from preprocessed shards instead of ``video``.
+        ``objects``: B×1×T×H×W object masks of ``video`` (``object_weight`` > 0)."""
         b = len(captions)
         total, first = b * self.dp_world, b * self.dp_rank
         rows = slice(first, first + b)
@@ -551,8 +553,13 @@ class Trainer:
         if cp is not None:
             latents, noise = cp.slab(latents), cp.slab(noise)
             negative = cp.slab(negative) if negative is not None else None
+        wmap = None
+        if objects is not None and self.cfg.get("object_weight", 0) > 0:
+            from lingen_model.training.object_weight import weight_map
+
+            wmap = weight_map(objects, self.vae.spatial_factor, self.vae.temporal_factor, self.cfg["object_weight"])
         loss = flow_matching_loss(model_fn, latents, ctx, mask, t=t, noise=noise, negative=negative,
-                                  negative_weight=weight)
+                                  negative_weight=weight, weight_map=wmap)
         if cp is not None:
             # the loss is a mean over elements: the slab's share of the clip's mean, times the group
             # size, because FSDP averages gradients over all world = dp × cp ranks
@@ -615,9 +622,11 @@ class Trainer:
             if len(batch) == 4:  # preprocessed shards: latents and text tokens
                 latents, ctx, mask, captions = batch
                 encoded, video = (latents.to(self.device), ctx.to(self.device), mask.to(self.device)), None
+                objects = None
                 n_clips, frames = latents.shape[0], 1 + self.vae.temporal_factor * (latents.shape[2] - 1)
             else:
-                (video, captions), encoded = batch, None
+                (video, captions), encoded = batch[:2], None
+                objects = batch[2].to(self.device) if len(batch) == 3 else None  # object masks (object_weight)
                 video = video.to(self.device)
                 n_clips, frames = video.shape[0], video.shape[2]
             lr = _lr_at(self.step, cfg)
@@ -625,7 +634,7 @@ class Trainer:
                 lr *= min(1.0, (self.step - self._rewarm_from + 1) / max(1, cfg["warmup_steps"]))
             for g in self.opt.param_groups:
                 g["lr"] = lr
-            loss, stats = self._loss(video, captions, self.gen, encoded)  # bf16 autocast (``amp``) is applied inside
+            loss, stats = self._loss(video, captions, self.gen, encoded, objects)  # bf16 autocast (``amp``) is applied inside
             self.opt.zero_grad(set_to_none=True)
             loss.backward()  # under FSDP2 the gradients are reduce-scattered (averaged over ranks) here
             gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg["grad_clip"])
