@@ -14,7 +14,7 @@ from lingen_model.shapes.world import ObjectSpec, SceneSpec
 from lingen_model.training.data import DataConfig
 from lingen_model.training.data_stream import ShardedBatches
 from lingen_model.training.object_weight import latent_mask, weight_map
-from tests.test_train import DATA, TINY_DENOISER, train, vae_run, write_cfg  # noqa: F401  (fixture)
+from test_train import DATA, TINY_DENOISER, train, vae_run, write_cfg  # noqa: F401  (fixture)
 
 
 @pytest.mark.parametrize("shape", ["circle", "square", "triangle"])
