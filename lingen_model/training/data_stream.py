@@ -80,9 +80,10 @@ class ShardedBatches:
             clips, caps, masks = [], [], []
             for i in range(self.index + lo, self.index + lo + b):
                 # still images show objects standing still, so no caption names an unseen motion
-                video, caption, scene = make_clip(self.seed * 1_000_000_000 + i, frames, cfg.height, cfg.width, cfg.fps,
-                                              max_objects=cfg.max_objects,
-                                              motions=("still",) if frames == 1 else None, entry_prob=cfg.entry_prob)
+                video, caption, scene = make_clip(self.seed * 1_000_000_000 + i, frames, cfg.height, cfg.width,
+                                                  cfg.fps, max_objects=cfg.max_objects,
+                                                  motions=("still",) if frames == 1 else None,
+                                                  entry_prob=cfg.entry_prob)
                 clips.append(_to_tensor(video))
                 caps.append(caption)
                 if self.object_masks:
