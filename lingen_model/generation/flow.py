@@ -660,7 +660,8 @@ def flow_matching_loss(
 
     Raises:
         ValueError: shape mismatches, ``t`` outside [0, 1], a model output of the wrong
-            shape, or a ``negative`` without a valid ``negative_weight``.
+            shape, a ``negative`` without a valid ``negative_weight``, or a ``weight_map`` that does
+            not broadcast to ``x0``, has a negative entry, is all zero, or comes with ``negative``.
     """
     if not isinstance(x0, Tensor) or not x0.is_floating_point() or x0.ndim < 1:
         raise ValueError("x0 must be a floating tensor of shape B×…")

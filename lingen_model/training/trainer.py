@@ -319,7 +319,7 @@ class Trainer:
 
             return ShardBatches(d.path, self.cfg["batch_size"], seed, self.dp_rank, self.dp_world, d.workers)
         return ShardedBatches(d, self.cfg["batch_size"], seed, self.dp_rank, self.dp_world,
-                              object_masks=self.cfg.get("object_weight", 0) > 0)
+                              object_masks=self.cfg["object_weight"] > 0)
 
     def _check_shards(self) -> None:
         man = self.data.manifest
@@ -554,7 +554,7 @@ class Trainer:
             latents, noise = cp.slab(latents), cp.slab(noise)
             negative = cp.slab(negative) if negative is not None else None
         wmap = None
-        if objects is not None and self.cfg.get("object_weight", 0) > 0:
+        if objects is not None:  # only streamed when object_weight > 0
             from lingen_model.training.object_weight import weight_map
 
             wmap = weight_map(objects, self.vae.spatial_factor, self.vae.temporal_factor, self.cfg["object_weight"])

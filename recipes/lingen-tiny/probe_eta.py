@@ -2,8 +2,8 @@
 
 For the prompts naming the given shapes among the first ``limit`` built-in prompts (tuning seeds
 3,000,003 + i, the pipeline's own initial noise for each seed), a 4 s clip is sampled with the model's
-30-step schedule, CFG 5 at t ≤ 0.84 and the conditional velocity alone above (the shipped interval), no step
-caching and no direction guidance. Each step predicts x̂₀ = z − t·v and ε̂ = z + (1 − t)·v and moves to the
+schedule, CFG scale and guidance interval (its ``sampling`` steps, ``cfg_scale``, ``cfg_max_t``; lingen-tiny:
+30 steps, CFG 5 at t ≤ 0.84, the conditional velocity alone above), no step caching and no direction guidance. Each step predicts x̂₀ = z − t·v and ε̂ = z + (1 − t)·v and moves to the
 next time t' as ``z' = (1 − t')·x̂₀ + t'·(√(1 − η²)·ε̂ + η·ξ)`` with fresh noise ξ: η = 0 is exactly the
 Euler step, η > 0 re-noises part of the way (DDIM's η, Song et al. 2021, §4.1, written for rectified flow),
 only for steps whose t lies in [lo, hi]. The judge scores each clip.
@@ -19,16 +19,19 @@ import torch
 
 from lingen_model.generation.flow import sampling_timesteps
 from lingen_model.generation.pipeline import LinGenPipeline
+from lingen_model.geometry import frames_for_length
 from lingen_model.shapes.judge import score_clip
 from lingen_model.shapes.prompts import EVAL_PROMPTS
 
 
 @torch.no_grad()
-def sample(pipe, prompt: str, seed: int, eta: float, lo: float, hi: float, cfg: float = 5.0,
-           cfg_max_t: float = 0.84, steps: int = 30):
-    """One 4 s clip (uint8 frames T×H×W×3) of ``prompt`` from the pipeline's noise for ``seed``."""
-    z = pipe.prepare_latents(33, 128, 128, seed)
-    times = sampling_timesteps(steps, pipe.default_shift(z.shape)).tolist()
+def sample(pipe, prompt: str, seed: int, eta: float, lo: float, hi: float):
+    """One 4 s clip (uint8 frames T×H×W×3) of ``prompt`` at the model's native size, from the pipeline's
+    noise for ``seed``, with the model's steps, CFG scale and ``cfg_max_t``."""
+    native, sampling = pipe.native, pipe.config.get("sampling", {})
+    cfg, cfg_max_t = sampling.get("cfg_scale", 5.0), sampling.get("cfg_max_t", 1.0)
+    z = pipe.prepare_latents(frames_for_length("4s", native["fps"])[0], native["height"], native["width"], seed)
+    times = sampling_timesteps(sampling.get("steps", 30), pipe.default_shift(z.shape)).tolist()
     ctx, mask = pipe.encode_prompt(["", prompt])
     gen = torch.Generator().manual_seed(seed + 7)
     for t, tn in zip(times[:-1], times[1:]):
@@ -55,7 +58,8 @@ def main() -> None:
             w = next((w for w in words if w in EVAL_PROMPTS[i]), None)
             if w is None:
                 continue
-            s = score_clip(sample(pipe, EVAL_PROMPTS[i], 3_000_003 + i, eta, lo, hi), EVAL_PROMPTS[i], 8.0)
+            s = score_clip(sample(pipe, EVAL_PROMPTS[i], 3_000_003 + i, eta, lo, hi), EVAL_PROMPTS[i],
+                           pipe.native["fps"])
             res[w].append(s)
             print(f"eta {eta} | {EVAL_PROMPTS[i]}: shape {s['shape']:.2f} unity {s['unity']:.2f} "
                   f"colour {s['color']:.2f} motion {s['motion']:.2f}", flush=True)

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import proto_shape_contrast as proto  # noqa: E402
 from lingen_model.generation import pipeline as pl  # noqa: E402
 from lingen_model.generation.pipeline import GenerationRequest, LinGenPipeline  # noqa: E402
+from lingen_model.geometry import frames_for_length  # noqa: E402
 from lingen_model.shapes.judge import score_clip  # noqa: E402
 from lingen_model.shapes.prompts import EVAL_PROMPTS  # noqa: E402
 
@@ -32,11 +33,14 @@ def main() -> None:
     word = sys.argv[3] if len(sys.argv) > 3 else "circle"
     pipe = LinGenPipeline.from_pretrained(None, device="cpu")
     idx = [i for i in range(limit) if word in EVAL_PROMPTS[i]]
+    fps = pipe.native["fps"]
+    frames = frames_for_length("4s", fps)[0]
     for w in weights:
         scores = []
         for i in idx:
-            req = pipe.resolve(GenerationRequest(EVAL_PROMPTS[i], num_frames=33, seed=3_000_003 + i, direction_guidance=w))
-            s = score_clip(pipe.generate(req).frames, EVAL_PROMPTS[i], 8.0)
+            req = pipe.resolve(GenerationRequest(EVAL_PROMPTS[i], num_frames=frames, seed=3_000_003 + i,
+                                                      direction_guidance=w))
+            s = score_clip(pipe.generate(req).frames, EVAL_PROMPTS[i], fps)
             scores.append(s)
             print(f"w {w} | {EVAL_PROMPTS[i]} | contrast {req.contrast_prompt!r}: shape {s['shape']:.2f} "
                   f"unity {s['unity']:.2f} motion {s['motion']:.2f}", flush=True)
