@@ -63,7 +63,7 @@ def test_config_errors_are_one_line(tmp_path):
     r = train(write_cfg(tmp_path / "h.yaml", stage="vae", run_dir="x", amp="fp8"))
     assert r.exit_code == 2 and "amp must be" in r.output
     for key, bad in (("contrast_weight", 0.9), ("contrast_weight", "yes"), ("contrast_t_min", -0.1),
-                     ("t_high_prob", 1.5), ("t_high_min", 1.0)):
+                     ("t_high_prob", 1.5), ("t_high_min", 1.0), ("lr_floor", 1.5), ("lr_floor", -0.1)):
         r = train(write_cfg(tmp_path / "i.yaml", stage="vae", run_dir="x", **{key: bad}))
         assert r.exit_code == 2 and f"{key} must be" in r.output
 
@@ -278,3 +278,22 @@ def test_max_minutes_stops_saves_and_resumes(vae_run, tmp_path):
     r = train(write_cfg(tmp_path / "c.yaml", **{**kw, "max_minutes": 1e-4}))
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "den" / "train_state.json").read_text())["step"] == 2
+
+
+def test_lr_schedule_warms_up_then_follows_the_cosine_to_its_floor():
+    """_lr_at against the formula written out: linear warm-up, then lr·(f + (1 − f)·(1 + cos πx)/2) with x the
+    share of the post-warm-up steps done, ending at the floor f (default 0.1; a cooldown stage uses 0)."""
+    import math
+
+    from lingen_model.training.config import TrainConfig
+    from lingen_model.training.trainer import _lr_at
+
+    assert TrainConfig(stage="vae", run_dir="x").lr_floor == 0.1
+    for floor in (None, 0.0, 0.25):
+        cfg = {"lr": 2e-3, "warmup_steps": 10, "steps": 110, **({} if floor is None else {"lr_floor": floor})}
+        f = 0.1 if floor is None else floor
+        assert _lr_at(0, cfg) == pytest.approx(2e-4) and _lr_at(9, cfg) == pytest.approx(2e-3)
+        for step in (10, 35, 60, 97, 110, 500):
+            x = min(1.0, (step - 10) / 100)
+            assert _lr_at(step, cfg) == pytest.approx(2e-3 * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * x))), abs=1e-12)
+        assert _lr_at(110, cfg) == pytest.approx(2e-3 * f, abs=1e-12)

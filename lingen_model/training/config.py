@@ -35,7 +35,7 @@ from lingen_model.schema import from_dict
 class TrainConfig:
     """Every key of a training YAML, with its default and range.
 
-    Units: ``lr`` per step; ``warmup_steps``, ``save_every_steps``, ``log_every`` in optimizer steps;
+    Units: ``lr`` per step (linear warm-up over ``warmup_steps``, then a cosine to ``lr_floor`` · ``lr`` at ``steps``); ``warmup_steps``, ``save_every_steps``, ``log_every`` in optimizer steps;
     ``save_every_minutes`` and ``max_minutes`` (a wall-clock budget for one invocation) in minutes; ``t_offset_max`` in latent frames; times ``t`` in [0, 1].
     ``data`` is a :class:`~lingen_model.training.data.DataConfig`, ``vae`` a
     :class:`~lingen_model.models.vae.VAEConfig` (VAE stage), ``denoiser`` ``{size, mixer}``,
@@ -59,6 +59,7 @@ class TrainConfig:
     lr: float = field(default=1e-3, metadata={"gt": 0, "le": 1})
     weight_decay: float = field(default=0.0, metadata={"ge": 0, "le": 1})
     warmup_steps: int = field(default=100, metadata={"ge": 0})
+    lr_floor: float = field(default=0.1, metadata={"ge": 0, "le": 1})  # the cosine ends at lr_floor · lr
     grad_clip: float = field(default=1.0, metadata={"ge": 0})
     ema_decay: float = field(default=0.999, metadata={"ge": 0, "le": 1})
     seed: int = field(default=0, metadata={"ge": 0})
