@@ -288,10 +288,11 @@ def test_lr_schedule_warms_up_then_follows_the_cosine_to_its_floor():
     from lingen_model.training.config import TrainConfig
     from lingen_model.training.trainer import _lr_at
 
-    assert TrainConfig(stage="vae", run_dir="x").lr_floor == 0.1
+    default = TrainConfig(stage="vae", run_dir="x").lr_floor
+    assert default == 0.1
     for floor in (None, 0.0, 0.25):
-        cfg = {"lr": 2e-3, "warmup_steps": 10, "steps": 110, **({} if floor is None else {"lr_floor": floor})}
-        f = 0.1 if floor is None else floor
+        f = default if floor is None else floor
+        cfg = {"lr": 2e-3, "warmup_steps": 10, "steps": 110, "lr_floor": f}
         assert _lr_at(0, cfg) == pytest.approx(2e-4) and _lr_at(9, cfg) == pytest.approx(2e-3)
         for step in (10, 35, 60, 97, 110, 500):
             x = min(1.0, (step - 10) / 100)

@@ -151,12 +151,13 @@ class EMA:
 
 
 def _lr_at(step: int, cfg: dict) -> float:
-    """Linear warm-up then cosine decay to ``lr_floor`` (default 0.1) × the peak learning rate at ``steps``."""
+    """Linear warm-up then cosine decay to ``lr_floor`` × the peak learning rate at ``steps``. ``cfg``: a loaded
+    training config (``load_train_config``: every key present, defaults filled)."""
     warm = max(1, cfg["warmup_steps"])
     if step < warm:
         return cfg["lr"] * (step + 1) / warm
     frac = min(1.0, (step - warm) / max(1, cfg["steps"] - warm))
-    floor = cfg.get("lr_floor", 0.1)
+    floor = cfg["lr_floor"]
     return cfg["lr"] * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
