@@ -1,0 +1,59 @@
+"""Where in a clip the named object is missing: one character per second (session 25, issue 14; a probe, not in
+the library)
+
+    python recipes/lingen-tiny/presence_timeline.py SAVE_DIR EVAL_JSON
+
+SAVE_DIR is a ``lingen eval --save-dir`` folder (clips ``NNN-<prompt>.mp4``, NNN the prompt's index) and
+EVAL_JSON the ``--json`` file of the same run (it gives each index its full prompt). For each one-colour
+clip the line shows the clip's persistence (the share of frames where a counting blob of the named colour is
+present, as ``lingen eval`` scores it: ``lingen_model.shapes.judge``) and, per second of video, ``#`` where
+the colour is present in more than 90 % of that second's frames, ``+`` above 50 %, ``.`` above 0 and a blank
+where it is absent. An empty start shows as blanks on the left; an object lost mid-clip as blanks inside.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from lingen_model.io.video import read_mp4
+from lingen_model.shapes import judge, language
+
+
+def timeline(present: np.ndarray, fps: float) -> str:
+    """One character per whole second of ``present`` (bool [frames]) at ``fps`` frames per second."""
+    per_second = [present[int(i * fps):int((i + 1) * fps)].mean() for i in range(int(len(present) / fps))]
+    return "".join("#" if p > 0.9 else "+" if p > 0.5 else "." if p > 0 else " " for p in per_second)
+
+
+def presence(frames: np.ndarray, color: str) -> np.ndarray:
+    """Per frame (bool [T]): a counting blob of ``color`` is present, as the judge's persistence counts it."""
+    small, _ = judge._downsample(frames)
+    labels, _ = judge.classify_pixels(small)
+    blobs = judge._Blobs(labels, max_rank=1)
+    return blobs.area[:, judge._COLOR_NAMES.index(color), 0] >= blobs.min_area
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("save_dir", type=Path)
+    ap.add_argument("eval_json", type=Path)
+    args = ap.parse_args()
+    clips = json.loads(args.eval_json.read_text())["clips"]
+    for mp4 in sorted(args.save_dir.glob("*.mp4")):
+        index = int(mp4.name[:3])
+        if index >= len(clips):
+            continue
+        prompt = clips[index]["prompt"]
+        objects = language.parse_prompt(prompt).objects
+        if len(objects) != 1 or objects[0].color is None:
+            continue
+        frames, fps = read_mp4(mp4)
+        present = presence(frames, objects[0].color)
+        print(f"{prompt[:48]:48s} {present.mean():.2f} |{timeline(present, fps)}|")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
