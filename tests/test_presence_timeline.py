@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 
-from lingen_model.shapes import language
 from lingen_model.shapes.clips import make_clip
 
 spec = importlib.util.spec_from_file_location(
@@ -17,17 +16,15 @@ spec.loader.exec_module(probe)
 def test_blanked_seconds_show_as_gaps_and_the_rest_as_present():
     fps = 8
     frames, caption, _ = make_clip(7, 4 * fps, 64, 64, fps, max_objects=1)
-    color = language.parse_prompt(caption).objects[0].color
-    assert probe.timeline(probe.presence(frames, color), fps) == "####"  # a ground-truth render: always there
+    assert probe.timeline(probe.seconds_present(frames, caption, fps)) == "####"  # a ground-truth render: always there
     gapped = frames.copy()
     background = frames[:, 0, 0].copy()  # a corner pixel of the frame: the background (the object is small)
     corner_is_background = np.all(frames[:, :1, :1] == frames[:1, :1, :1], axis=(1, 2, 3))
     assert corner_is_background.all()
     gapped[fps:2 * fps] = background[fps:2 * fps, None, None]     # second 1: absent
     gapped[3 * fps:3 * fps + fps // 4] = background[0]            # a quarter of second 3: mostly present
-    assert probe.timeline(probe.presence(gapped, color), fps) == "# #+"
+    assert probe.timeline(probe.seconds_present(gapped, caption, fps)) == "# #+"
 
 
 def test_timeline_characters_follow_the_per_second_share():
-    present = np.array([1] * 8 + [1] * 5 + [0] * 3 + [1] + [0] * 7 + [0] * 8 + [1] * 3, dtype=bool)
-    assert probe.timeline(present, 8) == "#+. "  # the 3 trailing frames make no whole second
+    assert probe.timeline([1.0, 5 / 8, 1 / 8, 0.0]) == "#+. "

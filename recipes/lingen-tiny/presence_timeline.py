@@ -21,18 +21,19 @@ from lingen_model.io.video import read_mp4
 from lingen_model.shapes import judge, language
 
 
-def timeline(present: np.ndarray, fps: float) -> str:
-    """One character per whole second of ``present`` (bool [frames]) at ``fps`` frames per second."""
-    per_second = [present[int(i * fps):int((i + 1) * fps)].mean() for i in range(int(len(present) / fps))]
-    return "".join("#" if p > 0.9 else "+" if p > 0.5 else "." if p > 0 else " " for p in per_second)
+def seconds_present(frames: np.ndarray, prompt: str, fps: float) -> list[float]:
+    """Persistence of each whole second of a clip: ``lingen_model.shapes.judge.score_clip`` on frames
+    ``[i·fps, (i + 1)·fps)`` (the judge finds the object frame by frame, so a second scores as it does inside
+    the clip). ``frames``: uint8 T×H×W×3; ``fps``: frames per second. Returns floats in [0, 1], one per whole
+    second (trailing frames short of a second are left out). Raises ValueError as ``score_clip`` does (bad
+    frames or fps, a prompt naming nothing of the shapes world)."""
+    return [judge.score_clip(frames[int(i * fps):int((i + 1) * fps)], prompt, fps)["persistence"]
+            for i in range(int(len(frames) / fps))]
 
 
-def presence(frames: np.ndarray, color: str) -> np.ndarray:
-    """Per frame (bool [T]): a counting blob of ``color`` is present, as the judge's persistence counts it."""
-    small, _ = judge._downsample(frames)
-    labels, _ = judge.classify_pixels(small)
-    blobs = judge._Blobs(labels, max_rank=1)
-    return blobs.area[:, judge._COLOR_NAMES.index(color), 0] >= blobs.min_area
+def timeline(shares: list[float]) -> str:
+    """One character per second for the shares of ``seconds_present``: ``#`` > 0.9, ``+`` > 0.5, ``.`` > 0, blank."""
+    return "".join("#" if p > 0.9 else "+" if p > 0.5 else "." if p > 0 else " " for p in shares)
 
 
 def main() -> int:
@@ -50,8 +51,8 @@ def main() -> int:
         if len(objects) != 1 or objects[0].color is None:
             continue
         frames, fps = read_mp4(mp4)
-        present = presence(frames, objects[0].color)
-        print(f"{prompt[:48]:48s} {present.mean():.2f} |{timeline(present, fps)}|")
+        persistence = judge.score_clip(frames, prompt, fps)["persistence"]
+        print(f"{prompt[:48]:48s} {persistence:.2f} |{timeline(seconds_present(frames, prompt, fps))}|")
     return 0
 
 
