@@ -32,6 +32,9 @@ T = TypeVar("T")
 _NONE = type(None)
 
 
+#: Words YAML 1.1 (PyYAML) reads as booleans when unquoted.
+_YAML_BOOL_WORDS = frozenset({"off", "on", "no", "yes", "true", "false", "y", "n"})
+
 def _kind(value: Any) -> str:
     text = repr(value)
     return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
@@ -55,7 +58,10 @@ def _check(value: Any, hint: Any, where: str) -> Any:
                          f"{', '.join(getattr(a, '__name__', str(a)) for a in args)}, got {_kind(value)}")
     if origin is typing.Literal:
         if value not in args or isinstance(value, bool) != any(isinstance(a, bool) for a in args if a == value):
-            raise InputError(f"{where} must be one of {', '.join(repr(a) for a in args)}, got {value!r}")
+            hint = ""
+            if isinstance(value, bool) and any(isinstance(a, str) and a.lower() in _YAML_BOOL_WORDS for a in args):
+                hint = " (YAML reads a bare off/on/no/yes as a boolean: quote the word, e.g. \"off\")"
+            raise InputError(f"{where} must be one of {', '.join(repr(a) for a in args)}, got {value!r}{hint}")
         return value
     if hint is bool:
         if not isinstance(value, bool):

@@ -127,7 +127,8 @@ def test_stagger_reaches_the_sampler_and_turns_the_models_step_caching_off(ckpt,
 
 
 LONG = {"steps": 2, "cfg_scale": 2.0, "cache": "taylor", "direction_guidance": 3.0,
-        "long_clip": {"from_seconds": 2.0, "stagger": 0.25, "stagger_context": 1, "steps": 3, "cache": "none"}}
+        "long_clip": {"from_seconds": 2.0, "stagger": 0.25, "stagger_context": 1, "steps": 3, "cache": "none",
+                      "shift": 4.0}}
 
 
 def test_long_clip_profile_applies_from_its_length_and_explicit_settings_win(ckpt, tmp_path, spy):
@@ -136,14 +137,15 @@ def test_long_clip_profile_applies_from_its_length_and_explicit_settings_win(ckp
     settings win key by key; ``stagger=0`` or a step cache skip the whole profile."""
     R = pipeline_mod.GenerationRequest
     p = _with_sampling(ckpt, tmp_path / "long", LONG)
-    plain = dict(stagger=0.0, stagger_context=None, steps=2, cache="taylor", direction_guidance=3.0)
-    profile = dict(stagger=0.25, stagger_context=1, steps=3, cache="none", direction_guidance=3.0)
+    plain = dict(stagger=0.0, stagger_context=None, steps=2, cache="taylor", direction_guidance=3.0, shift=None)
+    profile = dict(stagger=0.25, stagger_context=1, steps=3, cache="none", direction_guidance=3.0, shift=4.0)
     cases = [  # (request fields, expected settings)
         (dict(num_frames=13), plain),  # 1.5 s < 2 s
         (dict(num_frames=17), profile),  # exactly 2 s
         (dict(num_frames=33), profile),
         (dict(num_frames=17, fps=16.0), plain),  # 1 s at 16 fps
         (dict(num_frames=17, steps=5), {**profile, "steps": 5}),
+        (dict(num_frames=17, shift=2.5), {**profile, "shift": 2.5}),
         (dict(num_frames=17, stagger=0.5), {**profile, "stagger": 0.5}),
         (dict(num_frames=17, stagger_context=0), {**profile, "stagger_context": 0}),
         (dict(num_frames=17, cache="none"), profile),
@@ -156,13 +158,13 @@ def test_long_clip_profile_applies_from_its_length_and_explicit_settings_win(ckp
         req = p.resolve(R("a red circle moving left", height=16, width=16, **fields))
         got = {k: getattr(req, k) for k in want}
         assert got == want, fields
-        # a note when the profile applies and supplies any of stagger, stagger_context, steps
-        left = any(k not in fields for k in ("stagger", "stagger_context", "steps"))
+        # a note when the profile applies and supplies any of stagger, stagger_context, steps, shift
+        left = any(k not in fields for k in ("stagger", "stagger_context", "steps", "shift"))
         assert any("long-clip" in n for n in req.notes) == (want["stagger"] > 0 and left), fields
     # the profile's settings reach the sampler, and the clip is the staggered one
     out = p.generate(p.resolve(R("a red circle", num_frames=17, height=16, width=16)))
     call = spy["sample"][-1]
-    assert (call["stagger"], call["stagger_context"], call["steps"], call["cache"]) == (0.25, 1, 3, "none")
+    assert (call["stagger"], call["stagger_context"], call["steps"], call["cache"], call["shift"]) == (0.25, 1, 3, "none", 4.0)
     assert out.full_calls == 6  # ⌈3·(1 + 0.25·4)⌉ for 5 latent frames
     assert out.request.to_dict()["stagger"] == 0.25
 

@@ -280,6 +280,53 @@ def test_max_minutes_stops_saves_and_resumes(vae_run, tmp_path):
     assert json.loads((tmp_path / "den" / "train_state.json").read_text())["step"] == 2
 
 
+def test_stop_at_step_ends_the_run_on_the_schedule_of_steps(vae_run, tmp_path):
+    """``stop_at_step`` ends a run at that step, saved and exported, with the learning rate of a run to
+    ``steps`` (the reproducible form of a stage once stopped by ``max_minutes``); past ``steps`` it is refused."""
+    from lingen_model.training.trainer import _lr_at
+
+    run, _ = vae_run
+    kw = dict(stage="denoiser", run_dir=str(tmp_path / "den"), vae_checkpoint=str(run), steps=40, batch_size=1,
+              log_every=1, save_every_steps=1000, warmup_steps=1, lr=1e-3, data=DATA, denoiser=TINY_DENOISER,
+              stop_at_step=3, export={"dir": str(tmp_path / "export"), "name": "x"})
+    r = train(write_cfg(tmp_path / "a.yaml", **kw))
+    assert r.exit_code == 0, r.output
+    assert "stop_at_step" in r.output
+    state = json.loads((tmp_path / "den" / "train_state.json").read_text())
+    assert state["step"] == 3
+    assert [h["lr"] for h in state["history"]] == pytest.approx([_lr_at(s, {**kw, "lr_floor": 0.1}) for s in range(3)])
+    assert (tmp_path / "export" / "config.json").is_file()
+    r = train(write_cfg(tmp_path / "b.yaml", **{**kw, "stop_at_step": 41}))
+    assert r.exit_code != 0 and "stop_at_step" in r.output and "Traceback" not in r.output
+
+
+def test_a_bare_yaml_off_for_amp_is_refused_with_the_fix(tmp_path):
+    """YAML 1.1 reads ``amp: off`` as false: the error names the key and says to quote the word."""
+    from lingen_model.errors import InputError
+    from lingen_model.training.config import load_train_config
+
+    p = tmp_path / "c.yaml"
+    p.write_text("stage: vae\nrun_dir: r\namp: off\n")
+    with pytest.raises(InputError, match=r"amp must be one of .*got False \(YAML reads a bare off"):
+        load_train_config(p)
+    p.write_text('stage: vae\nrun_dir: r\namp: "off"\n')
+    assert load_train_config(p)["amp"] == "off"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_native_bf16_says_so(vae_run, tmp_path, monkeypatch, native):
+    """``amp: bf16`` on a CPU where oneDNN emulates bf16 logs a note that it is slower than float32."""
+    from lingen_model.training import trainer
+
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: native)
+    run, _ = vae_run
+    cfg = write_cfg(tmp_path / "c.yaml", stage="denoiser", run_dir=str(tmp_path / "den"), vae_checkpoint=str(run),
+                    steps=1, batch_size=1, data=DATA, denoiser=TINY_DENOISER, amp="bf16")
+    r = train(cfg)
+    assert r.exit_code == 0, r.output
+    assert ("no native bf16" in r.output) == (not native)
+
+
 def test_lr_schedule_warms_up_then_follows_the_cosine_to_its_floor():
     """_lr_at against the formula written out: linear warm-up, then lr·(f + (1 − f)·(1 + cos πx)/2) with x the
     share of the post-warm-up steps done, ending at the floor f (default 0.1; a cooldown stage uses 0)."""

@@ -192,7 +192,7 @@ def long_clip_sampling(sampling: dict, seconds: float, request: GenerationReques
         return sampling, None
     merged = {**sampling, **{k: v for k, v in profile.items() if k != "from_seconds"}}
     merged.pop("long_clip", None)
-    shown = ", ".join(f"{k} {merged[k]}" for k in ("stagger", "stagger_context", "steps")
+    shown = ", ".join(f"{k} {merged[k]}" for k in ("stagger", "stagger_context", "steps", "shift")
                       if k in profile and getattr(request, k) is None)
     if not shown:
         return merged, None
@@ -413,7 +413,8 @@ class LinGenPipeline:
         cfg = request.cfg_scale if request.cfg_scale is not None else sampling.get("cfg_scale", DEFAULT_CFG_SCALE)
         cfg_scale = _float_field("cfg_scale", cfg, 0.0, 50.0)
         seed = _int_field("seed", request.seed, 0, 2**63 - 1)
-        shift = None if request.shift is None else _float_field("shift", request.shift, 0.0, 1000.0, lo_open=True)
+        shift = request.shift if request.shift is not None else sampling.get("shift")  # None: from the token count
+        shift = None if shift is None else _float_field("shift", shift, 0.0, 1000.0, lo_open=True)
         if request.method not in METHODS:
             raise InputError(f"unknown method {request.method!r}; use {' or '.join(METHODS)}")
         cache = request.cache if request.cache is not None else sampling.get("cache", "none")

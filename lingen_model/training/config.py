@@ -36,7 +36,9 @@ class TrainConfig:
     """Every key of a training YAML, with its default and range.
 
     Units: ``lr`` per step (linear warm-up over ``warmup_steps``, then a cosine to ``lr_floor`` · ``lr`` at ``steps``); ``warmup_steps``, ``save_every_steps``, ``log_every`` in optimizer steps;
-    ``save_every_minutes`` and ``max_minutes`` (a wall-clock budget for one invocation) in minutes; ``t_offset_max`` in latent frames; times ``t`` in [0, 1].
+    ``save_every_minutes`` and ``max_minutes`` (a wall-clock budget for one invocation) in minutes;
+    ``stop_at_step`` ends the run (saved, exported) at that optimizer step while the learning-rate schedule
+    still runs to ``steps``: the reproducible form of a stage that ``max_minutes`` once stopped; ``t_offset_max`` in latent frames; times ``t`` in [0, 1].
     ``data`` is a :class:`~lingen_model.training.data.DataConfig`, ``vae`` a
     :class:`~lingen_model.models.vae.VAEConfig` (VAE stage), ``denoiser`` ``{size, mixer}``,
     ``text_encoder`` the backend spec, ``export`` ``{dir, name, sampling}`` (denoiser and distill stages).
@@ -67,6 +69,7 @@ class TrainConfig:
     save_every_steps: int = field(default=200, metadata={"ge": 1})
     save_every_minutes: float = field(default=10.0, metadata={"gt": 0})
     max_minutes: Optional[float] = field(default=None, metadata={"gt": 0})
+    stop_at_step: Optional[int] = field(default=None, metadata={"ge": 1})
     num_threads: Optional[int] = field(default=None, metadata={"ge": 1})
     data: dict[str, Any] = field(default_factory=dict)
     vae: dict[str, Any] = field(default_factory=dict)
@@ -114,6 +117,8 @@ class TrainConfig:
                                            else self.data.source) != "shapes"):
             raise ValueError("object_weight is for the denoiser stage on the shapes world, without contrast_weight "
                              "or context_parallel")
+        if self.stop_at_step is not None and self.stop_at_step > self.steps:
+            raise ValueError(f"stop_at_step ({self.stop_at_step}) is past steps ({self.steps}), where every run ends")
         if self.context_parallel > 1 and self.stage != "denoiser":
             raise ValueError("context_parallel splits the denoiser's tokens: it is for the denoiser stage")
 

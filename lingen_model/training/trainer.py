@@ -10,6 +10,7 @@ Config (YAML, every key checked)::
     lr: 1.0e-3, weight_decay: 0.0, warmup_steps: 100, grad_clip: 1.0, ema_decay: 0.999
     seed: 0, log_every: 10, save_every_steps: 200, save_every_minutes: 10, num_threads: null
     max_minutes: null                 # stop (save, export) after this many wall-clock minutes of this invocation
+    stop_at_step: null                # stop (save, export) at this step; the lr schedule still runs to `steps`
     data: {source: shapes|folder|shards, path, height, width, fps, frames, still_prob, max_objects, entry_prob, workers}
     vae: {VAEConfig fields}           # vae stage: the architecture
     kl_weight: 1.0e-6                 # vae stage
@@ -21,7 +22,8 @@ Config (YAML, every key checked)::
     t_offset_prob: 0.5                #   temporal positions of a batch by a random 0…t_offset_max latent
                                       #   frames, so short training clips cover every position of long clips
     amp: auto                         # bf16 autocast: auto (on CUDA only) | bf16 (any device; ~1.9x faster
-                                      #   denoiser steps on a CPU with AVX512-BF16) | off
+                                      #   denoiser steps on a CPU with AVX512-BF16, ~7x slower on one
+                                      #   without: AVX2) | "off" (quoted: YAML reads a bare off as false)
     t_logit_mean: 0.0                 # denoiser stage: training times t = sigmoid(u), u ~ N(t_logit_mean, 1);
                                       #   > 0 trains more on high noise, where the layout is decided (SD3 §3.1)
     t_high_prob: 0.0                  # denoiser stage: with this probability a training time is drawn from
@@ -226,6 +228,9 @@ class Trainer:
             torch.set_num_threads(int(cfg["num_threads"]))
         self.device = torch.device(f"cuda:{self.rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu")
         self.amp = cfg["amp"] == "bf16" or (cfg["amp"] == "auto" and self.device.type == "cuda")
+        if self.amp and self.device.type == "cpu" and not cpu_has_native_bf16():
+            self.log(f"note: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16, so bf16 autocast "
+                     "is emulated: measured ~7x slower than amp: \"off\" (float32) on a 2-core AVX2 CPU")
         self.run_dir = Path(cfg["run_dir"])
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.stage = cfg["stage"]
@@ -618,7 +623,8 @@ class Trainer:
         last_save, t_log, n_log, clips = time.time(), time.time(), 0, 0
         budget_end = time.time() + 60 * cfg["max_minutes"] if cfg.get("max_minutes") else None
         self.model.train()
-        while self.step < cfg["steps"]:
+        end_step = min(cfg["steps"], cfg.get("stop_at_step") or cfg["steps"])
+        while self.step < end_step:
             t0 = time.time()
             batch = next(self.data)
             if len(batch) == 4:  # preprocessed shards: latents and text tokens
@@ -650,7 +656,7 @@ class Trainer:
             n_log += 1
             over = budget_end is not None and time.time() >= budget_end  # max_minutes of this invocation spent
             due = (self.step % cfg["save_every_steps"] == 0 or time.time() - last_save > 60 * cfg["save_every_minutes"]
-                   or self.step == cfg["steps"] or over)
+                   or self.step == end_step or over)
             loss_value = float(loss.detach())
             sq = stats.get("sq", (0.0, 0.0))  # distill stage: squared error and squared teacher velocity
             if dist is not None:  # global-batch loss; rank 0's clock decides time-based saves and the budget for all
@@ -659,7 +665,7 @@ class Trainer:
                 dist.all_reduce(packed)
                 loss_value = float(packed[0]) / self.world
                 over = float(packed[2]) > 0
-                due = (self.step % cfg["save_every_steps"] == 0 or self.step == cfg["steps"] or float(packed[1]) > 0)
+                due = (self.step % cfg["save_every_steps"] == 0 or self.step == end_step or float(packed[1]) > 0)
                 sq = (float(packed[3]), float(packed[4]))
             rec = {"step": self.step, "loss": loss_value, "grad_norm": float(gnorm), "lr": self.opt.param_groups[0]["lr"],
                    "frames": int(frames), **{k: stats[k] for k in ("t_offset", "t") if k in stats}}
@@ -668,7 +674,7 @@ class Trainer:
             self.history.append(rec)
             if self.on_step:
                 self.on_step(self.step, rec)
-            if self.step % cfg["log_every"] == 0 or self.step == cfg["steps"]:
+            if self.step % cfg["log_every"] == 0 or self.step == end_step:
                 recent = [h["loss"] for h in self.history[-n_log:]]
                 dt = time.time() - t_log
                 rel = f" rel_err {rec['rel_err']:.4f}" if "rel_err" in rec else ""
@@ -679,6 +685,8 @@ class Trainer:
                 self.save()
                 last_save = time.time()
                 self.log(f"saved {self.run_dir} at step {self.step}")
+            if self.step == end_step < cfg["steps"]:
+                self.log(f"stopping at step {self.step}: stop_at_step (the schedule runs to {cfg['steps']})")
             if over:
                 self.log(f"stopping at step {self.step}: max_minutes ({cfg['max_minutes']:g}) of this run spent")
                 break
@@ -687,6 +695,16 @@ class Trainer:
         if dist is not None:
             dist.barrier()
         return {"step": self.step, "elapsed_s": self.elapsed, "last_loss": self.history[-1]["loss"] if self.history else None}
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX; PyTorch's own check). On other CPUs
+    bf16 autocast is emulated: a denoiser step of stage 4b took ~7x as long as in float32 on a 2-core AVX2 CPU
+    (recipes/lingen-tiny/TRAINING_LOG.md, session 26)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _named_optimizer_state(model: torch.nn.Module, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
