@@ -353,17 +353,19 @@ def test_slim_state_of_a_dcp_run_resumes_with_its_weights_and_ema(runs, tmp_path
 
 
 @pytest.mark.parametrize("train", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["load", "step"])
-@pytest.mark.parametrize("stage", [("state-3u", "denoiser-3u.yaml", 15500), ("state", "denoiser-2g.yaml", 13500)],
-                         ids=["3u-shipped", "2g"])
+@pytest.mark.parametrize("stage", [("state-4c", "denoiser-4c.yaml", 17546), ("state-3u", "denoiser-3u.yaml", 15500),
+                                   ("state", "denoiser-2g.yaml", 13500)],
+                         ids=["4c-shipped", "3u", "2g"])
 def test_committed_recipe_state_resumes(tmp_path, train, stage):
     """A committed recipe state (raw weights + JSON, no optimizer moments) resumes as the recipe README
-    says: ``state-3u`` (step 15,500, the shipped model: its weights are the embedded ones) and ``state``
-    (stage 2g, step 13,500; any EMA of the same shapes loads beside it). Loads as stored and re-warms the
+    says: ``state-4c`` (step 17,546, the shipped model since session 26: its weights are the embedded ones),
+    ``state-3u`` (step 15,500, shipped in sessions 18–25) and ``state`` (stage 2g, step 13,500; any EMA of the
+    same shapes loads beside it). Loads as stored and re-warms the
     lr; (slow) one small step, then the DCP checkpoint written at its end resumes with the same weights."""
     name, config, step = stage
     state = ROOT / "recipes" / "lingen-tiny" / name
     shipped_file = ROOT / "lingen_model" / "weights" / "lingen-tiny" / "denoiser.safetensors"
-    if name == "state-3u":  # the shipped model is this state's end: resuming it continues what users run
+    if name == "state-4c":  # the shipped model is this state's end: resuming it continues what users run
         assert (state / "denoiser.safetensors").read_bytes() == shipped_file.read_bytes()
     run = tmp_path / "run"
     run.mkdir()
