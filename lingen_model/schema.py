@@ -35,6 +35,7 @@ _NONE = type(None)
 #: Words YAML 1.1 (PyYAML) reads as booleans when unquoted.
 _YAML_BOOL_WORDS = frozenset({"off", "on", "no", "yes", "true", "false", "y", "n"})
 
+
 def _kind(value: Any) -> str:
     text = repr(value)
     return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"

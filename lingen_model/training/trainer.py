@@ -623,7 +623,7 @@ class Trainer:
         last_save, t_log, n_log, clips = time.time(), time.time(), 0, 0
         budget_end = time.time() + 60 * cfg["max_minutes"] if cfg.get("max_minutes") else None
         self.model.train()
-        end_step = min(cfg["steps"], cfg.get("stop_at_step") or cfg["steps"])
+        end_step = cfg.get("stop_at_step") or cfg["steps"]  # the config refuses a stop_at_step past steps
         while self.step < end_step:
             t0 = time.time()
             batch = next(self.data)
