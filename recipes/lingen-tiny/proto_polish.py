@@ -1,0 +1,100 @@
+"""Prototype, not in the library (session 27, issue 14): a polishing pass after the staircase.
+
+The staircase decides each latent frame in turn, and a judged jump is one latent frame that settled about one
+latent step ahead of its neighbours (docs/eval/README.md, "Session 21"). This pass re-noises the finished clip to
+a low time ``t0`` (``z_t0 = (1 − t0)·z_0 + t0·ε``, the rectified-flow path; SDEdit, Meng et al. 2022) and
+integrates it back to 0 with every latent frame at the same time, so that each frame is re-drawn beside
+neighbours at its own noise level, as in training's all-at-once clips. It replaces ``pipeline.sample`` in this
+process and runs the ``lingen`` CLI with the given arguments, e.g.::
+
+    POLISH_T=0.3 POLISH_STEPS=6 python recipes/lingen-tiny/proto_polish.py eval --length 60s --limit 12 \
+        --seed-base 4000003
+
+Environment: ``POLISH_T`` (t0, the model's time in (0, 1]; 0 = no pass), ``POLISH_STEPS`` (Euler steps of the
+pass), ``POLISH_WINDOW`` (latent frames per call, 0 = the whole clip at once; windows overlap by half and are
+averaged), ``POLISH_SHORT`` (1 = also after all-at-once runs), ``POLISH_CACHE`` (a folder: the staircase's
+result is stored there per noise and settings, so that passes with other settings reuse it).
+"""
+import hashlib
+import os
+import sys
+
+import torch
+
+from lingen_model.generation import flow, pipeline
+
+T0 = float(os.environ.get("POLISH_T", "0.3"))
+STEPS = int(os.environ.get("POLISH_STEPS", "6"))
+WINDOW = int(os.environ.get("POLISH_WINDOW", "0"))
+SHORT = os.environ.get("POLISH_SHORT", "0") == "1"
+CACHE = os.environ.get("POLISH_CACHE", "runs/polish_cache")
+_sample = flow.sample
+
+
+def _key(noise, steps, kw) -> str:
+    h = hashlib.sha256(noise.detach().cpu().float().numpy().tobytes())
+    for name in ("stagger", "stagger_context", "shift", "cfg_scale", "cfg_max_t", "contrast_scale", "cache"):
+        h.update(repr((name, kw.get(name))).encode())
+    h.update(repr(steps).encode())
+    h.update(repr(kw["context"].float().sum().item()).encode())
+    return h.hexdigest()[:24]
+
+
+def _base(velocity_fn, noise, steps, **kw):
+    """The run as asked (cached on disk by noise and settings)."""
+    os.makedirs(CACHE, exist_ok=True)
+    path = os.path.join(CACHE, _key(noise, steps, kw) + ".pt")
+    if os.path.exists(path):
+        return torch.load(path, weights_only=True).to(noise.device, noise.dtype)
+    z = _sample(velocity_fn, noise, steps, **kw)
+    torch.save(z.cpu(), path + ".tmp")
+    os.replace(path + ".tmp", path)
+    return z
+
+
+def _polish(velocity_fn, z0, **kw):
+    """Re-noise z0 (B×C×T×H×W) to T0 and integrate back to 0 in STEPS Euler steps, all frames at one time."""
+    gen = torch.Generator().manual_seed(1234)
+    eps = torch.randn(z0.shape, generator=gen).to(z0.device, z0.dtype)
+    zt = (1 - T0) * z0 + T0 * eps
+    times = torch.linspace(T0, 0.0, STEPS + 1, dtype=torch.float64)
+    orig = flow.sampling_timesteps
+    flow.sampling_timesteps = lambda steps, shift=1.0, dtype=torch.float64: times
+    pk = dict(kw, stagger=0.0, stagger_context=None, cache="none", progress=None)
+    try:
+        frames = zt.shape[2]
+        if WINDOW <= 0 or frames <= WINDOW:
+            return _sample(velocity_fn, zt, STEPS, **pk)
+        # Windows of WINDOW frames, stride WINDOW // 2; each step's velocity is the mean over windows.
+        # (Per-window integration with averaging at the end: a probe, not the library's way.)
+        out = torch.zeros_like(zt)
+        weight = torch.zeros(frames, dtype=zt.dtype, device=zt.device)
+        stride = max(1, WINDOW // 2)
+        starts = list(range(0, frames - WINDOW + 1, stride))
+        if starts[-1] != frames - WINDOW:
+            starts.append(frames - WINDOW)
+        for lo in starts:
+            def vf(z, t, ctx, m, cache=None, t_offset=None, _lo=lo):
+                return velocity_fn(z, t, ctx, m, t_offset=_lo)
+            out[:, :, lo:lo + WINDOW] += _sample(vf, zt[:, :, lo:lo + WINDOW].contiguous(), STEPS, **pk)
+            weight[lo:lo + WINDOW] += 1
+        return out / weight[None, None, :, None, None]
+    finally:
+        flow.sampling_timesteps = orig
+
+
+def sample(velocity_fn, noise, steps, **kw):
+    """``flow.sample``, then (for staircase runs, or every run with POLISH_SHORT) the polishing pass."""
+    staircase = (kw.get("stagger") or 0.0) > 0
+    z0 = _base(velocity_fn, noise, steps, **kw) if staircase else _sample(velocity_fn, noise, steps, **kw)
+    if T0 <= 0 or not (staircase or SHORT):
+        return z0
+    return _polish(velocity_fn, z0, **kw)
+
+
+if __name__ == "__main__":
+    pipeline.sample = sample
+    from lingen_cli.app import app
+
+    sys.argv = ["lingen"] + sys.argv[1:]
+    app()
