@@ -11,8 +11,7 @@ process and runs the ``lingen`` CLI with the given arguments, e.g.::
         --seed-base 4000003
 
 Environment: ``POLISH_T`` (t0, the model's time in (0, 1]; 0 = no pass), ``POLISH_STEPS`` (Euler steps of the
-pass), ``POLISH_WINDOW`` (latent frames per call, 0 = the whole clip at once; windows overlap by half and are
-averaged), ``POLISH_SHORT`` (1 = also after all-at-once runs), ``POLISH_CACHE`` (a folder: the staircase's
+pass; the whole clip goes through the network at once), ``POLISH_CACHE`` (a folder: the staircase's
 result is stored there per noise and settings, so that passes with other settings reuse it).
 """
 import hashlib
@@ -25,8 +24,6 @@ from lingen_model.generation import flow, pipeline
 
 T0 = float(os.environ.get("POLISH_T", "0.3"))
 STEPS = int(os.environ.get("POLISH_STEPS", "6"))
-WINDOW = int(os.environ.get("POLISH_WINDOW", "0"))
-SHORT = os.environ.get("POLISH_SHORT", "0") == "1"
 CACHE = os.environ.get("POLISH_CACHE", "runs/polish_cache")
 _sample = flow.sample
 
@@ -62,32 +59,18 @@ def _polish(velocity_fn, z0, **kw):
     flow.sampling_timesteps = lambda steps, shift=1.0, dtype=torch.float64: times
     pk = dict(kw, stagger=0.0, stagger_context=None, cache="none", progress=None)
     try:
-        frames = zt.shape[2]
-        if WINDOW <= 0 or frames <= WINDOW:
-            return _sample(velocity_fn, zt, STEPS, **pk)
-        # Windows of WINDOW frames, stride WINDOW // 2; each step's velocity is the mean over windows.
-        # (Per-window integration with averaging at the end: a probe, not the library's way.)
-        out = torch.zeros_like(zt)
-        weight = torch.zeros(frames, dtype=zt.dtype, device=zt.device)
-        stride = max(1, WINDOW // 2)
-        starts = list(range(0, frames - WINDOW + 1, stride))
-        if starts[-1] != frames - WINDOW:
-            starts.append(frames - WINDOW)
-        for lo in starts:
-            def vf(z, t, ctx, m, cache=None, t_offset=None, _lo=lo):
-                return velocity_fn(z, t, ctx, m, t_offset=_lo)
-            out[:, :, lo:lo + WINDOW] += _sample(vf, zt[:, :, lo:lo + WINDOW].contiguous(), STEPS, **pk)
-            weight[lo:lo + WINDOW] += 1
-        return out / weight[None, None, :, None, None]
+        return _sample(velocity_fn, zt, STEPS, **pk)
     finally:
         flow.sampling_timesteps = orig
 
 
 def sample(velocity_fn, noise, steps, **kw):
-    """``flow.sample``, then (for staircase runs, or every run with POLISH_SHORT) the polishing pass."""
+    """``flow.sample``, then (for staircase runs only) the polishing pass."""
     staircase = (kw.get("stagger") or 0.0) > 0
-    z0 = _base(velocity_fn, noise, steps, **kw) if staircase else _sample(velocity_fn, noise, steps, **kw)
-    if T0 <= 0 or not (staircase or SHORT):
+    if not staircase:
+        return _sample(velocity_fn, noise, steps, **kw)
+    z0 = _base(velocity_fn, noise, steps, **kw)
+    if T0 <= 0:
         return z0
     return _polish(velocity_fn, z0, **kw)
 
