@@ -6,7 +6,9 @@ numbers), encodes it with the model's VAE, re-noises the latent to ``t0`` on the
 model's guidance (CFG scale, ``cfg_max_t``, direction guidance: its ``config.json``), all frames at once, in
 ``--steps`` Euler steps evenly spaced in t, decodes and judges. ``t0 = 0`` is the VAE round trip, ``t0 = 1``
 plain generation (from noise, with this probe's schedule). Where the layout the world drew survives a given
-``t0`` (unity 1, no jumps), everything the model decides below ``t0`` is right. One line per prompt and t0::
+``t0`` (unity 1, no jumps), everything the model decides below ``t0`` is right. It is session 22's
+``probe_shape_t.py`` (the circle's outline, 4 s, CFG only, the 30-step schedule's times) turned to the coherence
+criteria, any length and the model's full guidance. One line per prompt and t0::
 
     python recipes/lingen-tiny/probe_sdedit_gt.py --length 8s --limit 12 --t0 0.8,0.9,0.95,1.0 --steps 10
 """
