@@ -15,6 +15,7 @@ criteria, any length and the model's full guidance. One line per prompt and t0::
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 import numpy as np
 import torch
@@ -29,27 +30,45 @@ from lingen_model.shapes.prompts import EVAL_PROMPTS
 from lingen_model.shapes.render import render
 
 
+def renoise(z: torch.Tensor, t0: float, seed: int) -> torch.Tensor:
+    """The rectified-flow path at ``t0`` (the model's time in [0, 1]): ``(1 − t0)·z + t0·ε``, ε ~ N(0, I) drawn on
+    the CPU from ``seed``; same shape, dtype and device as the latent ``z`` (any shape). Raises nothing."""
+    eps = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed))
+    return (1 - t0) * z + t0 * eps.to(z.device, z.dtype)
+
+
+@contextlib.contextmanager
+def schedule_from(t0: float, steps: int):
+    """Within the block, ``flow.sample`` integrates from ``t0`` (not 1) to 0 in ``steps`` Euler steps evenly spaced
+    in t (its ``shift`` is then ignored); the library's ``flow.sampling_timesteps`` is restored on exit."""
+    times = torch.linspace(t0, 0.0, steps + 1, dtype=torch.float64)
+    original = flow.sampling_timesteps
+    flow.sampling_timesteps = lambda *_a, **_k: times
+    try:
+        yield
+    finally:
+        flow.sampling_timesteps = original
+
+
 def sdedit(pipe: LinGenPipeline, z: torch.Tensor, prompt: str, t0: float, steps: int, seed: int) -> torch.Tensor:
-    """Latent B×C×T×H×W → the same shape: re-noised to ``t0`` and integrated back to 0 with the model's guidance."""
+    """Latent B×C×T×H×W → the same shape: re-noised to ``t0`` (:func:`renoise`) and integrated back to 0 in ``steps``
+    Euler steps (:func:`schedule_from`) with the model's guidance from its ``config.json`` (CFG scale,
+    ``cfg_max_t``; direction guidance when the prompt has a direction word). ``t0 <= 0`` returns ``z`` itself.
+    Raises what ``LinGenPipeline.denoise`` raises (ValueError for mismatched shapes)."""
     if t0 <= 0:
         return z
     sampling = pipe.config.get("sampling", {})
     w = float(sampling.get("direction_guidance", 0.0))
     contrast = opposite_direction(prompt)
     ctx, mask = pipe.encode_prompt([prompt, ""] + ([contrast] if contrast and w > 0 else []))
-    zt = (1 - t0) * z + t0 * torch.randn(z.shape, generator=torch.Generator().manual_seed(seed))
-    times = torch.linspace(t0, 0.0, steps + 1, dtype=torch.float64)
-    original = flow.sampling_timesteps
-    flow.sampling_timesteps = lambda *_a, **_k: times  # the schedule from t0, not from 1
-    try:
-        return pipe.denoise(zt, ctx[:1], mask[:1], ctx[1:2], mask[1:2], steps=steps,
+    contrasted = ctx.shape[0] > 2
+    with schedule_from(t0, steps):
+        return pipe.denoise(renoise(z, t0, seed), ctx[:1], mask[:1], ctx[1:2], mask[1:2], steps=steps,
                             cfg_scale=float(sampling.get("cfg_scale", 1.0)), shift=1.0,
-                            contrast_context=ctx[2:3] if ctx.shape[0] > 2 else None,
-                            contrast_mask=mask[2:3] if ctx.shape[0] > 2 else None,
-                            contrast_scale=w if ctx.shape[0] > 2 else 0.0,
+                            contrast_context=ctx[2:3] if contrasted else None,
+                            contrast_mask=mask[2:3] if contrasted else None,
+                            contrast_scale=w if contrasted else 0.0,
                             cfg_max_t=float(sampling.get("cfg_max_t", 1.0)))
-    finally:
-        flow.sampling_timesteps = original
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ def sample(velocity_fn, noise, steps, **kw):
         if low.any():
             v = v.clone()
             vc, vx = v[cond:cond + b], v[cond + b:cond + 2 * b]
-            mask = low.view(b, 1, *low.shape[1:], *([1] * (v.ndim - 2 - (low.ndim - 1))))
+            mask = low.reshape(b, 1, -1, 1, 1)  # per sample, or per sample and latent frame (video v)
             v[cond + b:cond + 2 * b] = torch.where(mask, vc, vx)
         return v
 

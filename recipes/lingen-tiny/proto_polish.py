@@ -21,6 +21,7 @@ import sys
 import torch
 
 from lingen_model.generation import flow, pipeline
+from probe_sdedit_gt import renoise, schedule_from  # this folder (the script's own)
 
 T0 = float(os.environ.get("POLISH_T", "0.3"))
 STEPS = int(os.environ.get("POLISH_STEPS", "6"))
@@ -51,17 +52,9 @@ def _base(velocity_fn, noise, steps, **kw):
 
 def _polish(velocity_fn, z0, **kw):
     """Re-noise z0 (B×C×T×H×W) to T0 and integrate back to 0 in STEPS Euler steps, all frames at one time."""
-    gen = torch.Generator().manual_seed(1234)
-    eps = torch.randn(z0.shape, generator=gen).to(z0.device, z0.dtype)
-    zt = (1 - T0) * z0 + T0 * eps
-    times = torch.linspace(T0, 0.0, STEPS + 1, dtype=torch.float64)
-    orig = flow.sampling_timesteps
-    flow.sampling_timesteps = lambda steps, shift=1.0, dtype=torch.float64: times
-    pk = dict(kw, stagger=0.0, stagger_context=None, cache="none", progress=None)
-    try:
-        return _sample(velocity_fn, zt, STEPS, **pk)
-    finally:
-        flow.sampling_timesteps = orig
+    with schedule_from(T0, STEPS):
+        return _sample(velocity_fn, renoise(z0, T0, 1234), STEPS,
+                       **dict(kw, stagger=0.0, stagger_context=None, cache="none", progress=None))
 
 
 def sample(velocity_fn, noise, steps, **kw):
