@@ -64,6 +64,7 @@ def autoguided(velocity_fn):
 
 
 def sample(velocity_fn, noise, steps, **kw):
+    """``flow.sample`` (same arguments) with ``velocity_fn`` autoguided (:func:`autoguided`)."""
     return _sample(autoguided(velocity_fn), noise, steps, **kw)
 
 
