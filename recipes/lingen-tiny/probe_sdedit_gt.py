@@ -28,6 +28,7 @@ from lingen_model.shapes.clips import scene_from_prompt
 from lingen_model.shapes.judge import score_clip
 from lingen_model.shapes.prompts import EVAL_PROMPTS
 from lingen_model.shapes.render import render
+from lingen_model.training.data import _to_tensor as frames_to_tensor  # uint8 T×H×W×3 → 3×T×H×W in [-1, 1]
 
 
 def renoise(z: torch.Tensor, t0: float, seed: int) -> torch.Tensor:
@@ -85,7 +86,7 @@ def main() -> None:
     n, _ = frames_for_length(args.length, fps)
     for i, prompt in enumerate(EVAL_PROMPTS[:args.limit]):
         frames = render(scene_from_prompt(prompt, np.random.default_rng(args.seed_base + i)), n, h, w, fps)
-        video = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float().div(127.5).sub(1.0)
+        video = frames_to_tensor(frames)[None]
         with torch.no_grad():
             z = pipe.vae.encode(video, chunk_frames=pipe.vae_chunk_frames)
         for t0 in (float(v) for v in args.t0.split(",")):

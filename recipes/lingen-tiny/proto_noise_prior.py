@@ -51,10 +51,9 @@ def prepare_latents(self, num_frames, height, width, seed, batch=1):
 _loss = flow.flow_matching_loss
 
 
-def flow_matching_loss(model_fn, x0, *args, noise=None, **kw):
-    """``flow.flow_matching_loss`` with its noise (B×C×T'×H'×W') made AR(1) along time with ρ = ``NOISE_RHO``."""
-    if noise is None:
-        noise = torch.randn_like(x0)
+def flow_matching_loss(model_fn, x0, *args, noise, **kw):
+    """``flow.flow_matching_loss`` with its noise (B×C×T'×H'×W', which the trainer always passes) made AR(1) along
+    time with ρ = ``NOISE_RHO``."""
     return _loss(model_fn, x0, *args, noise=correlate(noise, NOISE_RHO), **kw)
 
 
