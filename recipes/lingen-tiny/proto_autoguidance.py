@@ -37,7 +37,9 @@ _sample = pipeline.sample
 
 
 def denoise(self, noise, *args, **kw):
-    """``LinGenPipeline.denoise`` with the weak denoiser built once (a copy of this one with AG_WEIGHTS loaded)."""
+    """``LinGenPipeline.denoise`` (same arguments and latent B×C×T'×H'×W' result) with the weak denoiser built once:
+    a copy of this one with ``AG_WEIGHTS`` loaded (safetensors; RuntimeError from ``load_state_dict`` when the
+    architecture differs, FileNotFoundError when the file is missing)."""
     if "model" not in _bad:
         bad = copy.deepcopy(self.denoiser)
         state = load_file(AG_WEIGHTS)
@@ -47,7 +49,10 @@ def denoise(self, noise, *args, **kw):
 
 
 def autoguided(velocity_fn):
-    """velocity_fn of ``pipeline.denoise`` → the same with every row pushed away from the weak model's velocity."""
+    """velocity_fn of ``pipeline.denoise`` → the same with every row pushed away from the weak model's velocity:
+    ``wrapped(z B×C×T'×H'×W', t [B] or [B, T'] (the model's time, 1 = noise), ctx B×L×D, mask B×L)`` returns v
+    of z's shape, ``v + AG_SCALE·(v − v_weak)`` where t ≥ ``AG_MIN_T`` (per latent frame), v elsewhere. Needs the
+    weak model loaded (:func:`denoise`; KeyError before); raises what the denoisers raise for bad shapes."""
     bad = _bad["model"]
 
     def wrapped(z, t, ctx, m, cache=None, t_offset=None):

@@ -43,7 +43,8 @@ _prepare = pipeline.LinGenPipeline.prepare_latents
 
 
 def prepare_latents(self, num_frames, height, width, seed, batch=1):
-    """The library's z₁ from ``seed`` (independent frames), made AR(1) along time with ρ = ``NOISE_RHO``."""
+    """The library's z₁ from ``seed`` (B×C×T'×H'×W' for ``num_frames`` × ``height`` × ``width`` pixels, independent
+    frames), made AR(1) along T' with ρ = ``NOISE_RHO`` (:func:`correlate`; ValueError for ρ outside [0, 1))."""
     noise = _prepare(self, num_frames, height, width, seed, batch)
     return correlate(noise.float(), NOISE_RHO).to(noise.dtype)
 
