@@ -12,9 +12,13 @@ process and runs the ``lingen`` CLI with the given arguments, e.g.::
 
 Environment: ``POLISH_T`` (t0, the model's time in (0, 1]; 0 = no pass), ``POLISH_STEPS`` (Euler steps of the
 pass; the whole clip goes through the network at once), ``POLISH_CACHE`` (a folder: the staircase's
-result is stored there per noise and settings, so that passes with other settings reuse it).
+result is stored there per noise and settings, so that passes with other settings reuse it), ``POLISH_TSIGMA``
+(session 29: before re-noising, blur the clip along its latent frames with a Gaussian of this standard deviation,
+in latent frames; 0 = no blur: a latent frame that ran ahead of its neighbours becomes a faint mix of their
+places, for the pass to redraw as one object).
 """
 import hashlib
+import math
 import os
 import sys
 
@@ -25,6 +29,7 @@ from probe_sdedit_gt import renoise, schedule_from  # this folder (the script's 
 
 T0 = float(os.environ.get("POLISH_T", "0.3"))
 STEPS = int(os.environ.get("POLISH_STEPS", "6"))
+TSIGMA = float(os.environ.get("POLISH_TSIGMA", "0"))
 CACHE = os.environ.get("POLISH_CACHE", "runs/polish_cache")
 _sample = flow.sample
 
@@ -50,10 +55,25 @@ def _base(velocity_fn, noise, steps, **kw):
     return z
 
 
+def temporal_blur(z: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Latent B×C×T×H×W → the same shape, each (b, c, h, w) series along T convolved with a normalised Gaussian of
+    standard deviation ``sigma`` latent frames (radius ⌈3σ⌉, edges replicated). ``sigma <= 0`` returns ``z``."""
+    if sigma <= 0:
+        return z
+    r = max(1, int(math.ceil(3 * sigma)))
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float64) / sigma) ** 2)
+    k = (k / k.sum()).to(z.dtype)
+    b, c, t, h, w = z.shape
+    x = z.permute(0, 1, 3, 4, 2).reshape(-1, 1, t)
+    x = torch.nn.functional.pad(x, (r, r), mode="replicate")
+    x = torch.nn.functional.conv1d(x, k.view(1, 1, -1))
+    return x.reshape(b, c, h, w, t).permute(0, 1, 4, 2, 3).contiguous()
+
+
 def _polish(velocity_fn, z0, **kw):
     """Re-noise z0 (B×C×T×H×W) to T0 and integrate back to 0 in STEPS Euler steps, all frames at one time."""
     with schedule_from(T0, STEPS):
-        return _sample(velocity_fn, renoise(z0, T0, 1234), STEPS,
+        return _sample(velocity_fn, renoise(temporal_blur(z0, TSIGMA), T0, 1234), STEPS,
                        **dict(kw, stagger=0.0, stagger_context=None, cache="none", progress=None))
 
 
