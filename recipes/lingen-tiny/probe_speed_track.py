@@ -1,26 +1,31 @@
-"""Probe (session 29, issue 14): an object's speed, second by second, in a clip of one red object.
+"""Probe (session 29, issue 14): an object's speed, second by second, in a clip of one object of a named colour.
 
-Tracks the centroid of the red pixels (R > 120, G < 90, B < 90) along one axis on the torus (circular mean, so an
-object across the edge is one position), and prints the median frame step, the frame steps around given times
+Tracks the centroid of the pixels within ``TOLERANCE`` (Euclidean, sRGB levels) of the colour's render value in the
+shapes world (``world.COLORS``) along one axis on the torus (circular mean, so an object across the edge is one
+position), and prints the median frame step, the frame steps around given times
 (``|`` before the first frame of each 4-frame latent group) and the speed summed over each second, in frame extents
 per second (docs/eval/README.md, "Session 29")::
 
-    python recipes/lingen-tiny/probe_speed_track.py CLIP.mp4 y 8.1,21.1
+    python recipes/lingen-tiny/probe_speed_track.py CLIP.mp4 red y 8.1,21.1
 
-Arguments: the mp4, the axis of the motion (``x`` or ``y``), times in seconds (comma-separated; may be empty).
+Arguments: the mp4, the object's colour (a key of ``world.COLORS``), the axis of the motion (``x`` or ``y``), times
+in seconds (comma-separated; may be empty).
 """
 import sys
 
 import numpy as np
 
 from lingen_model.io.video import read_mp4
+from lingen_model.shapes.world import COLORS
+
+TOLERANCE = 70.0
 
 
-def red_track(frames: np.ndarray, axis: str) -> np.ndarray:
-    """uint8 T×H×W×3 frames → T positions in [0, 1) along ``axis`` (NaN where no red pixel)."""
+def color_track(frames: np.ndarray, color: str, axis: str) -> np.ndarray:
+    """uint8 T×H×W×3 frames → T positions in [0, 1) along ``axis`` (NaN where no pixel of ``color``)."""
     size = frames.shape[1] if axis == "y" else frames.shape[2]
-    r, g, b = (frames[..., i].astype(int) for i in range(3))
-    mask = (r > 120) & (g < 90) & (b < 90)
+    ref = np.asarray(COLORS[color], dtype=float)
+    mask = np.linalg.norm(frames.astype(float) - ref, axis=-1) < TOLERANCE
     out = np.full(len(frames), np.nan)
     for f in range(len(frames)):
         yy, xx = np.nonzero(mask[f])
@@ -31,9 +36,9 @@ def red_track(frames: np.ndarray, axis: str) -> np.ndarray:
     return out
 
 
-def main(path: str, axis: str, times: str) -> None:
+def main(path: str, color: str, axis: str, times: str) -> None:
     frames, fps = read_mp4(path)
-    steps = (np.diff(red_track(frames, axis)) + 0.5) % 1 - 0.5  # wrapped frame-to-frame steps
+    steps = (np.diff(color_track(frames, color, axis)) + 0.5) % 1 - 0.5  # wrapped frame-to-frame steps
     print(f"{frames.shape[0]} frames at {fps} fps; median frame step {np.nanmedian(steps):.4f}")
     for t0 in [float(x) for x in times.split(",") if x]:
         f0 = int(round(t0 * fps))
@@ -46,6 +51,6 @@ def main(path: str, axis: str, times: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[2] not in ("x", "y"):
-        sys.exit("usage: probe_speed_track.py CLIP.mp4 x|y [t1,t2,...]")
-    main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "")
+    if len(sys.argv) < 4 or sys.argv[2] not in COLORS or sys.argv[3] not in ("x", "y"):
+        sys.exit(f"usage: probe_speed_track.py CLIP.mp4 {{{','.join(COLORS)}}} x|y [t1,t2,...]")
+    main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else "")
