@@ -1,7 +1,7 @@
 """Probe (session 29, issue 14): an object's speed, second by second, in a clip of one object of a named colour.
 
-Tracks the centroid of the pixels within ``TOLERANCE`` (Euclidean, sRGB levels) of the colour's render value in the
-shapes world (``world.COLORS``) along one axis on the torus (circular mean, so an object across the edge is one
+Tracks the centroid of the pixels the judge names with that colour (``judge.classify_pixels``) along one axis on the
+torus (circular mean, so an object across the edge is one
 position), and prints the median frame step, the frame steps around given times
 (``|`` before the first frame of each 4-frame latent group) and the speed summed over each second, in frame extents
 per second (docs/eval/README.md, "Session 29")::
@@ -16,16 +16,14 @@ import sys
 import numpy as np
 
 from lingen_model.io.video import read_mp4
+from lingen_model.shapes.judge import _wrap, classify_pixels
 from lingen_model.shapes.world import COLORS
-
-TOLERANCE = 70.0
 
 
 def color_track(frames: np.ndarray, color: str, axis: str) -> np.ndarray:
     """uint8 T×H×W×3 frames → T positions in [0, 1) along ``axis`` (NaN where no pixel of ``color``)."""
     size = frames.shape[1] if axis == "y" else frames.shape[2]
-    ref = np.asarray(COLORS[color], dtype=float)
-    mask = np.linalg.norm(frames.astype(float) - ref, axis=-1) < TOLERANCE
+    mask = classify_pixels(frames)[0] == list(COLORS).index(color)
     out = np.full(len(frames), np.nan)
     for f in range(len(frames)):
         yy, xx = np.nonzero(mask[f])
@@ -38,7 +36,7 @@ def color_track(frames: np.ndarray, color: str, axis: str) -> np.ndarray:
 
 def main(path: str, color: str, axis: str, times: str) -> None:
     frames, fps = read_mp4(path)
-    steps = (np.diff(color_track(frames, color, axis)) + 0.5) % 1 - 0.5  # wrapped frame-to-frame steps
+    steps = _wrap(np.diff(color_track(frames, color, axis)), 1.0)  # frame-to-frame steps on the torus
     print(f"{frames.shape[0]} frames at {fps} fps; median frame step {np.nanmedian(steps):.4f}")
     for t0 in [float(x) for x in times.split(",") if x]:
         f0 = int(round(t0 * fps))

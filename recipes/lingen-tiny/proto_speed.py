@@ -1,7 +1,7 @@
 """Prototype, not in the library (session 29, issue 14): the denoiser told the object's speed.
 
 Session 29 tracked the jumps of the 60 s tuning minutes frame by frame (docs/eval/README.md, "Session 29"): a judged
-jump is not a teleport but a burst of speed. The red triangle of seed 4,000,011 moves at 0.15–0.36 frame heights a
+jump is not a teleport but a burst of speed. The red triangle of seed 4,000,011 moves at 0.16–0.32 frame heights a
 second, second by second, where the world gives each clip one constant speed in 0.1–0.25 (``SPEED_RANGE``), and the
 judge calls a half-second step above the world's fastest (plus margin) a jump. No caption names a speed, so the
 model must read it from the frames around; at high noise, on the staircase, they say little, and the speed wanders.
