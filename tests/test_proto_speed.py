@@ -22,11 +22,9 @@ def ps():
 
     saved = (dm.Denoiser.__init__, dm.Denoiser.reset_parameters)
     dm.Denoiser.__init__ = mod.init
-    dm.Denoiser._init_speed_embed = mod._init_speed_embed
     dm.Denoiser.reset_parameters = mod.reset_parameters
     yield mod
     dm.Denoiser.__init__, dm.Denoiser.reset_parameters = saved
-    del dm.Denoiser._init_speed_embed
     mod.STATE["speed"] = None
 
 

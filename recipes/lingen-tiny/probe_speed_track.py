@@ -35,6 +35,9 @@ def color_track(frames: np.ndarray, color: str, axis: str) -> np.ndarray:
 
 
 def main(path: str, color: str, axis: str, times: str) -> None:
+    """Print the track of ``color`` along ``axis`` in the mp4 at ``path``: median frame step, the steps (% of the
+    frame) around each time in ``times`` (seconds, comma-separated) and the speed of each second (frame extents per
+    second). Raises what ``read_mp4`` raises for a missing or undecodable file, KeyError for an unknown colour."""
     frames, fps = read_mp4(path)
     steps = _wrap(np.diff(color_track(frames, color, axis)), 1.0)  # frame-to-frame steps on the torus
     print(f"{frames.shape[0]} frames at {fps} fps; median frame step {np.nanmedian(steps):.4f}")

@@ -79,7 +79,20 @@ _reset = denoiser_mod.Denoiser.reset_parameters
 
 
 def _make_embed(d: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
+    """The speed MLP, 256 features → d → d (d = the denoiser's width), at its initial values (:func:`_init_embed`)."""
+    m = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
+    _init_embed(m)
+    return m
+
+
+def _init_embed(m: nn.Sequential) -> None:
+    """First layer N(0, 0.02²) with zero bias, last layer zero (so the term starts at 0); nothing on the meta device."""
+    if m[0].weight.is_meta:
+        return
+    nn.init.normal_(m[0].weight, std=0.02)
+    nn.init.zeros_(m[0].bias)
+    nn.init.zeros_(m[2].weight)
+    nn.init.zeros_(m[2].bias)
 
 
 def init(self, cfg):
@@ -87,7 +100,6 @@ def init(self, cfg):
     :func:`speed_offset` to ``t_embed``'s output while ``STATE["speed"]`` is set."""
     _init(self, cfg)
     self.speed_embed = _make_embed(cfg.width)
-    self._init_speed_embed()
 
     def hook(_module, _inp, out):
         speed = STATE["speed"]
@@ -98,20 +110,11 @@ def init(self, cfg):
     self.t_embed.register_forward_hook(hook)
 
 
-def _init_speed_embed(self) -> None:
-    if self.speed_embed[0].weight.is_meta:
-        return
-    nn.init.normal_(self.speed_embed[0].weight, std=0.02)
-    nn.init.zeros_(self.speed_embed[0].bias)
-    nn.init.zeros_(self.speed_embed[2].weight)
-    nn.init.zeros_(self.speed_embed[2].bias)
-
-
 def reset_parameters(self) -> None:
     """The library's init, then ``speed_embed``'s (when it exists yet)."""
     _reset(self)
     if hasattr(self, "speed_embed"):
-        self._init_speed_embed()
+        _init_embed(self.speed_embed)
 
 
 _make_clip = clips.make_clip
@@ -124,8 +127,9 @@ def make_clip(*args, **kw):
 
 
 def split_captions(captions: list[str], step: int) -> tuple[list[str], torch.Tensor]:
-    """Captions with ``MARK`` suffixes → (plain captions, B speeds with NaN for none and for the dropped ones;
-    the drop is drawn with probability ``SPEED_DROP`` from a generator seeded by ``step``)."""
+    """Captions with ``MARK`` suffixes → (plain captions, B speeds in frame extents per second, float64, with NaN for
+    none and for the dropped ones; the drop is drawn with probability ``SPEED_DROP`` from a generator seeded by
+    ``step``). Raises ValueError for a suffix that is not a number."""
     plain, speeds = [], []
     for c in captions:
         text, sep, value = c.partition(MARK)
@@ -137,6 +141,8 @@ def split_captions(captions: list[str], step: int) -> tuple[list[str], torch.Ten
 
 
 def patch_trainer() -> None:
+    """Wrap ``Trainer._loss``: the batch's captions lose their ``MARK`` suffixes (:func:`split_captions`, drop drawn
+    from the step) and ``STATE["speed"]`` holds the B speeds for that one loss call."""
     from lingen_model.training import trainer
 
     _loss = trainer.Trainer._loss
@@ -165,7 +171,9 @@ def generate(self, request, *args, **kw):
 
 def init_run(run_dir: str, state_dir: str) -> None:
     """Copy ``denoiser.safetensors`` and ``train_state.json`` of ``state_dir`` to ``run_dir`` (EMA = the weights, as
-    the stage recipes start) and add ``speed_embed`` (seeded, last layer zero) to both weight files."""
+    the stage recipes start) and add ``speed_embed`` (seeded, last layer zero) to both weight files, each written to
+    a temporary file and renamed. Raises SystemExit when ``run_dir`` already holds a run, FileNotFoundError when
+    ``state_dir`` lacks a file, KeyError when its weights have no ``t_embed``."""
     from safetensors.torch import load_file, save_file
 
     src, dst = Path(state_dir), Path(run_dir)
@@ -177,10 +185,6 @@ def init_run(run_dir: str, state_dir: str) -> None:
     d = weights["t_embed.2.weight"].shape[0]
     torch.manual_seed(29)
     m = _make_embed(d)
-    nn.init.normal_(m[0].weight, std=0.02)
-    nn.init.zeros_(m[0].bias)
-    nn.init.zeros_(m[2].weight)
-    nn.init.zeros_(m[2].bias)
     weights.update({f"speed_embed.{k}": v.to(weights["t_embed.2.weight"].dtype).contiguous()
                     for k, v in m.state_dict().items()})
     for name in ("denoiser.safetensors", "denoiser_ema.safetensors"):
@@ -192,7 +196,6 @@ def install(train: bool) -> None:
     """Patch the denoiser and the pipeline in this process; for ``train`` also the shapes world's clips and the
     trainer (only there do captions carry speeds)."""
     denoiser_mod.Denoiser.__init__ = init
-    denoiser_mod.Denoiser._init_speed_embed = _init_speed_embed
     denoiser_mod.Denoiser.reset_parameters = reset_parameters
     pipeline.LinGenPipeline.generate = generate
     if train:
