@@ -1,25 +1,20 @@
 """recipes/lingen-tiny/proto_circles.py (session 31 prototype, issue 14): one-speed training clips with circles drawn
 for half of the objects. The patch must raise the circle share from a third to a half, keep every scene parameter
-but the shape and the speed as the unpatched world draws it (same generator draws), caption each clip with the shape
-it shows, and leave the world's ``SHAPES`` as it was for the judge."""
+but the shape and the speed (and the start, where the shape changes) as the unpatched world draws it (same generator
+draws), caption each clip with the shape it shows, and leave the world's ``SHAPES`` as it was for the judge."""
 import dataclasses
-import importlib.util
-from pathlib import Path
 
 import pytest
 
 from lingen_model.shapes import clips, world
 from lingen_model.shapes.clips import make_clip
 from lingen_model.shapes.language import parse_prompt
-
-RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "lingen-tiny"
+from support.recipes import load_recipe
 
 
 @pytest.fixture
 def circles(monkeypatch):
-    spec = importlib.util.spec_from_file_location("proto_circles", RECIPES / "proto_circles.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_recipe("proto_circles")
     monkeypatch.setattr(world, "SPEED_RANGE", world.SPEED_RANGE)  # restored after the test
     monkeypatch.setattr(clips, "sample_scene", clips.sample_scene)
     return mod

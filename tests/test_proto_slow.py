@@ -2,22 +2,17 @@
 at one speed. The patch must give every linear mover exactly ``SLOW_SPEED``, leave every other scene parameter of a
 clip seed as the unpatched world draws it (same generator draws), and refuse a speed outside the world's range."""
 import dataclasses
-import importlib.util
-from pathlib import Path
 
 import pytest
 
 from lingen_model.shapes import world
 from lingen_model.shapes.clips import make_clip
-
-RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "lingen-tiny"
+from support.recipes import load_recipe
 
 
 @pytest.fixture
 def slow(monkeypatch):
-    spec = importlib.util.spec_from_file_location("proto_slow", RECIPES / "proto_slow.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_recipe("proto_slow")
     monkeypatch.setattr(world, "SPEED_RANGE", world.SPEED_RANGE)  # restored after the test
     return mod
 
