@@ -354,7 +354,8 @@ def test_slim_state_of_a_dcp_run_resumes_with_its_weights_and_ema(runs, tmp_path
 
 @pytest.mark.parametrize("train", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["load", "step"])
 @pytest.mark.parametrize("stage", [("state-4c", "denoiser-4c.yaml", 17546), ("state-4h", "denoiser-4h.yaml", 19346),
-                                   ("state-4i", "denoiser-4i.yaml", 20846), ("state-3u", "denoiser-3u.yaml", 15500), ("state", "denoiser-2g.yaml", 13500)],
+                                   ("state-4i", "denoiser-4i.yaml", 20846), ("state-3u", "denoiser-3u.yaml", 15500),
+                                   ("state", "denoiser-2g.yaml", 13500)],
                          ids=["4c-shipped", "4h", "4i", "3u", "2g"])
 def test_committed_recipe_state_resumes(tmp_path, train, stage):
     """A committed recipe state (raw weights + JSON, no optimizer moments) resumes as the recipe README

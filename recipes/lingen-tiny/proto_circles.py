@@ -9,33 +9,30 @@ third, so the stage sees circle outlines 1.5× as often; everything else is ``pr
 Only the training process is patched, and only while a scene is drawn: ``lingen_model.shapes.clips.sample_scene``
 runs with ``world.SHAPES`` as ``("circle", "square", "triangle", "circle")`` (one generator draw per object as before,
 read over four entries, so an object's shape may change to any of the three and its start stays inside the frame for
-that shape's extent; every other draw of a clip seed is unchanged) and puts the world's ``SHAPES`` back afterwards, so the judge and the captions see the
-world's three shapes. The world, the captions and the judge are unchanged.
+that shape's extent; every other draw of a clip seed is unchanged) and puts the world's ``SHAPES`` back afterwards,
+so the judge and the captions see the world's three shapes. The world, the captions and the judge are unchanged.
 
     python recipes/lingen-tiny/proto_circles.py train recipes/lingen-tiny/denoiser-4j.yaml
 
 Raises ValueError (at start) as ``proto_slow.install`` does.
 """
 import functools
-import importlib.util
 import sys
 from pathlib import Path
 
 from lingen_model.shapes import clips, world
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import proto_slow  # noqa: E402  (the sibling prototype, imported as probe_shape_contrast.py imports its own)
+
 CIRCLE_HEAVY = ("circle", "square", "triangle", "circle")
 
 
-def _load_slow():
-    spec = importlib.util.spec_from_file_location("proto_slow", Path(__file__).with_name("proto_slow.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def install() -> None:
-    """Patch this process: linear movers at ``proto_slow.SLOW_SPEED``, and half of the objects drawn as circles."""
-    _load_slow().install()
+    """Patch this process: linear movers at ``proto_slow.SLOW_SPEED``, and half of the objects drawn as circles.
+
+    Raises ValueError when ``SLOW_SPEED`` lies outside the world's ``SPEED_RANGE`` (``proto_slow.install``)."""
+    proto_slow.install()
     original = clips.sample_scene
 
     @functools.wraps(original)
