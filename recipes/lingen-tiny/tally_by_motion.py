@@ -18,9 +18,7 @@ import sys
 from pathlib import Path
 
 from lingen_model.shapes.language import parse_prompt
-
-MOTIONS = ("left", "right", "up", "down", "still")
-SHAPES = ("circle", "square", "triangle")
+from lingen_model.shapes.world import BASIC_MOTIONS as MOTIONS, SHAPES
 
 
 def one_object_keys(clips: list[dict]) -> list[tuple[str, str, dict]]:
