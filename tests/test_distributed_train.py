@@ -354,14 +354,16 @@ def test_slim_state_of_a_dcp_run_resumes_with_its_weights_and_ema(runs, tmp_path
 
 @pytest.mark.parametrize("train", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["load", "step"])
 @pytest.mark.parametrize("stage", [("state-4c", "denoiser-4c.yaml", 17546), ("state-4h", "denoiser-4h.yaml", 19346),
-                                   ("state-4i", "denoiser-4i.yaml", 20846), ("state-3u", "denoiser-3u.yaml", 15500),
+                                   ("state-4i", "denoiser-4i.yaml", 20846), ("state-4k", "denoiser-4k.yaml", 23846),
+                                   ("state-3u", "denoiser-3u.yaml", 15500),
                                    ("state", "denoiser-2g.yaml", 13500)],
-                         ids=["4c-shipped", "4h", "4i", "3u", "2g"])
+                         ids=["4c-shipped", "4h", "4i", "4k", "3u", "2g"])
 def test_committed_recipe_state_resumes(tmp_path, train, stage):
     """A committed recipe state (raw weights + JSON, no optimizer moments) resumes as the recipe README
     says: ``state-4c`` (step 17,546, the shipped model since session 26: its weights are the embedded ones),
     ``state-4h`` (step 19,346, session 30's one-speed stage), ``state-4i`` (step 20,846, session 31's
-    one-speed stage cooled on more 4 s clips, the base of the next stages), ``state-3u``
+    one-speed stage cooled on more 4 s clips), ``state-4k`` (step 23,846, session 32's circle-heavy stage, rebuilt
+    in session 33: the base of the next stages), ``state-3u``
     (step 15,500, shipped in sessions 18–25) and ``state`` (stage 2g, step 13,500; any EMA of the
     same shapes loads beside it). Loads as stored and re-warms the
     lr; (slow) one small step, then the DCP checkpoint written at its end resumes with the same weights."""
