@@ -5,6 +5,7 @@ never by mounting file systems. Every test uses the tiny random checkpoint of ck
 """
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -435,7 +436,9 @@ def test_ctrl_c_any_moment_one_line_130(ckpt, tmp_path, delay):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "SIGINT_AFTER_S": str(delay)}
     p = subprocess.run([sys.executable, "-c", _SIGINT_AFTER.replace("if not delay:\n    os.kill", "if not delay:\n    import lingen_cli; os.kill"),
                         "generate", "x", "--model", str(ckpt), "--length", "5f", "--out", str(tmp_path)],
-                       env=env, capture_output=True, timeout=300)
+                       env=env, capture_output=True, timeout=300,
+                       # a suite started in the background inherits SIGINT ignored; a user's terminal does not
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     err = p.stderr.decode()
     if p.returncode == 0:
         pytest.skip("finished before the signal")
