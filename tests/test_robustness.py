@@ -5,7 +5,6 @@ never by mounting file systems. Every test uses the tiny random checkpoint of ck
 """
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -418,6 +417,7 @@ def test_closed_stdout_with_json(ckpt, tmp_path):
 
 _SIGINT_AFTER = """
 import os, signal, sys, threading
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, also where it was ignored
 sys.argv = ["lingen", *sys.argv[1:]]
 delay = float(os.environ["SIGINT_AFTER_S"])
 threading.Timer(delay, lambda: os.kill(os.getpid(), signal.SIGINT)).start() if delay else None
@@ -436,9 +436,7 @@ def test_ctrl_c_any_moment_one_line_130(ckpt, tmp_path, delay):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "SIGINT_AFTER_S": str(delay)}
     p = subprocess.run([sys.executable, "-c", _SIGINT_AFTER.replace("if not delay:\n    os.kill", "if not delay:\n    import lingen_cli; os.kill"),
                         "generate", "x", "--model", str(ckpt), "--length", "5f", "--out", str(tmp_path)],
-                       env=env, capture_output=True, timeout=300,
-                       # a suite started in the background inherits SIGINT ignored; a user's terminal does not
-                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                       env=env, capture_output=True, timeout=300)
     err = p.stderr.decode()
     if p.returncode == 0:
         pytest.skip("finished before the signal")

@@ -32,12 +32,20 @@ from lingen_model.shapes.language import parse_prompt
 def blob_geometry(frames: np.ndarray, color: str) -> np.ndarray:
     """Per frame with the named colour: (stretch, log2 var_x / var_y, area px) of its largest blob.
 
+    Method: second moments of the blob's pixel coordinates (plus a pixel's own variance 1/12, as the judge's
+    ``_moment_invariants``), on the torus, after the judge's own downsampling, colour labels and hue merging.
+
     Args:
-        frames: uint8 T×H×W×3.
+        frames: uint8 T×H×W×3 (pixels).
         color: a ``world.COLORS`` name.
 
     Returns:
-        float64 N×3 for the N frames where the colour has a blob of at least 4 pixels (at the judge's working size).
+        float64 N×3 for the N frames where the colour has a blob of at least 4 pixels: stretch
+        ``sqrt(l_max / l_min)`` (1 = round, unitless), ``log2(var_x / var_y)`` (> 0: wider than tall) and area in
+        pixels at the judge's working size (frames downsampled to ~64 px on the short side).
+
+    Raises:
+        ValueError: ``color`` is not a world colour.
     """
     small, _ = judge._downsample(frames)
     labels = judge.merge_confusable(judge.classify_pixels(small)[0])
@@ -53,9 +61,8 @@ def blob_geometry(frames: np.ndarray, color: str) -> np.ndarray:
         ids, counts = np.unique(roots[pix], return_counts=True)
         sel = pix[roots[pix] == ids[counts.argmax()]]
         yy, xx = np.divmod(sel, w)
-        # offsets on the torus around the blob's first pixel, then centred
-        dx = ((xx - xx[0] + w / 2) % w) - w / 2
-        dy = ((yy - yy[0] + h / 2) % h) - h / 2
+        dx = judge._wrap(xx - xx[0], w)  # offsets on the torus around the blob's first pixel (np.cov centres them)
+        dy = judge._wrap(yy - yy[0], h)
         cov = np.cov(np.stack([dx, dy])) + np.eye(2) / 12.0
         ev = np.linalg.eigvalsh(cov)
         rows.append((np.sqrt(ev[1] / max(ev[0], 1e-9)), np.log2(cov[0, 0] / cov[1, 1]), sel.size))
