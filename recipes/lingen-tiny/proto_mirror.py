@@ -102,7 +102,9 @@ class _MirrorAveraged:
 
 
 def install() -> None:
-    """Patch ``LinGenPipeline`` in this process so that every clip is sampled with mirror averaging."""
+    """Patch ``LinGenPipeline`` in this process so that every clip is sampled with mirror averaging.
+
+    The patched ``denoise`` raises ValueError for a batch of more than one clip (``generate`` makes one)."""
     cls = pipeline_mod.LinGenPipeline
     generate, denoise = cls.generate, cls.denoise
 
@@ -118,6 +120,8 @@ def install() -> None:
 
     @functools.wraps(denoise)
     def mirrored_denoise(self, noise, context, mask, uncond_context=None, uncond_mask=None, **kw):
+        if noise.shape[0] != 1:  # generate() samples one clip at a time
+            raise ValueError(f"mirror averaging samples one clip at a time, got a batch of {noise.shape[0]}")
         mp, mc = self._mirror_texts
         mctx, mmask = self.encode_prompt([mp] + ([mc] if mc else []))
         ctx2, mask2 = _pad_cat(context, mask, mctx[:1], mmask[:1])
