@@ -34,40 +34,35 @@ import sys
 
 import torch
 
+from lingen_model.generation import contrast
 from lingen_model.generation import pipeline as pipeline_mod
+from lingen_model.generation.flow import _pad_tokens
 
 #: Average only at noise levels t ≤ this (1.0: at every step). Above it the first row's own velocity is taken and
 #: mirrored onto the second, so the layout is the plain model's and the rows stay mirror images.
 MIRROR_MAX_T = float(os.environ.get("MIRROR_MAX_T", "1.0"))
 
-HORIZONTAL_PAIRS = (("left", "right"), ("leftward", "rightward"), ("leftwards", "rightwards"))
-_SWAP = {**{a: b for a, b in HORIZONTAL_PAIRS}, **{b: a for a, b in HORIZONTAL_PAIRS}}
-_WORD = re.compile(r"\b(" + "|".join(sorted(_SWAP, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+#: The horizontal pairs of direction guidance's swap table (left/right and their -ward forms); up/down are kept.
+HORIZONTAL_PAIRS = tuple(p for p in contrast.DIRECTION_PAIRS if p[0].startswith("left"))
+_WORD = re.compile(r"\b(" + "|".join(sorted({w for p in HORIZONTAL_PAIRS for w in p}, key=len, reverse=True)) + r")\b",
+                   re.IGNORECASE)
 
 
 def mirror_prompt(prompt: str) -> str:
     """The caption of the mirrored clip: every horizontal direction word swapped, whole words, case kept.
 
     ``"a red circle moving from left to right"`` → ``"a red circle moving from right to left"``; a prompt without
-    one (up, down, still) is returned unchanged. Raises TypeError when ``prompt`` is not a string."""
+    one (up, down, still) is returned unchanged. The swap is direction guidance's (``contrast._swap``), restricted to
+    the horizontal words. Raises TypeError when ``prompt`` is not a string."""
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
-
-    def swap(m: re.Match) -> str:
-        word, other = m.group(0), _SWAP[m.group(0).lower()]
-        if word.isupper() and len(word) > 1:
-            return other.upper()
-        return other.capitalize() if word[0].isupper() else other
-
-    return _WORD.sub(swap, prompt)
+    return _WORD.sub(contrast._swap, prompt)
 
 
-def _pad_cat(a: torch.Tensor, ma: torch.Tensor, b: torch.Tensor, mb: torch.Tensor):
-    """Rows of two token batches (B×L×D, B×L bool) stacked, the shorter right-padded with zeros and mask False."""
+def _pair_tokens(a: torch.Tensor, ma: torch.Tensor, b: torch.Tensor, mb: torch.Tensor):
+    """Rows of two token batches (B×L×D, B×L bool) stacked, the shorter right-padded (the sampler's ``_pad_tokens``)."""
     n = max(a.shape[1], b.shape[1])
-    pad = lambda x, m: (torch.nn.functional.pad(x, (0, 0, 0, n - x.shape[1])),  # noqa: E731
-                        torch.nn.functional.pad(m, (0, n - m.shape[1]), value=False))
-    (a, ma), (b, mb) = pad(a, ma), pad(b, mb)
+    (a, ma), (b, mb) = _pad_tokens(a, ma, n), _pad_tokens(b, mb, n)
     return torch.cat([a, b]), torch.cat([ma, mb])
 
 
@@ -124,19 +119,16 @@ def install() -> None:
             raise ValueError(f"mirror averaging samples one clip at a time, got a batch of {noise.shape[0]}")
         mp, mc = self._mirror_texts
         mctx, mmask = self.encode_prompt([mp] + ([mc] if mc else []))
-        ctx2, mask2 = _pad_cat(context, mask, mctx[:1], mmask[:1])
-        ctx2, mask2 = _interleave(ctx2[:1], ctx2[1:]), _interleave(mask2[:1], mask2[1:])
-        if uncond_context is not None:
-            uncond_context = torch.cat([uncond_context] * 2)
-            uncond_mask = torch.cat([uncond_mask] * 2)
+        # rows [clip, mirrored clip]: the pair layout pair_average reads (the unconditional tokens, one row, serve both)
+        context, mask = _pair_tokens(context, mask, mctx[:1], mmask[:1])
         if kw.get("contrast_context") is not None:
-            c2, cm2 = _pad_cat(kw["contrast_context"], kw["contrast_mask"], mctx[1:2], mmask[1:2])
-            kw["contrast_context"], kw["contrast_mask"] = _interleave(c2[:1], c2[1:]), _interleave(cm2[:1], cm2[1:])
-        noise2 = _interleave(noise, noise.flip(-1))
+            kw["contrast_context"], kw["contrast_mask"] = _pair_tokens(kw["contrast_context"], kw["contrast_mask"],
+                                                                       mctx[1:2], mmask[1:2])
+        noise = torch.cat([noise, noise.flip(-1)])
         inner = self.denoiser
         self.denoiser = _MirrorAveraged(inner)
         try:
-            z = denoise(self, noise2, ctx2, mask2, uncond_context, uncond_mask, **kw)
+            z = denoise(self, noise, context, mask, uncond_context, uncond_mask, **kw)
         finally:
             self.denoiser = inner
         return z[:1]
