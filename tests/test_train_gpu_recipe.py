@@ -47,12 +47,15 @@ def test_compact_minilm_refuses_a_token_it_dropped(compact):
         small.encode(["a dog surfing"])
 
 
-def test_parallel_shapes_batches_are_the_worlds_clips():
+def test_parallel_shapes_batches_are_the_worlds_clips(monkeypatch):
     from lingen_model.shapes.clips import make_clip
     from lingen_model.training.data import DataConfig
 
     cfg = DataConfig(frames=[9, 17], still_prob=0.3, max_objects=1, entry_prob=1.0, height=32, width=32)
-    pool = mp.get_context("fork").Pool(2)
+    # Spawned, not forked: a child forked from this long-lived test process (its OpenMP and branch threads
+    # mid-flight) can deadlock, and once hung a CI run for 90 minutes. The children find _render by name.
+    monkeypatch.syspath_prepend(str(ROOT / "recipes" / "lingen-tiny"))
+    pool = mp.get_context("spawn").Pool(2)
     try:
         stream = train_gpu.ParallelShapes(cfg, "cpu", pool, ahead=3, seed=5, lengths={9: 3, 17: 2},
                                           weights={9: 0.5, 17: 0.5}, still_batch=4)
