@@ -36,6 +36,15 @@ def test_mirror_prompt_swaps_the_horizontal_words_only(mirror, prompt, expected)
     assert mirror.mirror_prompt(expected) == prompt
 
 
+@pytest.mark.parametrize("prompt,expected", [
+    ("a red ball orbiting clockwise", "a red ball orbiting counterclockwise"),
+    ("Clockwise, a box loops around", "Counterclockwise, a box loops around"),
+    ("a square orbiting anticlockwise, moving left", "a square orbiting clockwise, moving right"),
+])
+def test_mirror_prompt_reverses_the_sense_of_rotation(mirror, prompt, expected):
+    assert mirror.mirror_prompt(prompt) == expected
+
+
 def test_pair_average_is_the_two_element_group_mean():
     mod = load_recipe("proto_mirror")
     v = torch.randn(6, 3, 2, 4, 5, dtype=torch.float64)

@@ -48,15 +48,28 @@ _WORD = re.compile(r"\b(" + "|".join(sorted({w for p in HORIZONTAL_PAIRS for w i
                    re.IGNORECASE)
 
 
-def mirror_prompt(prompt: str) -> str:
-    """The caption of the mirrored clip: every horizontal direction word swapped, whole words, case kept.
+#: A mirror reverses an orbit's sense of rotation (the world's captions say "clockwise", "counterclockwise" or
+#: "anticlockwise" for half of its orbits); "clockwise" inside "counterclockwise" is not a whole word.
+_ROTATION = re.compile(r"\b(counterclockwise|anticlockwise|clockwise)\b", re.IGNORECASE)
 
-    ``"a red circle moving from left to right"`` → ``"a red circle moving from right to left"``; a prompt without
-    one (up, down, still) is returned unchanged. The swap is direction guidance's (``contrast._swap``), restricted to
-    the horizontal words. Raises TypeError when ``prompt`` is not a string."""
+
+def _swap_rotation(match: re.Match) -> str:
+    word = match.group(0)
+    other = "counterclockwise" if word.lower() == "clockwise" else "clockwise"
+    return other.upper() if word.isupper() else other.capitalize() if word[0].isupper() else other
+
+
+def mirror_prompt(prompt: str) -> str:
+    """The caption of the mirrored clip: every horizontal direction word and sense of rotation swapped, whole
+    words, case kept.
+
+    ``"a red circle moving from left to right"`` → ``"a red circle moving from right to left"``, ``"orbiting
+    clockwise"`` → ``"orbiting counterclockwise"`` (and "anticlockwise" → "clockwise"); a prompt without one (up,
+    down, still) is returned unchanged. The left/right swap is direction guidance's (``contrast._swap``), restricted
+    to the horizontal words. Raises TypeError when ``prompt`` is not a string."""
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
-    return _WORD.sub(contrast._swap, prompt)
+    return _ROTATION.sub(_swap_rotation, _WORD.sub(contrast._swap, prompt))
 
 
 def _pair_tokens(a: torch.Tensor, ma: torch.Tensor, b: torch.Tensor, mb: torch.Tensor):
