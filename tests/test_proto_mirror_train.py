@@ -67,7 +67,24 @@ def test_a_mirror_equivariant_velocity_has_no_gap(proto):
     assert stats["gap"] == 0.0
 
 
-def test_one_training_run_pairs_the_captions_logs_the_gap_and_unpatches(proto, tmp_path, monkeypatch):
+def test_the_symmetric_encoder_is_mirror_equivariant(proto, tmp_path):
+    from lingen_model.models.vae import CausalVideoVAE, VAEConfig
+
+    torch.manual_seed(0)
+    vae = CausalVideoVAE(VAEConfig(**TINY_VAE)).eval()
+    sym = proto.SymmetricEncoder(vae)
+    x = torch.rand(2, 3, 5, 16, 24) * 2 - 1
+    z = sym.encode(x)
+    torch.testing.assert_close(z, (vae.encode(x) + vae.encode(x.flip(-1)).flip(-1)) / 2)
+    torch.testing.assert_close(sym.encode(x.flip(-1)), z.flip(-1))  # enc_s(M x) = M enc_s(x)
+    assert float((vae.encode(x.flip(-1)) - vae.encode(x).flip(-1)).abs().max()) > 1e-3  # the VAE itself is not
+    assert sym.latent_channels == vae.latent_channels  # every other attribute is the VAE's
+    with pytest.raises(ValueError, match="MIRROR_VAE"):
+        proto.install(vae="mirrored")
+
+
+@pytest.mark.parametrize("vae", ["plain", "symmetric"])
+def test_one_training_run_pairs_the_captions_logs_the_gap_and_unpatches(proto, tmp_path, monkeypatch, vae):
     vae_cfg = write_cfg(tmp_path / "vae.yaml", stage="vae", run_dir=str(tmp_path / "vae"), steps=1, batch_size=1,
                         data=DATA, vae=TINY_VAE)
     assert runner.invoke(app, ["train", str(vae_cfg), "-q"]).exit_code == 0
@@ -85,7 +102,10 @@ def test_one_training_run_pairs_the_captions_logs_the_gap_and_unpatches(proto, t
         return out
 
     monkeypatch.setattr(proto._PairedEncoder, "encode", spy)
-    proto.install(weight=1.0)
+    sym_calls = []
+    sym_encode = proto.SymmetricEncoder.encode
+    monkeypatch.setattr(proto.SymmetricEncoder, "encode", lambda self, v: sym_calls.append(1) or sym_encode(self, v))
+    proto.install(weight=1.0, vae=vae)
     run = tmp_path / "den"
     cfg = write_cfg(tmp_path / "den.yaml", stage="denoiser", run_dir=str(run), vae_checkpoint=str(tmp_path / "vae"),
                     steps=3, warmup_steps=0, batch_size=2, log_every=1, caption_dropout=0.0, data=DATA,
@@ -94,6 +114,7 @@ def test_one_training_run_pairs_the_captions_logs_the_gap_and_unpatches(proto, t
     assert r.exit_code == 0, r.output
     assert flow.flow_matching_loss is proto._FLOW_MATCHING_LOSS  # the library's loss is back after each step
     assert len(encoded) == 3 and all(len(caps) == 2 for caps in encoded)
+    assert len(sym_calls) == (3 if vae == "symmetric" else 0)  # the step's latents come from the chosen encoder
     gaps = [json.loads(line) for line in (run / "mirror_gap.jsonl").read_text().splitlines()]
     assert [g["step"] for g in gaps] == [1, 2, 3] and all(g["fm"] > 0 for g in gaps)
     assert gaps[0]["gap"] == 0 < gaps[-1]["gap"]  # the zero-initialised output layer is symmetric, then it is not
