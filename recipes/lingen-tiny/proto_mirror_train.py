@@ -26,7 +26,12 @@ linear movers at one speed), so that 4l and 4n differ only in the mirror pairing
 The run directory gets ``mirror_gap.jsonl``: per step, the mean squared gap ``mean((v₁ − M v₂)²)`` and the plain
 flow-matching loss of the pair, for reading how far training closes it.
 
-Only the training process is patched (``Trainer._loss`` and, while it runs, the flow-matching loss it calls), and
+Measured (session 35, 4k continued for 1,500 steps; docs/eval/README.md, "Session 35"): λ = 1 closes the gap
+(0.24 → 0.056) and fresh right-moving circles keep their outline (3 → 10 of 12), but objects fade (persistence 68 →
+51 of 80 on tuning; 55 with the symmetric encoder); λ = 0 gains and loses nothing beyond its control.
+
+Only the training process is patched (``Trainer._loss`` and, while it runs, the flow-matching loss it calls, the
+trainer's text encoder and, with "symmetric", its VAE), and
 only for the single-process denoiser stage without preprocessed shards, ΔFM negatives, object weights or context
 parallelism; ``install`` makes any other run raise ValueError at its first step. The library, the world and the
 judge are unchanged.
