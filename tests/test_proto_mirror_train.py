@@ -67,7 +67,7 @@ def test_a_mirror_equivariant_velocity_has_no_gap(proto):
     assert stats["gap"] == 0.0
 
 
-def test_the_symmetric_encoder_is_mirror_equivariant(proto, tmp_path):
+def test_the_symmetric_encoder_is_mirror_equivariant(proto):
     from lingen_model.models.vae import CausalVideoVAE, VAEConfig
 
     torch.manual_seed(0)

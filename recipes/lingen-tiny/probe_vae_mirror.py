@@ -20,16 +20,20 @@ import argparse
 import torch
 
 from lingen_model.shapes.clips import make_clip
+from lingen_model.training.data import _to_tensor as frames_to_tensor  # uint8 T×H×W×3 → 3×T×H×W in [-1, 1]
 from lingen_model.training.trainer import load_vae
 
 
 def relative(a: torch.Tensor, b: torch.Tensor) -> float:
-    """‖a − b‖ / ‖b‖ over all elements."""
+    """‖a − b‖ / ‖b‖ over all elements of two tensors of one shape (unitless). Raises RuntimeError (torch's) when
+    the shapes do not broadcast."""
     return float((a - b).norm() / b.norm())
 
 
 def channel_fit(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``source`` B×C×… mapped by the least-squares C×C channel matrix onto ``target`` (same shape)."""
+    """``source`` B×C×… mapped by the least-squares C×C channel matrix ``R`` onto ``target`` (same shape):
+    ``Σ_c source[:, c] R[c, d]`` for each output channel ``d``, shape B×C×…. Raises RuntimeError (torch's) for
+    tensors of different shapes."""
     c = source.shape[1]
     a, b = source.transpose(0, 1).reshape(c, -1).T, target.transpose(0, 1).reshape(c, -1).T
     r = torch.linalg.lstsq(a, b).solution
@@ -42,8 +46,8 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=40)
     a = ap.parse_args()
     vae = load_vae(a.vae)
-    video = torch.stack([torch.from_numpy(make_clip(9_100_000 + i, 9, 128, 128, 8.0, max_objects=1, entry_prob=1.0)[0])
-                         .permute(3, 0, 1, 2).float() / 127.5 - 1 for i in range(a.clips)])
+    video = torch.stack([frames_to_tensor(make_clip(9_100_000 + i, 9, 128, 128, 8.0, max_objects=1, entry_prob=1.0)[0])
+                         for i in range(a.clips)])
     with torch.no_grad():
         z, z_mirror = vae.encode(video), vae.encode(video.flip(-1))
         print(f"{a.clips} clips, latents {tuple(z.shape[1:])}")
@@ -52,6 +56,7 @@ def main() -> None:
         median = video.flatten(3).median(-1).values[..., None, None]
         objects = ((video - median).abs().sum(1, keepdim=True) > 0.5).expand_as(video)
         print(f"object pixels: {float(objects.float().mean()):.3f} of all")
+        # enc_s from the two encodings already at hand (SymmetricEncoder.encode would run both again)
         for name, lat in (("enc(x)", z), ("enc_s(x)", 0.5 * (z + z_mirror.flip(-1))), ("M enc(Mx)", z_mirror.flip(-1))):
             err = (vae.decode(lat) - video).abs()
             print(f"decode({name}): MAE all pixels {float(err.mean()):.4f}, object pixels {float(err[objects].mean()):.4f}")

@@ -17,11 +17,11 @@ with ``v̄ = ½(v₁ + M v₂)`` (the frame average of ``proto_mirror.py``), so 
 it. Both rows carry gradients (neither is a frozen teacher). With ``batch_size`` B the denoiser sees 2B rows a step.
 
     python recipes/lingen-tiny/proto_mirror_train.py train recipes/lingen-tiny/denoiser-4n.yaml
+    MIRROR_VAE=symmetric python recipes/lingen-tiny/proto_mirror_train.py train recipes/lingen-tiny/denoiser-4o.yaml
+    MIRROR_WEIGHT=0 python recipes/lingen-tiny/proto_mirror_train.py train recipes/lingen-tiny/denoiser-4p.yaml
 
 ``train`` also installs ``proto_circles.py`` (the data of 4k and of its control 4l: half of the objects circles,
-linear movers at one speed), so that 4l and 4n differ only in the mirror pairing.
-    MIRROR_WEIGHT=0.5 python recipes/lingen-tiny/proto_mirror_train.py train ...
-    MIRROR_VAE=symmetric python recipes/lingen-tiny/proto_mirror_train.py train recipes/lingen-tiny/denoiser-4o.yaml
+linear movers at one speed), so that 4l and 4n–4p differ only in the mirror pairing.
 
 The run directory gets ``mirror_gap.jsonl``: per step, the mean squared gap ``mean((v₁ − M v₂)²)`` and the plain
 flow-matching loss of the pair, for reading how far training closes it.
@@ -31,10 +31,9 @@ Measured (session 35, 4k continued for 1,500 steps; docs/eval/README.md, "Sessio
 51 of 80 on tuning; 55 with the symmetric encoder); λ = 0 gains and loses nothing beyond its control.
 
 Only the training process is patched (``Trainer._loss`` and, while it runs, the flow-matching loss it calls, the
-trainer's text encoder and, with "symmetric", its VAE), and
-only for the single-process denoiser stage without preprocessed shards, ΔFM negatives, object weights or context
-parallelism; ``install`` makes any other run raise ValueError at its first step. The library, the world and the
-judge are unchanged.
+trainer's text encoder and, with "symmetric", its VAE), and only for the single-process denoiser stage without
+preprocessed shards, ΔFM negatives, object weights or context parallelism; ``install`` makes any other run raise
+ValueError at its first step. The library, the world and the judge are unchanged.
 """
 import functools
 import json
