@@ -58,6 +58,48 @@ def test_the_loss_is_the_paired_flow_matching_loss_plus_the_weighted_gap(proto):
         proto.mirror_pair_loss(f, x, c, m, mc[:, :5], m[:, :5], t, eps)
 
 
+def test_the_windowed_term_covers_only_the_frames_at_low_noise(proto):
+    """max_t < 1: the term is the mean squared gap over the latent frames with t ≤ max_t, written out frame by frame
+    (per-frame times [B, T] and one time a clip [B]); none inside: no term."""
+    g = torch.Generator().manual_seed(2)
+    b, shape = 2, (3, 4, 5, 6)
+    x, eps = torch.randn(b, *shape, generator=g, dtype=torch.float64), torch.randn(b, *shape, generator=g, dtype=torch.float64)
+    c, mc = torch.randn(b, 7, 8, generator=g, dtype=torch.float64), torch.randn(b, 7, 8, generator=g, dtype=torch.float64)
+    m = torch.ones(b, 7, dtype=torch.bool)
+    ramp = torch.linspace(-1.0, 2.0, 6, dtype=torch.float64)
+
+    def f(z, t, cc, mm):  # asymmetric, and per-frame times enter frame by frame
+        tok = (cc * mm[..., None]).sum(1) / mm.sum(1, keepdim=True)
+        tt = t.reshape(t.shape[0], 1, -1, 1, 1) if t.ndim == 2 else t.reshape(-1, 1, 1, 1, 1)
+        return z * ramp + tok[:, : z.shape[1], None, None, None] * (1 + tt)
+
+    t = torch.tensor([[0.2, 0.9, 0.5, 0.95], [0.99, 0.91, 0.3, 0.85]], dtype=torch.float64)
+    loss, stats = proto.mirror_pair_loss(f, x, c, m, mc, m, t, eps, weight=2.0, max_t=0.84)
+    tt = t.reshape(b, 1, 4, 1, 1)
+    z = (1 - tt) * x + tt * eps
+    v1, v2 = f(z, t, c, m), f(z.flip(-1), t, mc, m)
+    fm = 0.5 * (((v1 - (eps - x)) ** 2).mean() + ((v2 - (eps - x).flip(-1)) ** 2).mean())
+    frames = [(0, 0), (0, 2), (1, 2)]  # (row, latent frame) with t ≤ 0.84
+    term = torch.stack([((v1[i, :, k] - v2[i, :, k].flip(-1)) ** 2).mean() for i, k in frames]).mean()
+    torch.testing.assert_close(loss, fm + 2.0 * term)
+    assert stats["gap_window"] == pytest.approx(float(term))
+    assert stats["gap"] == pytest.approx(float(((v1 - v2.flip(-1)) ** 2).mean())) != pytest.approx(float(term))
+    # one time a clip: the rows above max_t drop out; none inside: the loss is the pair's flow matching alone
+    t1 = torch.tensor([0.5, 0.9], dtype=torch.float64)
+    loss1, s1 = proto.mirror_pair_loss(f, x, c, m, mc, m, t1, eps, weight=1.0, max_t=0.84)
+    z1 = (1 - t1.reshape(-1, 1, 1, 1, 1)) * x + t1.reshape(-1, 1, 1, 1, 1) * eps
+    w1, w2 = f(z1, t1, c, m), f(z1.flip(-1), t1, mc, m)
+    assert s1["gap_window"] == pytest.approx(float(((w1[0] - w2[0].flip(-1)) ** 2).mean()))
+    loss0, s0 = proto.mirror_pair_loss(f, x, c, m, mc, m, torch.full((2,), 0.9, dtype=torch.float64), eps,
+                                       weight=1.0, max_t=0.84)
+    assert s0["gap_window"] == 0.0 and float(loss0) == pytest.approx(s0["fm"]) and s0["gap"] > 0.1
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="max_t"):
+            proto.mirror_pair_loss(f, x, c, m, mc, m, t, eps, max_t=bad)
+    with pytest.raises(ValueError, match="MIRROR_MAX_T"):
+        proto.install(max_t=0.0)
+
+
 def test_a_mirror_equivariant_velocity_has_no_gap(proto):
     g = torch.Generator().manual_seed(1)
     x, eps = torch.randn(1, 2, 3, 4, 5, generator=g), torch.randn(1, 2, 3, 4, 5, generator=g)

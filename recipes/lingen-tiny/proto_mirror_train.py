@@ -19,6 +19,7 @@ it. Both rows carry gradients (neither is a frozen teacher). With ``batch_size``
     python recipes/lingen-tiny/proto_mirror_train.py train recipes/lingen-tiny/denoiser-4n.yaml
     MIRROR_VAE=symmetric python recipes/lingen-tiny/proto_mirror_train.py train recipes/lingen-tiny/denoiser-4o.yaml
     MIRROR_WEIGHT=0 python recipes/lingen-tiny/proto_mirror_train.py train recipes/lingen-tiny/denoiser-4p.yaml
+    MIRROR_MAX_T=0.84 python recipes/lingen-tiny/proto_mirror_train.py train recipes/lingen-tiny/denoiser-4q.yaml
 
 ``train`` also installs ``proto_circles.py`` (the data of 4k and of its control 4l: half of the objects circles,
 linear movers at one speed), so that 4l and 4n–4p differ only in the mirror pairing.
@@ -60,6 +61,12 @@ MIRROR_WEIGHT = float(os.environ.get("MIRROR_WEIGHT", "1.0"))
 #: 0.121 (mean absolute error in [-1, 1]) against 0.094 for its own.
 MIRROR_VAE = os.environ.get("MIRROR_VAE", "plain")
 
+#: The consistency term only where the noise level is at most this (1.0: at every time, stages 4n-4p). Stage 4q
+#: (session 36) asks for the symmetry only at t ≤ 0.84, below the CFG interval's edge, where the layout is already
+#: chosen: the hedging suspected of 4n's fading (an object and its mirror image, each at half strength) is a
+#: high-noise decision, while an object's outline is drawn at lower noise.
+MIRROR_MAX_T = float(os.environ.get("MIRROR_MAX_T", "1.0"))
+
 
 class SymmetricEncoder:
     """A VAE whose ``encode`` is mirror-equivariant: ``½ [enc(x) + M enc(M x)]``, ``M`` the flip of the width axis
@@ -78,8 +85,8 @@ class SymmetricEncoder:
 
 
 def mirror_pair_loss(model_fn, x0, context, mask, mirror_context, mirror_mask, t, noise,
-                     weight: float = MIRROR_WEIGHT) -> tuple[torch.Tensor, dict]:
-    """Flow-matching loss of a batch and its mirror images plus ``weight`` × the mirror gap.
+                     weight: float = MIRROR_WEIGHT, max_t: float = MIRROR_MAX_T) -> tuple[torch.Tensor, dict]:
+    """Flow-matching loss of a batch and its mirror images plus ``weight`` × the mirror gap at times t ≤ ``max_t``.
 
     Args:
         model_fn: ``f(z_t, t, context, mask) -> v`` (the trainer's denoiser call).
@@ -87,15 +94,22 @@ def mirror_pair_loss(model_fn, x0, context, mask, mirror_context, mirror_mask, t
         context, mask: the captions' tokens B×L×D and B×L bool; mirror_context, mirror_mask: those of the mirrored
             captions, padded to the same L.
         weight: λ ≥ 0.
+        max_t: the term covers the latent frames whose time is at most this (in (0, 1]; 1: all): it is the mean
+            of (v₁ − M v₂)² over those frames' elements (0 when there are none), so a frame inside the window
+            weighs as much as with ``max_t`` 1.
 
     Returns:
-        (scalar loss, {"gap": mean((v₁ − M v₂)²), "fm": the pair's flow-matching loss}) — the two as floats.
+        (scalar loss, {"gap": mean((v₁ − M v₂)²) over all elements, "gap_window": the term's mean, "fm": the
+        pair's flow-matching loss}) — as floats.
 
     Raises:
-        ValueError: ``weight`` < 0, token batches of different shapes, or what ``flow.flow_matching_loss`` raises.
+        ValueError: ``weight`` < 0, ``max_t`` outside (0, 1], token batches of different shapes, or what
+            ``flow.flow_matching_loss`` raises.
     """
     if weight < 0:
         raise ValueError(f"the mirror weight must be ≥ 0, got {weight}")
+    if not 0 < max_t <= 1:
+        raise ValueError(f"the mirror term's max_t must be in (0, 1], got {max_t}")
     if context.shape != mirror_context.shape or mask.shape != mirror_mask.shape:
         raise ValueError("the captions and their mirrors must be token batches of one shape")
     b = x0.shape[0]
@@ -108,8 +122,17 @@ def mirror_pair_loss(model_fn, x0, context, mask, mirror_context, mirror_mask, t
     fm = _FLOW_MATCHING_LOSS(capture, torch.cat([x0, x0.flip(-1)]), torch.cat([context, mirror_context]),
                              torch.cat([mask, mirror_mask]), t=torch.cat([t, t]), noise=torch.cat([noise, noise.flip(-1)]))
     v = seen["v"]
-    gap = (v[:b] - v[b:].flip(-1)).pow(2).mean()
-    return fm + weight * gap, {"gap": float(gap.detach()), "fm": float(fm.detach())}
+    sq = (v[:b] - v[b:].flip(-1)).pow(2)
+    gap = sq.mean()
+    if max_t >= 1:
+        term = gap
+    else:  # t is [B] (one time a clip) or [B, T] (one a latent frame): a 0/1 weight per frame, broadcast
+        inside = (t <= max_t).to(sq.dtype)
+        inside = inside.view(b, 1, 1, 1, 1) if inside.ndim == 1 else inside.view(b, 1, -1, 1, 1)
+        inside = inside.expand_as(sq)
+        term = (sq * inside).sum() / inside.sum().clamp_min(1.0)
+    return fm + weight * term, {"gap": float(gap.detach()), "gap_window": float(term.detach()),
+                                "fm": float(fm.detach())}
 
 
 _FLOW_MATCHING_LOSS = flow.flow_matching_loss  # the library's, kept before any patch
@@ -132,14 +155,16 @@ class _PairedEncoder:
         return getattr(self._encoder, name)
 
 
-def install(weight: float = MIRROR_WEIGHT, vae: str = MIRROR_VAE) -> None:
+def install(weight: float = MIRROR_WEIGHT, vae: str = MIRROR_VAE, max_t: float = MIRROR_MAX_T) -> None:
     """Patch ``Trainer._loss`` in this process so that each denoiser step trains on the batch and its mirrors
     (``vae`` "symmetric": on :class:`SymmetricEncoder` latents).
 
-    Raises ValueError for ``weight`` < 0 or an unknown ``vae``; the patched loss raises ValueError for a run it does
+    Raises ValueError for ``weight`` < 0, ``max_t`` outside (0, 1] or an unknown ``vae``; the patched loss raises ValueError for a run it does
     not cover (another stage, shards, ΔFM negatives, object weights, several processes)."""
     if weight < 0:
         raise ValueError(f"the mirror weight must be ≥ 0, got {weight}")
+    if not 0 < max_t <= 1:
+        raise ValueError(f"MIRROR_MAX_T must be in (0, 1], got {max_t}")
     if vae not in ("plain", "symmetric"):
         raise ValueError(f"MIRROR_VAE must be 'plain' or 'symmetric', got {vae!r}")
     cls = trainer_mod.Trainer
@@ -157,7 +182,7 @@ def install(weight: float = MIRROR_WEIGHT, vae: str = MIRROR_VAE) -> None:
 
         def patched_fm(model_fn, x0, context, mask, t=None, noise=None, negative=None, negative_weight=None,
                        weight_map=None, generator=None):
-            loss, s = mirror_pair_loss(model_fn, x0, context, mask, *paired.mirrored, t, noise, weight)
+            loss, s = mirror_pair_loss(model_fn, x0, context, mask, *paired.mirrored, t, noise, weight, max_t)
             stats.update(s)
             return loss
 
