@@ -19,6 +19,13 @@ Both are averaged over the clip's frames. Prints one row a clip and step.
 
     python recipes/lingen-tiny/probe_layout.py recipes/lingen-tiny/state-4k runs/lingen-tiny-4n/export
 
+Measured (session 36, ``probe_fade``'s four prompts × seeds 11, 12; docs/eval/README.md, "Session 36"): no mirrored
+twin. 4n's white square (seed 11) is drawn at steps 1–2 as strongly as 4k's (contrast 365 / 366 against 367 / 408,
+mirror 0.54 / 0.20), then erased between t 0.95 and 0.78 (205 at step 4 with mirror 0.04, one object off the centre
+line; 63 at step 8; 3 in the final clip), while 4k's grows to 617. The green circles on gray hold no object in either
+model's prediction down to t 0.78 (contrast 1–4) and are drawn later, strongly by 4k (final 167 / 186), faintly by
+4n (19 / 65). The fading happens at middle and low noise, not in the layout steps above t 0.84.
+
 Raises what ``LinGenPipeline.from_pretrained`` raises for a missing model.
 """
 import argparse
