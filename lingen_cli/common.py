@@ -27,6 +27,9 @@ SHIFT_HELP = ("Time shift of the sampling schedule, > 0: t' = s·t / (1 + (s −
 DIRECTION_GUIDANCE_HELP = ("Weight of guidance away from the prompt with its direction words swapped (left/right, "
                            "up/down, rising/falling): pushes motion the named way, one more batch per step "
                            "(0 = off; default: the model's).")
+HEAD_HELP = ("With --stagger: sample the first N latent frames (each 4 video frames after the first) as a short clip "
+             "first, at the model's short-clip settings, then run the staircase beside them (0 = off; default: the "
+             "model's).")
 CFG_MAX_T_HELP = ("Apply CFG only at noise levels t <= this (0-1; 1 = every step): guidance in a limited "
                   "interval, the highest-noise steps take the prompt's velocity alone (default: the model's).")
 

@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from lingen_cli.common import CFG_MAX_T_HELP, DIRECTION_GUIDANCE_HELP, SHIFT_HELP, STAGGER_CONTEXT_HELP, STAGGER_HELP, CLIError, console, fail
+from lingen_cli.common import CFG_MAX_T_HELP, DIRECTION_GUIDANCE_HELP, HEAD_HELP, SHIFT_HELP, STAGGER_CONTEXT_HELP, STAGGER_HELP, CLIError, console, fail
 from lingen_model.io.files import atomic_path
 
 
@@ -33,6 +33,7 @@ def evaluate(
     stagger_context: Optional[int] = typer.Option(None, "--stagger-context", help=STAGGER_CONTEXT_HELP),
     direction_guidance: Optional[float] = typer.Option(None, "--direction-guidance", help=DIRECTION_GUIDANCE_HELP),
     cfg_max_t: Optional[float] = typer.Option(None, "--cfg-max-t", help=CFG_MAX_T_HELP),
+    head: Optional[int] = typer.Option(None, "--head", help=HEAD_HELP),
     shift: Optional[float] = typer.Option(None, "--shift", help=SHIFT_HELP),
     frames_cache: Optional[Path] = typer.Option(None, "--frames-cache", help="Keep generated clips here (keyed by weights, prompt, seed and settings) and reuse them: re-judge without generating again."),
 ) -> None:
@@ -79,7 +80,7 @@ def evaluate(
             settings = pipe.resolve(GenerationRequest(prompt="x", num_frames=num_frames, steps=steps, cfg_scale=cfg,
                                                       cache=cache, stagger=stagger, stagger_context=stagger_context,
                                                       direction_guidance=direction_guidance, shift=shift,
-                                                      cfg_max_t=cfg_max_t))
+                                                      cfg_max_t=cfg_max_t, head=head))
         digest = None
         if frames_cache is not None and pipe is not None:
             from lingen_model.io import frames_cache as fcache
@@ -102,7 +103,7 @@ def evaluate(
             req = pipe.resolve(GenerationRequest(prompt, num_frames=num_frames, steps=steps, cfg_scale=cfg,
                                                  seed=seed_base + i, cache=cache, stagger=stagger,
                                                  stagger_context=stagger_context, direction_guidance=direction_guidance,
-                                                 shift=shift, cfg_max_t=cfg_max_t))
+                                                 shift=shift, cfg_max_t=cfg_max_t, head=head))
             frames, key = None, None
             if digest is not None:
                 key = fcache.clip_key(digest, req.to_dict())
@@ -150,6 +151,7 @@ def evaluate(
                "stagger_context": None if settings is None else settings.stagger_context,
                "direction_guidance": 0.0 if settings is None else settings.direction_guidance,
                "cfg_max_t": 1.0 if settings is None else settings.cfg_max_t,
+               "head": 0 if settings is None else settings.head,
                "shift": None if settings is None else settings.shift}
     table = Table(title=f"lingen eval — {summary['model']}, {len(rows)} prompts, {num_frames} frames @ {fps:g} fps")
     table.add_column("criterion")

@@ -21,7 +21,7 @@ from typing import Optional, Union
 
 import typer
 
-from lingen_cli.common import CFG_MAX_T_HELP, DIRECTION_GUIDANCE_HELP, SHIFT_HELP, STAGGER_CONTEXT_HELP, STAGGER_HELP, EXIT_BAD_INPUT, EXIT_FAILED, CLIError, err_console, fail, interrupted, write_stdout_line
+from lingen_cli.common import CFG_MAX_T_HELP, DIRECTION_GUIDANCE_HELP, HEAD_HELP, SHIFT_HELP, STAGGER_CONTEXT_HELP, STAGGER_HELP, EXIT_BAD_INPUT, EXIT_FAILED, CLIError, err_console, fail, interrupted, write_stdout_line
 from lingen_cli.options import DTYPES, resolve_seed, slugify
 from lingen_model.environment import versions
 from lingen_model.errors import InputError, LinGenError
@@ -155,7 +155,7 @@ def _plan_job(job: Job, pipe, defaults: dict, tier, directory: Path, file: Optio
         cfg_scale=pick("cfg", defaults["cfg"]), seed=seed, method=defaults["sampler"],
         cache=defaults.get("cache"), stagger=defaults.get("stagger"), stagger_context=defaults.get("stagger_context"),
         direction_guidance=defaults.get("direction_guidance"), shift=defaults.get("shift"),
-        cfg_max_t=defaults.get("cfg_max_t")))
+        cfg_max_t=defaults.get("cfg_max_t"), head=defaults.get("head")))
     if req.seconds > tier.max_length_s + 1e-9:
         raise CLIError(f"length {pick('length', defaults['length'])} ({req.seconds:.3g} s) exceeds the "
                        f"{tier.name} preset's limit of {tier.max_length_s:g} s")
@@ -188,7 +188,7 @@ def _render_job(job: Job, req, out_path: Path, pipe, tier, bars: bool, prefix: s
             "status": "ok", "prompt": req.prompt, "negative_prompt": req.negative_prompt, "path": str(out_path),
             "seed": req.seed, "num_frames": req.num_frames, "fps": req.fps, "length_s": round(req.seconds, 4),
             "width": req.width, "height": req.height, "steps": req.steps, "cfg_scale": req.cfg_scale,
-            "cfg_max_t": req.cfg_max_t, "sampler": req.method, "shift": req.shift, "cache": req.cache, "stagger": req.stagger, "stagger_context": req.stagger_context,
+            "cfg_max_t": req.cfg_max_t, "sampler": req.method, "shift": req.shift, "cache": req.cache, "stagger": req.stagger, "stagger_context": req.stagger_context, "head": req.head,
             "direction_guidance": req.direction_guidance, "contrast_prompt": req.contrast_prompt, "model": model_label, "mixer": pipe.mixer, "preset": tier.name,
             "device": str(pipe.device), "dtype": str(pipe.dtype).replace("torch.", ""),
             "frames_sha256": _frames_digest(frames), "versions": versions(),
@@ -237,6 +237,7 @@ def generate(
     stagger_context: Optional[int] = typer.Option(None, "--stagger-context", help=STAGGER_CONTEXT_HELP),
     direction_guidance: Optional[float] = typer.Option(None, "--direction-guidance", help=DIRECTION_GUIDANCE_HELP),
     cfg_max_t: Optional[float] = typer.Option(None, "--cfg-max-t", help=CFG_MAX_T_HELP),
+    head: Optional[int] = typer.Option(None, "--head", help=HEAD_HELP),
     shift: Optional[float] = typer.Option(None, "--shift", help=SHIFT_HELP),
     device: Optional[str] = typer.Option(None, "--device", help="Override the preset's device (cpu, cuda, cuda:1)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="Override the preset's dtype (float32, bfloat16, float16)."),
@@ -276,7 +277,7 @@ def generate(
     defaults = {"length": setup["length"], "res": setup["res"], "fps": fps, "steps": steps, "cfg": cfg, "seed": seed, "sampler": sampler,
                 # context parallelism takes one time per clip: no staggering, not even a model's long-clip default
                 "cache": cache, "stagger": 0.0 if cp > 1 else stagger, "stagger_context": stagger_context,
-                "direction_guidance": direction_guidance, "shift": shift, "cfg_max_t": cfg_max_t}
+                "direction_guidance": direction_guidance, "shift": shift, "cfg_max_t": cfg_max_t, "head": head}
     bars = not quiet and sys.stderr.isatty()
     single = len(jobs) == 1 and prompts is None
     plans = []  # (job, request, mp4 path, error): every job is resolved and named before anything renders

@@ -217,6 +217,7 @@ def sample(
     contrast_mask: Tensor | None = None,
     contrast_scale: float = 0.0,
     cfg_max_t: float = 1.0,
+    fixed_frames: int = 0,
 ) -> Tensor:
     """Integrate the rectified-flow ODE from noise (t = 1) to data (t = 0).
 
@@ -292,6 +293,9 @@ def sample(
         contrast_scale: ``w`` (finite); 0 (or no ``contrast_context``) disables contrast guidance.
         cfg_max_t: the highest time t (the model's, after the time shift; 1 = pure noise) at which
             CFG is applied, in [0, 1]; 1 (default) = at every step. Contrast guidance is not limited.
+        fixed_frames: with ``stagger``: the first N latent frames of ``noise`` are already denoised (a
+            head sampled first, docs/design.md §7) and held at t = 0 as context while the staircase
+            runs over the rest (:func:`staggered_times` with ``fixed``); 0 (default): none.
 
     Returns:
         ``z_0``, same shape, dtype and device as ``noise``. Runs under ``torch.no_grad``.
@@ -302,7 +306,8 @@ def sample(
             ``uncond_context``, or ``velocity_fn`` returning a wrong shape; a negative or
             non-finite ``stagger``, or one > 0 with non-video noise, another method than Euler
             or step caching; a non-finite ``contrast_scale``, or a ``contrast_context`` of another
-            width or batch; a ``cfg_max_t`` outside [0, 1].
+            width or batch; a ``cfg_max_t`` outside [0, 1]; ``fixed_frames`` > 0 without ``stagger``,
+            or not an int in [0, T).
     """
     _check_steps(steps)
     _check_stagger(stagger)
@@ -311,6 +316,9 @@ def sample(
         raise ValueError(f"stagger_context must be None or an int >= 0 with stagger > 0, got {stagger_context!r}")
     if stagger > 0 and (not isinstance(noise, Tensor) or noise.ndim != 5 or method != "euler" or cache != "none"):
         raise ValueError("stagger > 0 needs video noise (B×C×T×H×W), method 'euler' and cache 'none'")
+    if isinstance(fixed_frames, bool) or not isinstance(fixed_frames, int) or fixed_frames < 0 \
+            or (fixed_frames > 0 and (stagger == 0 or fixed_frames >= noise.shape[2])):
+        raise ValueError(f"fixed_frames must be 0, or an int in [1, T) with stagger > 0, got {fixed_frames!r}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
     if isinstance(cfg_scale, bool) or not isinstance(cfg_scale, (int, float)) or not math.isfinite(cfg_scale):
@@ -387,7 +395,7 @@ def sample(
 
         return unipc_loop(velocity, noise, steps, shift, progress)
     if stagger > 0:
-        return _staggered_euler(velocity, noise, steps, shift, stagger, progress, stagger_context)
+        return _staggered_euler(velocity, noise, steps, shift, stagger, progress, stagger_context, fixed_frames)
     times = sampling_timesteps(steps, shift).tolist()
     z = noise
     with torch.no_grad():
@@ -433,15 +441,21 @@ def staggered_steps(steps: int, stagger: float, frames: int) -> int:
     return math.ceil(steps * (1.0 + _check_stagger(stagger) * (frames - 1)) - 1e-9)
 
 
-def staggered_times(steps: int, shift: float, stagger: float, frames: int) -> Tensor:
-    """Per-frame times of a staggered run, float64 ``[staggered_steps + 1, frames]``: row i is
-    ``time_shift(clamp(u_i + stagger·k, 0, 1), shift)`` for frames k = 0 … frames − 1, with the clock
-    ``u`` linear from 1 to ``−stagger·(frames − 1)``; the first row is all 1, the last all 0, and every
-    column is non-increasing. Raises ValueError for bad ``steps``, ``shift`` or ``stagger``."""
-    n = staggered_steps(steps, stagger, frames)
-    u = torch.linspace(1.0, -stagger * (frames - 1), n + 1, dtype=torch.float64)
-    t = (u[:, None] + stagger * torch.arange(frames, dtype=torch.float64)[None]).clamp(0.0, 1.0)
-    return time_shift(t, shift)
+def staggered_times(steps: int, shift: float, stagger: float, frames: int, fixed: int = 0) -> Tensor:
+    """Per-frame times of a staggered run, float64 ``[staggered_steps(steps, stagger, frames − fixed) + 1,
+    frames]``: the first ``fixed`` latent frames (already denoised, e.g. a head sampled first) stay at
+    t = 0 in every row; for the others, k = 0 … frames − fixed − 1 counted from the first free frame, row i
+    is ``time_shift(clamp(u_i + stagger·k, 0, 1), shift)`` with the clock ``u`` linear from 1 to
+    ``−stagger·(frames − fixed − 1)``: their first row is all 1, the last all 0, and every column is
+    non-increasing. Raises ValueError for bad ``steps``, ``shift`` or ``stagger``, or ``fixed`` outside
+    [0, frames)."""
+    if isinstance(fixed, bool) or not isinstance(fixed, int) or not 0 <= fixed < frames:
+        raise ValueError(f"fixed must be an int in [0, {frames}) (latent frames held at t = 0), got {fixed!r}")
+    free = frames - fixed
+    n = staggered_steps(steps, stagger, free)
+    u = torch.linspace(1.0, -stagger * (free - 1), n + 1, dtype=torch.float64)
+    t = time_shift((u[:, None] + stagger * torch.arange(free, dtype=torch.float64)[None]).clamp(0.0, 1.0), shift)
+    return torch.cat([t.new_zeros(n + 1, fixed), t], dim=1)
 
 
 def staggered_window(step: Tensor, context: int | None) -> tuple[int, int] | None:
@@ -459,11 +473,12 @@ def staggered_window(step: Tensor, context: int | None) -> tuple[int, int] | Non
 
 
 def _staggered_euler(velocity, noise: Tensor, steps: int, shift: float, stagger: float, progress,
-                     context: int | None = None) -> Tensor:
-    """Euler steps over :func:`staggered_times`: ``z[:, :, k] += (t_k' − t_k)·v_k(z, t)``; frames whose
-    time does not move (not started, or finished) are left as they are. With ``context`` the network
-    sees only frames ``lo … hi − 1``: the moving ones and up to ``context`` frames before them."""
-    times = staggered_times(steps, shift, stagger, noise.shape[2])
+                     context: int | None = None, fixed: int = 0) -> Tensor:
+    """Euler steps over :func:`staggered_times` (``fixed`` first frames held at t = 0):
+    ``z[:, :, k] += (t_k' − t_k)·v_k(z, t)``; frames whose time does not move (not started, finished or
+    fixed) are left as they are. With ``context`` the network sees only frames ``lo … hi − 1``: the
+    moving ones and up to ``context`` frames before them."""
+    times = staggered_times(steps, shift, stagger, noise.shape[2], fixed)
     if noise.dtype != torch.float64:
         times = times.float()
     n = times.shape[0] - 1

@@ -71,7 +71,11 @@ class GenerationRequest:
     swapped, ``contrast.opposite_direction``; 0 = off; None = the checkpoint's
     ``sampling.direction_guidance``, else 0; see ``flow.sample``, contrast guidance);
     ``cfg_max_t`` (CFG only at times t ≤ this, in [0, 1]: guidance in a limited interval, see
-    ``flow.sample``; None = the checkpoint's ``sampling.cfg_max_t``, else 1 = every step).
+    ``flow.sample``; None = the checkpoint's ``sampling.cfg_max_t``, else 1 = every step);
+    ``head`` (with stagger: the first N latent frames, of ``temporal_factor`` video frames each after
+    the first, are sampled first as a short clip at the checkpoint's short-clip settings and held while
+    the staircase samples the rest, see :meth:`LinGenPipeline.denoise`; 0 = off; None = the checkpoint's
+    ``sampling.head``, e.g. in its long-clip profile, else 0).
     """
 
     prompt: str
@@ -92,6 +96,7 @@ class GenerationRequest:
     stagger_context: int | None = None
     direction_guidance: float | None = None
     cfg_max_t: float | None = None
+    head: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +104,8 @@ class ResolvedRequest:
     """A request with every setting decided and checked (see :meth:`LinGenPipeline.resolve`).
     ``contrast_prompt``: the prompt with its direction words swapped when ``direction_guidance`` is
     on and the prompt has any (None otherwise: no contrast term runs).
+    ``head``: latent frames sampled first (0 = none), in ``head_steps`` steps with step caching
+    ``head_cache`` (the checkpoint's short-clip ``sampling.steps`` and ``sampling.cache``).
     ``notes``: how a request was adjusted (a length rounded to 1 + 4k frames), one line each."""
 
     prompt: str
@@ -118,6 +125,9 @@ class ResolvedRequest:
     direction_guidance: float = 0.0
     contrast_prompt: str | None = None
     cfg_max_t: float = 1.0
+    head: int = 0
+    head_steps: int = 0
+    head_cache: str = "none"
     notes: tuple[str, ...] = ()
 
     @property
@@ -126,10 +136,13 @@ class ResolvedRequest:
         return (self.num_frames - 1) / self.fps
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as a JSON-able dict (notes left out; direction guidance and ``cfg_max_t`` only
-        when on, so that clip names and cache keys of requests without them are those of earlier releases)."""
+        """The settings as a JSON-able dict (notes left out; direction guidance, ``cfg_max_t`` and the head
+        only when on, so that clip names and cache keys of requests without them are those of earlier releases)."""
         d = dataclasses.asdict(self)
         d.pop("notes")
+        if not self.head:
+            for key in ("head", "head_steps", "head_cache"):
+                d.pop(key)
         if self.cfg_max_t >= 1.0:
             d.pop("cfg_max_t")
         if not self.direction_guidance:
@@ -192,7 +205,7 @@ def long_clip_sampling(sampling: dict, seconds: float, request: GenerationReques
         return sampling, None
     merged = {**sampling, **{k: v for k, v in profile.items() if k != "from_seconds"}}
     merged.pop("long_clip", None)
-    shown = ", ".join(f"{k} {merged[k]}" for k in ("stagger", "stagger_context", "steps", "shift")
+    shown = ", ".join(f"{k} {merged[k]}" for k in ("stagger", "stagger_context", "steps", "shift", "head")
                       if k in profile and getattr(request, k) is None)
     if not shown:
         return merged, None
@@ -337,7 +350,8 @@ class LinGenPipeline:
                 cfg_scale: float = 1.0, shift: float | None = None, method: str = "euler",
                 progress: Progress | None = None, cache="none", stagger: float = 0.0,
                 stagger_context: int | None = None, contrast_context=None, contrast_mask=None,
-                contrast_scale: float = 0.0, cfg_max_t: float = 1.0) -> torch.Tensor:
+                contrast_scale: float = 0.0, cfg_max_t: float = 1.0, head: int = 0, head_steps: int = 30,
+                head_cache="none") -> torch.Tensor:
         """Integrate from t=1 (noise) to t=0 (latent). ``shift`` None: chosen from the token count.
         ``cache``: step caching, ``"none"`` | ``"delta"`` | ``"taylor"`` or a ``StepCache`` (see
         ``flow.sample``; pass a ``StepCache`` made by ``flow.make_step_cache`` to read its
@@ -345,7 +359,21 @@ class LinGenPipeline:
         ``contrast_context`` (tokens 1×L×D or B×L×D of the contrast caption, e.g. the prompt with its
         direction words swapped), ``contrast_mask`` (1×L or B×L bool), ``contrast_scale`` (the weight w):
         contrast guidance (both ``flow.sample``; ValueError there for a wrong width or batch);
-        ``cfg_max_t``: CFG only at times t ≤ this (``flow.sample``, guidance interval)."""
+        ``cfg_max_t``: CFG only at times t ≤ this (``flow.sample``, guidance interval).
+
+        ``head`` N > 0 (with ``stagger``; N below the latent frames T): the head first. Latent frames
+        0 … N − 1 are sampled alone as a short clip, all at one time, in ``head_steps`` Euler steps with
+        step caching ``head_cache`` (a mode name or a ``StepCache``) and the time shift of their own token
+        count (:meth:`default_shift`), with the same guidance (CFG, ``cfg_max_t``, contrast); then the
+        staircase runs over frames N … T − 1 beside them, the head held at t = 0 as context
+        (``flow.sample(fixed_frames=N)``). The head's frames are thus those of a short clip of the same
+        noise, and the minute's layout is decided beside them rather than beside frames still at noise
+        (docs/design.md §7, "Head first"). Raises ValueError for a head without stagger or of T or more
+        frames."""
+        if head:
+            if stagger <= 0 or isinstance(head, bool) or not isinstance(head, int) or not 0 < head < noise.shape[2]:
+                raise ValueError(f"head must be an int in [1, {noise.shape[2]}) latent frames with stagger > 0, "
+                                 f"got {head!r}")
         if shift is None:
             shift = self.default_shift(noise.shape)
 
@@ -355,11 +383,17 @@ class LinGenPipeline:
                 extra["t_offset"] = t_offset
             return self.denoiser(z, t.to(z.dtype), ctx, m, **extra)
 
-        return sample(velocity, noise, steps, shift=shift, cfg_scale=cfg_scale, context=context, context_mask=mask,
-                      uncond_context=uncond_context, uncond_mask=uncond_mask, method=method,
+        guidance = dict(cfg_scale=cfg_scale, context=context, context_mask=mask, uncond_context=uncond_context,
+                        uncond_mask=uncond_mask, contrast_context=contrast_context, contrast_mask=contrast_mask,
+                        contrast_scale=contrast_scale, cfg_max_t=cfg_max_t)
+        if head:
+            head_noise = noise[:, :, :head].contiguous()
+            noise = noise.clone()
+            noise[:, :, :head] = sample(velocity, head_noise, head_steps, shift=self.default_shift(head_noise.shape),
+                                        method="euler", cache=head_cache, **guidance)
+        return sample(velocity, noise, steps, shift=shift, method=method,
                       progress=(lambda k, n: progress("denoise", k, n)) if progress else None, cache=cache,
-                      stagger=stagger, stagger_context=stagger_context, contrast_context=contrast_context,
-                      contrast_mask=contrast_mask, contrast_scale=contrast_scale, cfg_max_t=cfg_max_t)
+                      stagger=stagger, stagger_context=stagger_context, fixed_frames=head, **guidance)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, progress: Progress | None = None) -> np.ndarray:
@@ -445,11 +479,26 @@ class LinGenPipeline:
         contrast_prompt = opposite_direction(request.prompt) if direction_guidance > 0 else None
         cmt = request.cfg_max_t
         cfg_max_t = _float_field("cfg_max_t", cmt if cmt is not None else sampling.get("cfg_max_t", 1.0), 0.0, 1.0)
+        head = _int_field("head", request.head if request.head is not None else sampling.get("head", 0), 0)
+        latent_frames = self.latent_shape(num_frames, height, width)[1]
+        if head and request.head is not None:
+            if stagger == 0:
+                raise InputError("head needs stagger > 0 (the head is sampled first, the staircase after it)")
+            if head >= latent_frames:
+                raise InputError(f"head must be fewer latent frames than the clip's {latent_frames}, got {head}")
+        if stagger == 0 or head >= latent_frames:
+            head = 0  # the checkpoint's head for a clip it does not fit: the plain staircase
+        short = self.config.get("sampling", {})  # the head is a short clip: the top-level (short-clip) settings
+        head_steps = _int_field("sampling.steps", short.get("steps", DEFAULT_STEPS), 1, 1000) if head else 0
+        head_cache = short.get("cache", "none") if head else "none"
+        if head_cache not in CACHE_MODES:
+            raise InputError(f"unknown cache {head_cache!r} in the checkpoint's sampling; use {', '.join(CACHE_MODES)}")
         return ResolvedRequest(prompt=request.prompt, negative_prompt=negative_prompt, num_frames=num_frames,
                                height=height, width=width, fps=fps, steps=steps, cfg_scale=cfg_scale, seed=seed,
                                shift=shift, method=request.method, cache=cache, stagger=stagger,
                                stagger_context=context, direction_guidance=direction_guidance,
-                               contrast_prompt=contrast_prompt, cfg_max_t=cfg_max_t, notes=tuple(notes))
+                               contrast_prompt=contrast_prompt, cfg_max_t=cfg_max_t, head=head,
+                               head_steps=head_steps, head_cache=head_cache, notes=tuple(notes))
 
     def generate(self, request: GenerationRequest | ResolvedRequest,
                  progress: Progress | None = None) -> GenerationOutput:
@@ -475,19 +524,23 @@ class LinGenPipeline:
         t0 = time.perf_counter()
         noise = self.prepare_latents(req.num_frames, req.height, req.width, req.seed)
         step_cache = make_step_cache(req.cache, req.steps, req.method)
+        head_cache = make_step_cache(req.head_cache, req.head_steps) if req.head else None
         z0 = self.denoise(noise, ctx[:1], mask[:1], ctx[1:2] if use_cfg else None, mask[1:2] if use_cfg else None,
                           steps=req.steps, cfg_scale=req.cfg_scale, shift=req.shift, method=req.method,
                           progress=progress, cache=step_cache if step_cache is not None else "none",
                           stagger=req.stagger, stagger_context=req.stagger_context,
                           contrast_context=ctx[k:] if req.contrast_prompt else None,
                           contrast_mask=mask[k:] if req.contrast_prompt else None,
-                          contrast_scale=req.direction_guidance, cfg_max_t=req.cfg_max_t)
+                          contrast_scale=req.direction_guidance, cfg_max_t=req.cfg_max_t, head=req.head,
+                          head_steps=req.head_steps, head_cache=head_cache if head_cache is not None else "none")
         timings["denoise_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         frames = self.decode(z0, progress=progress)
         timings["decode_s"] = time.perf_counter() - t0
         calls = (req.steps * (2 if req.method == "heun" else 1) if req.stagger == 0
-                 else staggered_steps(req.steps, req.stagger, noise.shape[2]))
+                 else staggered_steps(req.steps, req.stagger, noise.shape[2] - req.head))
+        if req.head:  # the head's short clip first (its step cache counts its full calls)
+            calls += head_cache.full_calls if head_cache is not None else req.head_steps
         return GenerationOutput(frames=frames, request=req, timings=timings,
                                 full_calls=step_cache.full_calls if step_cache is not None else calls)
 

@@ -9,6 +9,10 @@ CLI with the given arguments, e.g. (docs/eval/README.md, "Session 18")::
         --stagger 0.1 --stagger-context 6 --steps 20 --cache none
 
 Only runs with ``--stagger`` > 0 and more than HEAD latent frames change. Assumes patch size 2 (lingen-tiny).
+
+Since session 36 the library does the same (``GenerationRequest(head=N)``, ``--head N`` on ``generate`` and
+``eval``, ``sampling.head`` in a checkpoint; ``LinGenPipeline.denoise``); ``tests/test_head_first.py`` checks that
+the two give the same clip.
 """
 import os
 import sys
@@ -22,10 +26,12 @@ _sample, _times = flow.sample, flow.staggered_times
 state = {"fixed": 0}  # latent frames held at t = 0 during the current staircase run
 
 
-def staggered_times(steps, shift, stagger, frames):
+def staggered_times(steps, shift, stagger, frames, fixed=0):
     """``flow.staggered_times`` with the first ``state["fixed"]`` frames held at t = 0: float64
-    ``[staggered_steps(steps, stagger, frames − fixed) + 1, frames]``, the staircase of the other frames."""
-    h = state["fixed"]
+    ``[staggered_steps(steps, stagger, frames − fixed) + 1, frames]``, the staircase of the other frames.
+    (Written before the library held frames itself, session 36; kept as the reference its test compares
+    ``flow.sample(fixed_frames=)`` with.)"""
+    h = state["fixed"] or fixed
     t = _times(steps, shift, stagger, frames - h)
     return torch.cat([t.new_zeros(t.shape[0], h), t], dim=1)
 
