@@ -483,7 +483,8 @@ def _check_memory(plans: list, pipe, tier, force: bool, quiet: bool) -> dict[int
         flops = run_flops(den_cfg, req.num_frames, req.height, req.width, req.steps,
                           cfg_batch=2 if req.cfg_scale != 1.0 else 1, heun=req.method == "heun", vae_cfg=vae_cfg,
                           cache=req.cache, stagger=req.stagger, stagger_context=req.stagger_context,
-                          contrast=req.contrast_prompt is not None)
+                          contrast=req.contrast_prompt is not None, head=req.head, head_steps=req.head_steps,
+                          head_cache=req.head_cache)
         if flops < MIN_TIMED_FLOPS:  # a short run: no estimate printed, no forward timed
             continue
         if flops_per_s is None:

@@ -180,7 +180,8 @@ def device_memory_bytes(device) -> int | None:
 
 def run_flops(den_cfg, num_frames: int, height: int, width: int, steps: int, cfg_batch: int = 2,
               heun: bool = False, vae_cfg=None, cache: str = "none", stagger: float = 0.0,
-              stagger_context: int | None = None, contrast: bool = False) -> int:
+              stagger_context: int | None = None, contrast: bool = False, head: int = 0, head_steps: int = 0,
+              head_cache: str = "none") -> int:
     """FLOPs of the denoiser over a whole sampling run (:func:`lingen_model.bench.flops.denoiser_flops`
     per call), for a clip of ``num_frames`` frames of ``height``×``width`` pixels.
 
@@ -189,7 +190,10 @@ def run_flops(den_cfg, num_frames: int, height: int, width: int, steps: int, cfg
     are counted as free, Δ-DiT's as half a call (each runs half the blocks); the full calls follow
     :meth:`step_cache.StepCache.schedule`. ``stagger`` > 0: the calls of the staggered run
     (``flow.staggered_times``), each on the latent frames it denoises (all of them, or with
-    ``stagger_context`` only the moving ones and that many before them), as ``flow.sample`` runs it.
+    ``stagger_context`` only the moving ones and that many before them), as ``flow.sample`` runs it;
+    with ``head`` N > 0, plus the head's own run (its N latent frames all at once, ``head_steps`` steps,
+    step caching ``head_cache``) and the staircase over the other frames with the head held
+    (``flow.staggered_times(fixed=N)``; ``LinGenPipeline.denoise``).
     Returns FLOPs (an int; multiply-adds count 2). Raises ValueError for ``steps`` < 1 with ``stagger`` or a cache,
     or for an unknown ``cache`` (from ``flow.staggered_times`` and ``StepCache``).
     """
@@ -203,9 +207,12 @@ def run_flops(den_cfg, num_frames: int, height: int, width: int, steps: int, cfg
     h, w = math.ceil(height / fs), math.ceil(width / fs)
     full_batch = cfg_batch + (1 if contrast else 0)
     if stagger > 0:
-        times = staggered_times(steps, 1.0, stagger, frames)  # the shift does not change which frames move
+        times = staggered_times(steps, 1.0, stagger, frames, head)  # the shift does not change which frames move
         per_window: dict[int, int] = {}
         total = 0
+        if head:  # the head first: a short clip of 1 + (N − 1)·ft video frames, all at once
+            total += run_flops(den_cfg, 1 + (head - 1) * ft, height, width, head_steps, cfg_batch=cfg_batch,
+                               vae_cfg=vae_cfg, cache=head_cache, contrast=contrast)
         for i in range(times.shape[0] - 1):
             window = staggered_window(times[i + 1] - times[i], stagger_context)
             if window is None:

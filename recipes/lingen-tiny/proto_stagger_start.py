@@ -22,9 +22,12 @@ K = int(os.environ.get("HEAD_FRAMES", "10"))
 LH = float(os.environ.get("HEAD_STAGGER", "0.1"))
 
 
-def staggered_times(steps, shift, stagger, frames):
+def staggered_times(steps, shift, stagger, frames, fixed=0):
     """``flow.staggered_times`` with lags ``LH·min(k, K) + stagger·max(k − K, 0)``: float64
-    ``[⌈steps·(1 + last lag)⌉ + 1, frames]``, the clock running from 1 to minus the last lag."""
+    ``[⌈steps·(1 + last lag)⌉ + 1, frames]``, the clock running from 1 to minus the last lag. (``fixed``, the
+    library's held head since session 36, is not combined with these lags: ValueError unless 0.)"""
+    if fixed:
+        raise ValueError("proto_stagger_start does not combine with a head (fixed frames)")
     k = torch.arange(frames, dtype=torch.float64)
     off = LH * k.clamp(max=K) + stagger * (k - K).clamp(min=0)
     total = float(off[-1])
