@@ -12,12 +12,13 @@ over ``t`` in ``TIMES`` with one fixed ε (seeded). The clip with the lowest mar
 against its opposite) is decoded. Prompts without a direction word, and K = 1, sample as before. Cost: K times the
 denoising, plus 2·len(TIMES) denoiser calls a candidate. No judge is used: the score is the model's own loss.
 
-    RERANK_K=2 python recipes/lingen-tiny/proto_rerank.py eval -m recipes/lingen-tiny/state-4k --length 4s \
-        --limit 80 --seed-base 3000003 --json F
+    RERANK_K=2 [RERANK_LOG=margins.jsonl] python recipes/lingen-tiny/proto_rerank.py eval \
+        -m recipes/lingen-tiny/state-4k --length 4s --limit 80 --seed-base 3000003 --json F
 
 Only the process running it is patched (``LinGenPipeline.generate`` and ``LinGenPipeline.denoise``).
 """
 import functools
+import json
 import os
 import sys
 
@@ -33,6 +34,8 @@ RERANK_K = int(os.environ.get("RERANK_K", "2"))
 TIMES = (0.25, 0.5, 0.75)
 #: Seed of the classifier's fixed noise ε.
 SCORE_SEED = 12345
+#: When set, a JSON line a reranked clip is appended here: {"seed": request seed, "margins": [one a candidate]}.
+RERANK_LOG = os.environ.get("RERANK_LOG")
 
 
 @torch.no_grad()
@@ -80,6 +83,7 @@ def install(k: int = RERANK_K) -> None:
         if cc is None or k == 1 or noise.shape[0] != 1:
             return z0
         best, best_m = z0, direction_margin(self.denoiser, z0.float(), context, mask, cc, cm)
+        margins = [best_m]
         for j in range(1, k):
             g = torch.Generator().manual_seed(self._rerank_seed + 1_000_003 * j)
             other = torch.randn(noise.shape, generator=g).to(noise)
@@ -87,8 +91,12 @@ def install(k: int = RERANK_K) -> None:
                 kw["cache"] = make_step_cache(cache.mode, kw.get("steps", 20))
             z = denoise(self, other, context, mask, uncond_context, uncond_mask, **kw)
             m = direction_margin(self.denoiser, z.float(), context, mask, cc, cm)
+            margins.append(m)
             if m < best_m:
                 best, best_m = z, m
+        if RERANK_LOG:
+            with open(RERANK_LOG, "a") as f:
+                f.write(json.dumps({"seed": self._rerank_seed, "margins": margins}) + "\n")
         return best
 
     cls.generate, cls.denoise = rerank_generate, rerank_denoise
