@@ -15,6 +15,10 @@ denoising, plus 2·len(TIMES) denoiser calls a candidate. No judge is used: the 
     RERANK_K=2 [RERANK_LOG=margins.jsonl] python recipes/lingen-tiny/proto_rerank.py eval \
         -m recipes/lingen-tiny/state-4k --length 4s --limit 80 --seed-base 3000003 --json F
 
+Measured (session 36, 4k, 80 tuning prompts; docs/eval/README.md, "Session 36"): of the 22 direction prompts whose
+two candidates differ in motion the margin keeps the one moving the named way in 15 (p ≈ 0.13); motion 65 → 66 of
+80, while a perfect choice of two would reach 73. Some signal, too little to use at K = 2.
+
 Only the process running it is patched (``LinGenPipeline.generate`` and ``LinGenPipeline.denoise``).
 """
 import functools
