@@ -21,14 +21,20 @@ PROMPTS = ("a blue square moving up on a dark blue background", "a white square 
            "a green circle moving left on a gray background", "a red circle standing still on a black background")
 
 
-def object_contrast(frames: np.ndarray) -> np.ndarray:
-    """Per-frame contrast of a T×H×W×3 uint8 clip: the 99.5th percentile over pixels of ``|pixel − frame median|``
-    summed over RGB (0–765), shape ``[T]``. Raises ValueError for another shape."""
+def deviation_map(frames: np.ndarray) -> np.ndarray:
+    """``|pixel − frame median|`` summed over RGB (0–765) of a T×H×W×3 uint8 clip, float64 T×H×W: where the frame
+    differs from its background colour. Raises ValueError for another shape."""
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be T×H×W×3, got {frames.shape}")
-    f = frames.astype(np.float32)
+    f = frames.astype(np.float64)
     median = np.median(f.reshape(f.shape[0], -1, 3), axis=1)[:, None, None, :]
-    d = np.abs(f - median).sum(-1)
+    return np.abs(f - median).sum(-1)
+
+
+def object_contrast(frames: np.ndarray) -> np.ndarray:
+    """Per-frame contrast of a T×H×W×3 uint8 clip: the 99.5th percentile over pixels of :func:`deviation_map`
+    (0–765), shape ``[T]``. Raises ValueError for another shape."""
+    d = deviation_map(frames)
     return np.percentile(d.reshape(d.shape[0], -1), 99.5, axis=1)
 
 

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from probe_fade import PROMPTS, object_contrast  # noqa: E402  (the sibling probe)
+from probe_fade import PROMPTS, deviation_map, object_contrast  # noqa: E402  (the sibling probe)
 
 #: Sampling steps (0-based) whose predicted clean clip is decoded: the layout is decided in the first few.
 STEPS = (0, 1, 2, 4, 8)
@@ -44,14 +44,10 @@ STEPS = (0, 1, 2, 4, 8)
 
 def mirror_score(frames: np.ndarray) -> np.ndarray:
     """Per-frame mirror symmetry of a T×H×W×3 uint8 clip's deviation from its median colour, shape ``[T]``:
-    ``Σ D · flip(D) / Σ D²`` with ``D = Σ_RGB |pixel − frame median|`` and ``flip`` the reversal of the width axis
+    ``Σ D · flip(D) / Σ D²`` with ``D`` = ``probe_fade.deviation_map`` and ``flip`` the reversal of the width axis
     (1: symmetric about the vertical centre line; 0 for a frame without deviation). Raises ValueError for another
     shape."""
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be T×H×W×3, got {frames.shape}")
-    f = frames.astype(np.float64)
-    median = np.median(f.reshape(f.shape[0], -1, 3), axis=1)[:, None, None, :]
-    d = np.abs(f - median).sum(-1)
+    d = deviation_map(frames)
     num = (d * d[:, :, ::-1]).sum((1, 2))
     den = (d * d).sum((1, 2))
     return np.where(den > 0, num / np.maximum(den, 1e-12), 0.0)
