@@ -414,7 +414,8 @@ class LinGenPipeline:
             TypeError: a field of the wrong type (e.g. ``num_frames=5.0``, ``seed=True``).
             InputError (a ValueError): an empty prompt; a zero, negative or non-finite value; a
                 frame count that is not 1 + 4k; a size that is not a multiple of the stride; an
-                unknown method; both ``num_frames`` and ``length`` (or size and ``resolution``).
+                unknown method; both ``num_frames`` and ``length`` (or size and ``resolution``); a
+                ``head`` asked for without stagger or of as many latent frames as the clip or more.
         """
         if not isinstance(request.prompt, str) or not request.prompt.strip():
             raise InputError("prompt must be a non-empty string")
