@@ -31,19 +31,25 @@ def one_object_keys(clips: list[dict]) -> list[tuple[str, str, dict]]:
     return keys
 
 
+def read_eval_clips(path: Path) -> list[dict]:
+    """The ``clips`` list of a ``lingen eval --json`` file. Raises SystemExit with a one-line message when the file
+    cannot be read as JSON or has no ``clips`` list."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        sys.exit(f"{path}: cannot read as JSON ({exc})")
+    if not isinstance(data, dict) or not isinstance(data.get("clips"), list):
+        sys.exit(f"{path}: not a `lingen eval --json` file (no 'clips' list)")
+    return data["clips"]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("files", nargs="+", type=Path)
     ap.add_argument("--criterion", default="shape")
     args = ap.parse_args(argv)
     for path in args.files:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            sys.exit(f"{path}: cannot read as JSON ({exc})")
-        if not isinstance(data, dict) or not isinstance(data.get("clips"), list):
-            sys.exit(f"{path}: not a `lingen eval --json` file (no 'clips' list)")
-        keys = one_object_keys(data["clips"])
+        keys = one_object_keys(read_eval_clips(path))
         print(f"{path.name}: {args.criterion} passed / clips, by motion")
         for shape in SHAPES:
             cells = []

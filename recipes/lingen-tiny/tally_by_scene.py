@@ -16,27 +16,21 @@ Raises SystemExit with a one-line message when a file is not an eval JSON or the
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
 from lingen_model.shapes.language import parse_prompt
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tally_by_motion import read_eval_clips  # noqa: E402  (the sibling tally)
+
 CRITERIA = ("motion", "unity", "shape")
 
 
 def load_runs(paths: list[Path]) -> list[list[dict]]:
     """The ``clips`` lists of the eval JSONs, checked to hold the same prompts in the same order."""
-    runs = []
-    for path in paths:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            sys.exit(f"{path}: cannot read as JSON ({exc})")
-        if not isinstance(data, dict) or not isinstance(data.get("clips"), list):
-            sys.exit(f"{path}: not a `lingen eval --json` file (no 'clips' list)")
-        runs.append(data["clips"])
+    runs = [read_eval_clips(path) for path in paths]
     if any([c["prompt"] for c in r] != [c["prompt"] for c in runs[0]] for r in runs):
         sys.exit("the runs do not hold the same prompts in the same order")
     return runs
