@@ -74,7 +74,8 @@ def install(weights=MULTI_WEIGHTS) -> None:
         captions = other_directions(req.prompt) if req.contrast_prompt else None
         if captions and len(captions) != len(weights):
             captions = None
-        state["extra"] = [self.encode_prompt([c]) for c in captions] if captions else None
+        # the opposite (captions[0]) is the library's contrast caption, already encoded: only the others are
+        state["extra"] = [self.encode_prompt([c]) for c in captions[1:]] if captions else None
         try:
             return generate(self, req, progress)
         finally:
@@ -87,9 +88,11 @@ def install(weights=MULTI_WEIGHTS) -> None:
             return sample(velocity_fn, noise, steps, **kw)
 
         def mixed(z, t, ctx, mask, **k):
-            if ctx.shape == cc.shape and torch.equal(ctx, cc.to(ctx)):
-                return sum(w * velocity_fn(z, t, c.to(ctx), m.to(mask.device), **k) for w, (c, m) in zip(weights, extra))
-            return velocity_fn(z, t, ctx, mask, **k)
+            v = velocity_fn(z, t, ctx, mask, **k)
+            if ctx.shape == cc.shape and torch.equal(ctx, cc.to(ctx)):  # the contrast call: v is the opposite's
+                return weights[0] * v + sum(w * velocity_fn(z, t, c.to(ctx), m.to(mask.device), **k)
+                                            for w, (c, m) in zip(weights[1:], extra))
+            return v
 
         return sample(mixed, noise, steps, **kw)
 
