@@ -4,8 +4,9 @@ and the round trip with the judge (unity, motion_consistency, jumps, persistence
 
     python recipes/lingen-tiny/vae_roundtrip_coherence.py [--model lingen-tiny] [--length 60s] [--limit 3]
     python recipes/lingen-tiny/vae_roundtrip_coherence.py --limit 12 --speeds 0.15,0.2,0.25
+    python recipes/lingen-tiny/vae_roundtrip_coherence.py --length 4s --prompts docs/eval/tuning/faint48-prompts.txt --limit 48
 
-Prompt i of the built-in set with scene seed 2,000,003 + i (the 60 s test seeds' numbers, here
+Prompt i of the built-in set (or of ``--prompts``, one per line) with scene seed 2,000,003 + i (the 60 s test seeds' numbers, here
 only the world's scene draw: no model noise is involved). Prints one line per prompt. ``--speeds``
 renders every prompt once per speed (frame extents per second), given to each linear mover of the
 scene (session 21: does the VAE keep fast, steady motion whole?).
@@ -35,12 +36,19 @@ def main() -> None:
     ap.add_argument("--seed-base", type=int, default=2_000_003)
     ap.add_argument("--speeds", default=None, help="comma-separated speeds of the linear movers, frame extents/s "
                                                    "(default: the scene's own)")
+    ap.add_argument("--prompts", default=None, help="prompt file, one per line (default: the built-in set)")
     args = ap.parse_args()
+    prompts = EVAL_PROMPTS
+    if args.prompts is not None:
+        try:
+            prompts = [line.strip() for line in open(args.prompts, encoding="utf-8") if line.strip()]
+        except OSError as exc:
+            ap.error(f"cannot read --prompts: {exc}")
     pipe = LinGenPipeline.from_pretrained(args.model, device="cpu")
     fps, h, w = pipe.native["fps"], pipe.native["height"], pipe.native["width"]
     n, _ = frames_for_length(args.length, fps)
     speeds = [None] if args.speeds is None else [float(v) for v in args.speeds.split(",")]
-    for i, prompt in enumerate(EVAL_PROMPTS[:args.limit]):
+    for i, prompt in enumerate(prompts[:args.limit]):
         scene = scene_from_prompt(prompt, np.random.default_rng(args.seed_base + i))
         for speed in speeds:
             if speed is not None:
