@@ -11,7 +11,6 @@ standard deviation, 1). Prints the median per background × colour and, with ``-
 Raises what ``load_vae`` raises for a missing or malformed VAE, ValueError for an eval JSON without clips.
 """
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from lingen_model.shapes.clips import make_clip, object_mask
+from lingen_model.shapes.language import parse_prompt
 from lingen_model.training.data import _to_tensor as frames_to_tensor  # uint8 T×H×W×3 → 3×T×H×W in [-1, 1]
 from lingen_model.training.object_weight import latent_mask
 from lingen_model.training.trainer import load_vae
@@ -27,12 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from proto_contrast_weight import object_contrast  # noqa: E402
 from tally_by_motion import read_eval_clips  # noqa: E402
 
-PROMPT = re.compile(r"^an? (\w+) (circle|square|triangle) .* on an? (.+) background$")
 LINES = ("motion", "unity", "shape", "motion_consistency")
 
 
 def scene_contrast(vae, clips: int, seed: int = 9_300_000, batch: int = 16) -> dict[tuple[str, str], list[float]]:
-    """(background, colour) → the object contrasts of ``clips`` world clips (9 frames, 128×128)."""
+    """(background, colour) → the object contrasts (normalised-latent units, noise std 1) of ``clips`` world clips
+    (seeds ``seed`` + i, 9 frames, 128×128 pixels, one object), encoded ``batch`` clips at a time by ``vae``; clips
+    whose object leaves no latent voxel are left out. Raises what ``vae.encode`` raises (e.g. RuntimeError for a VAE
+    that does not take 3-channel video)."""
     out: dict[tuple[str, str], list[float]] = {}
     for lo in range(0, clips, batch):
         drawn = [make_clip(seed + i, 9, 128, 128, 8.0, max_objects=1, entry_prob=1.0)
@@ -48,7 +50,8 @@ def scene_contrast(vae, clips: int, seed: int = 9_300_000, batch: int = 16) -> d
 
 
 def spearman(x, y) -> float:
-    """Spearman's rank correlation of two equal-length sequences (average ranks for ties)."""
+    """Spearman's rank correlation (unitless, in [-1, 1]) of two equal-length sequences (average ranks for ties); NaN
+    when either is constant. Raises ValueError (numpy's) for sequences of different lengths."""
     def ranks(a):
         a = np.asarray(a, float)
         order = a.argsort()
@@ -77,9 +80,9 @@ def main() -> None:
         return
     by_scene: dict[tuple[str, str], list[dict]] = {}
     for clip in (c for path in a.eval for c in read_eval_clips(path)):
-        m = PROMPT.match(clip["prompt"])
-        if m and " and " not in clip["prompt"]:
-            by_scene.setdefault((m.group(3), m.group(1)), []).append(clip)
+        target = parse_prompt(clip["prompt"])  # the world's own reading of the prompt
+        if len(target.objects) == 1 and target.background is not None:
+            by_scene.setdefault((target.background, target.objects[0].color), []).append(clip)
     scenes = sorted((k for k in by_scene if k in contrast), key=contrast.get)
     print(f"\n{'scene':22s} contrast   n  " + "  ".join(f"{x[:11]:>11s}" for x in LINES))
     for k in scenes:

@@ -55,7 +55,8 @@ def object_contrast(latents: torch.Tensor, objects: torch.Tensor) -> torch.Tenso
 
 
 def clip_weights(contrast: torch.Tensor, c_ref: float = C_REF, k_max: float = K_MAX) -> torch.Tensor:
-    """Object weights ``clip((c_ref / contrast)², 1, k_max)`` [B] for contrasts [B] (``inf`` → 1)."""
+    """Object weights ``clip((c_ref / contrast)², 1, k_max)`` [B] (unitless) for contrasts [B] in the same units as
+    ``c_ref`` (``inf`` → 1). Raises nothing of its own; :func:`install` checks ``c_ref`` > 0 and ``k_max`` ≥ 1."""
     return (c_ref / contrast).square().clamp(1.0, k_max)
 
 

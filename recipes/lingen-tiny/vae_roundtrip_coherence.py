@@ -6,7 +6,7 @@ and the round trip with the judge (unity, motion_consistency, jumps, persistence
     python recipes/lingen-tiny/vae_roundtrip_coherence.py --limit 12 --speeds 0.15,0.2,0.25
     python recipes/lingen-tiny/vae_roundtrip_coherence.py --length 4s --prompts docs/eval/tuning/faint48-prompts.txt --limit 48
 
-Prompt i of the built-in set (or of ``--prompts``, one per line) with scene seed 2,000,003 + i (the 60 s test seeds' numbers, here
+Prompt i of the built-in set (or of ``--prompts``, one per line, read as ``lingen eval --prompts`` reads it) with scene seed 2,000,003 + i (the 60 s test seeds' numbers, here
 only the world's scene draw: no model noise is involved). Prints one line per prompt. ``--speeds``
 renders every prompt once per speed (frame extents per second), given to each linear mover of the
 scene (session 21: does the VAE keep fast, steady motion whole?).
@@ -20,6 +20,8 @@ import numpy as np
 import torch
 
 from lingen_model.geometry import frames_for_length
+from lingen_model.errors import InputError
+from lingen_model.io.prompts import read_prompt_lines
 from lingen_model.shapes.judge import ALL_CRITERIA, score_clip
 from lingen_model.generation.pipeline import LinGenPipeline
 from lingen_model.shapes.clips import scene_from_prompt
@@ -40,9 +42,9 @@ def main() -> None:
     args = ap.parse_args()
     prompts = EVAL_PROMPTS
     if args.prompts is not None:
-        try:
-            prompts = [line.strip() for line in open(args.prompts, encoding="utf-8") if line.strip()]
-        except OSError as exc:
+        try:  # the reader of `lingen eval --prompts`: the same file gives the same prompts
+            prompts = [line for _, line in read_prompt_lines(args.prompts)]
+        except InputError as exc:
             ap.error(f"cannot read --prompts: {exc}")
     pipe = LinGenPipeline.from_pretrained(args.model, device="cpu")
     fps, h, w = pipe.native["fps"], pipe.native["height"], pipe.native["width"]
