@@ -130,3 +130,32 @@ def test_the_latent_map_fit_recovers_a_known_map():
     fit, r2 = init.fit_latent_map(vae, _Mapped(vae, a), clips=2, batch=2)
     torch.testing.assert_close(fit.float(), a, rtol=1e-3, atol=1e-3)
     assert r2 == pytest.approx(1.0, abs=1e-6)
+
+
+def test_the_mix_probe_lifts_a_scene_hidden_in_a_quiet_direction():
+    probe = load_recipe("probe_latent_mix")
+    weak = load_recipe("proto_contrast_weight")
+    g = torch.Generator().manual_seed(8)
+    # the probe's contrast with the channels as they are is object_contrast's, on random latents
+    z = torch.randn(2, 3, 2, 5, 6, generator=g, dtype=torch.float64)
+    m = torch.rand(2, 1, 2, 5, 6, generator=g) < 0.3
+    moments = []
+    for b in range(2):
+        d = z[b][:, m[b, 0]] - z[b][:, ~m[b, 0]].median(dim=1).values[:, None]
+        moments.append(d @ d.T / d.shape[1])
+    med = probe.scene_medians(torch.eye(3, dtype=torch.float64), torch.stack(moments), [("a", "x"), ("b", "y")])
+    assert [med[("a", "x")], med[("b", "y")]] == pytest.approx(weak.object_contrast(z, m).tolist(), rel=1e-6)  # float32 there
+    # scene "faint" differs from its background only along channel 2, where the signal is quiet
+    e_loud, e_faint = torch.diag(torch.tensor([4.0, 0.0, 0.0])), torch.diag(torch.tensor([0.0, 0.0, 0.04]))
+    moments = torch.stack([e_loud, e_loud, e_faint, e_faint]).double()
+    keys = [("gray", "white")] * 2 + [("gray", "green")] * 2
+    s = torch.diag(torch.tensor([4.0, 1.0, 0.1])).double()
+    a = probe.fit_mix(moments, keys, s, max_cond=5.0, iters=1500)
+    before = probe.scene_medians(torch.eye(3, dtype=torch.float64), moments, keys)
+    after = probe.scene_medians(a, moments, keys)
+    sv = torch.linalg.svdvals(a)
+    assert after[("gray", "green")] > 2 * before[("gray", "green")]
+    assert float(torch.trace(a @ s @ a.T)) == pytest.approx(float(torch.trace(s)), rel=1e-6)
+    assert float(sv.max() / sv.min()) < 5.5
+    with pytest.raises(ValueError, match="max_cond"):
+        probe.fit_mix(moments, keys, s, max_cond=0.5)

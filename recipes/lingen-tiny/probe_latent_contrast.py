@@ -30,20 +30,27 @@ from tally_by_motion import read_eval_clips  # noqa: E402
 LINES = ("motion", "unity", "shape", "motion_consistency")
 
 
-def scene_contrast(vae, clips: int, seed: int = 9_300_000, batch: int = 16) -> dict[tuple[str, str], list[float]]:
-    """(background, colour) → the object contrasts (normalised-latent units, noise std 1) of ``clips`` world clips
-    (seeds ``seed`` + i, 9 frames, 128×128 pixels, one object), encoded ``batch`` clips at a time by ``vae``; clips
-    whose object leaves no latent voxel are left out. Raises what ``vae.encode`` raises (e.g. RuntimeError for a VAE
-    that does not take 3-channel video)."""
-    out: dict[tuple[str, str], list[float]] = {}
+def encoded_world_clips(vae, clips: int, seed: int = 9_300_000, batch: int = 16):
+    """Yield ``(latents B×C×T'×h×w, object voxels bool B×1×T'×h×w, scene specs)`` for ``clips`` world clips (seeds
+    ``seed`` + i, 9 frames, 128×128 pixels, one object), encoded ``batch`` clips at a time by ``vae`` (normalised
+    latents). Raises what ``vae.encode`` raises (e.g. RuntimeError for a VAE that does not take 3-channel video)."""
     for lo in range(0, clips, batch):
         drawn = [make_clip(seed + i, 9, 128, 128, 8.0, max_objects=1, entry_prob=1.0)
                  for i in range(lo, min(clips, lo + batch))]
         video = torch.stack([frames_to_tensor(f) for f, _, _ in drawn])
         masks = torch.stack([torch.from_numpy(object_mask(f, s)).float()[None] for f, _, s in drawn])
         with torch.no_grad():
-            c = object_contrast(vae.encode(video), latent_mask(masks, vae.spatial_factor, vae.temporal_factor) > 0)
-        for (_, _, s), v in zip(drawn, c.tolist()):
+            latents = vae.encode(video)
+        yield latents, latent_mask(masks, vae.spatial_factor, vae.temporal_factor) > 0, [s for _, _, s in drawn]
+
+
+def scene_contrast(vae, clips: int, seed: int = 9_300_000, batch: int = 16) -> dict[tuple[str, str], list[float]]:
+    """(background, colour) → the object contrasts (normalised-latent units, noise std 1) of the clips of
+    :func:`encoded_world_clips`; clips whose object leaves no latent voxel are left out. Raises what ``vae.encode``
+    raises."""
+    out: dict[tuple[str, str], list[float]] = {}
+    for latents, objects, scenes in encoded_world_clips(vae, clips, seed, batch):
+        for s, v in zip(scenes, object_contrast(latents, objects).tolist()):
             if np.isfinite(v):
                 out.setdefault((s.background, s.objects[0].color), []).append(v)
     return out
