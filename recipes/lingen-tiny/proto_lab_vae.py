@@ -3,8 +3,8 @@
 ``probe_latent_contrast.py`` (session 38) found the stage-1b VAE drawing green and cyan objects on gray ~15× more
 faintly in its latents than white ones (object contrast 0.44–0.52 against 5.9–7.3, units of the sampling noise's
 std), and no linear mix of its 8 channels lifts them past ~0.65 at equal signal power (session 39). CIELAB
-(CIE 1976 L*a*b*, D65 white) spaces colours by how far apart they look: green (40, 190, 64) lies ΔE ≈ 80 from gray
-(118, 118, 118), white ≈ 45. This prototype adds to the VAE loss
+(CIE 1976 L*a*b*, D65 white) spaces colours by how far apart they look: green (40, 190, 64) lies ΔE 83 from gray
+(118, 118, 118), white 45. This prototype adds to the VAE loss
 
     lab_weight · mean((μ[:, :3] − lab_target)²) + free_weight · mean(μ[:, 3:]²)
 
