@@ -1,8 +1,9 @@
-"""recipes/lingen-tiny/proto_lab_vae.py and init_new_vae.py (session 39, issue 14): a VAE whose first latent channels
-follow CIELAB colour, and a denoiser carried over to it. CIELAB is checked against published sRGB → L*a*b* values;
+"""recipes/lingen-tiny/proto_lab_vae.py, init_new_vae.py and probe_latent_mix.py (session 39, issue 14): a VAE whose
+first latent channels follow CIELAB colour, a denoiser carried over to it, and the best linear mix of the old channels. CIELAB is checked against published sRGB → L*a*b* values;
 the latent-grid targets against a per-voxel loop in float64; the patched loss against the library's loss plus the
 anchor written out, with one encode per step; the folded denoiser against the original on fresh random inputs; the
-latent-map fit against a known map; one tiny VAE training run goes through the patch."""
+latent-map fit against a known map; one tiny VAE training run goes through the patch; the mix probe's contrast against
+object_contrast, and its fit must lift a scene hidden in a quiet direction at equal signal power."""
 import pytest
 import torch
 from typer.testing import CliRunner
