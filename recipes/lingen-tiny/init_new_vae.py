@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from lingen_model.io.files import atomic_path, atomic_write_json
 from lingen_model.shapes.clips import make_clip
 from lingen_model.training.data import _to_tensor as frames_to_tensor  # uint8 T×H×W×3 → 3×T×H×W in [-1, 1]
 from lingen_model.training.trainer import load_vae
@@ -81,10 +82,10 @@ def main() -> None:
           f"condition {float(sv.max() / sv.min()):.1f}")
     weights = fold_latent_map(load_file(str(args.old_state / "denoiser.safetensors")), a, int(cfg["denoiser"]["patch_size"]))
     args.out.mkdir(parents=True, exist_ok=True)
-    for name in ("denoiser.safetensors", "denoiser_ema.safetensors"):
-        save_file(weights, str(args.out / name))
-    state = json.loads((args.old_state / "train_state.json").read_text())
-    (args.out / "train_state.json").write_text(json.dumps(state))
+    for name in ("denoiser.safetensors", "denoiser_ema.safetensors"):  # temp file, then rename: nothing half-written
+        with atomic_path(args.out / name) as tmp:
+            save_file(weights, str(tmp))
+    atomic_write_json(args.out / "train_state.json", json.loads((args.old_state / "train_state.json").read_text()))
 
 
 if __name__ == "__main__":

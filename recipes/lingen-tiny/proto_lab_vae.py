@@ -30,30 +30,21 @@ import torch
 import torch.nn.functional as F
 
 import lingen_model.models.vae as vae_module
+from lingen_model.shapes.judge import srgb_to_lab as judge_srgb_to_lab
 
 LAB_WEIGHT = float(os.environ.get("LAB_WEIGHT", "0.2"))
 LAB_SCALE = float(os.environ.get("LAB_SCALE", "12.5"))
 FREE_WEIGHT = float(os.environ.get("FREE_WEIGHT", "0.01"))
-WHITE_D65 = (0.95047, 1.0, 1.08883)  # XYZ of the D65 white point (Y = 1)
-SRGB_TO_XYZ = ((0.4124564, 0.3575761, 0.1804375),  # IEC 61966-2-1 (sRGB), linear RGB → XYZ, D65
-               (0.2126729, 0.7151522, 0.0721750),
-               (0.0193339, 0.1191920, 0.9503041))
 
 
 def srgb_to_lab(video: torch.Tensor) -> torch.Tensor:
-    """CIELAB of sRGB video: ``video`` B×3×… in [-1, 1] → B×3×… holding L* (0–100), a*, b* (about ±128), D65 white
-    (CIE 1976; sRGB decoding per IEC 61966-2-1). Float64 inside. Raises ValueError when dim 1 is not 3."""
+    """CIELAB of sRGB video: ``video`` B×3×… in [-1, 1] → float64 B×3×… holding L* (0–100), a*, b* (about ±128),
+    D65 white: the judge's ``srgb_to_lab`` (IEC 61966-2-1, CIE 15) with the channels first. Raises ValueError when
+    dim 1 is not 3."""
     if video.dim() < 2 or video.shape[1] != 3:
         raise ValueError(f"expected B×3×… video, got shape {tuple(video.shape)}")
-    rgb = ((video.double() + 1) / 2).clamp(0, 1)
-    lin = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    m = torch.tensor(SRGB_TO_XYZ, dtype=torch.float64, device=video.device)
-    xyz = torch.einsum("ij,bj...->bi...", m, lin)
-    white = torch.tensor(WHITE_D65, dtype=torch.float64, device=video.device).view(1, 3, *[1] * (video.dim() - 2))
-    r = xyz / white
-    d = 6 / 29
-    f = torch.where(r > d ** 3, r.clamp_min(1e-12) ** (1 / 3), r / (3 * d * d) + 4 / 29)
-    return torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], dim=1)
+    rgb = ((video.detach().double().cpu() + 1) * 127.5).clamp(0, 255).movedim(1, -1).numpy()
+    return torch.from_numpy(judge_srgb_to_lab(rgb)).movedim(-1, 1).to(video.device)
 
 
 def lab_targets(video: torch.Tensor, spatial_factor: int, temporal_factor: int, scale: float = LAB_SCALE) -> torch.Tensor:
