@@ -29,7 +29,8 @@ from probe_latent_contrast import encoded_world_clips  # noqa: E402
 def object_moments(vae, clips: int, seed: int) -> tuple[torch.Tensor, list[tuple[str, str]], torch.Tensor]:
     """``(E K×C×C, scene (background, colour) of each, S C×C)`` (float64, normalised-latent units squared): per clip
     with object voxels, the second moment over them of the latents minus the background's per-channel median; ``S``
-    the second moment over every voxel of every clip."""
+    the second moment over every voxel of every clip. Raises what ``vae.encode`` raises; RuntimeError (torch's) when
+    no clip has object voxels."""
     moments, keys, s, n = [], [], 0, 0
     for latents, objects, scenes in encoded_world_clips(vae, clips, seed):
         z = latents.double()
@@ -46,7 +47,9 @@ def object_moments(vae, clips: int, seed: int) -> tuple[torch.Tensor, list[tuple
 
 
 def scene_medians(a: torch.Tensor, moments: torch.Tensor, keys: list) -> dict[tuple[str, str], float]:
-    """Scene → median over its clips of the contrast ``sqrt(tr(AᵀA E) / C)`` under the mix ``a`` (C×C)."""
+    """Scene → median over its clips of the contrast ``sqrt(tr(AᵀA E) / C)`` (normalised-latent units) under the mix
+    ``a`` (C×C) for second moments ``moments`` K×C×C and their scenes ``keys`` (K). Raises RuntimeError (torch's)
+    for sizes that do not match."""
     c = (torch.einsum("ij,bji->b", a.T @ a, moments).clamp_min(0) / a.shape[0]).sqrt()
     return {k: float(c[[i for i, kk in enumerate(keys) if kk == k]].median()) for k in sorted(set(keys))}
 

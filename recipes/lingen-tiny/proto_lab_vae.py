@@ -74,7 +74,8 @@ def lab_anchor(mean: torch.Tensor, video: torch.Tensor, spatial_factor: int, tem
 
 def install(weight: float = LAB_WEIGHT, scale: float = LAB_SCALE, free_weight: float = FREE_WEIGHT) -> None:
     """Patch ``vae_loss`` (the trainer imports it at each step) to add ``weight ·`` :func:`lab_anchor` ``+
-    free_weight · mean(μ[:, 3:]²)`` and report them as ``lab`` and ``free`` in the step stats."""
+    free_weight · mean(μ[:, 3:]²)`` and report them as ``lab`` and ``free`` in the step stats. Raises ValueError for
+    ``weight`` or ``scale`` ≤ 0 or ``free_weight`` < 0; the patched loss raises what :func:`lab_anchor` raises."""
     if not (weight > 0 and scale > 0 and free_weight >= 0):
         raise ValueError(f"LAB_WEIGHT and LAB_SCALE must be > 0 and FREE_WEIGHT >= 0, got {weight}, {scale}, {free_weight}")
     original = vae_module.vae_loss
