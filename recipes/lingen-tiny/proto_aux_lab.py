@@ -10,10 +10,13 @@ scaled by the constants ``AUX_MEAN`` / ``AUX_STD`` (measured over world clips by
 and std 1 like the VAE's normalised latents. Training noises and denoises all 11 channels with one flow-matching
 loss; sampling draws all 11 and the decoder reads the first 8 (the colour channels are a second, deterministic
 view of the same clip, drawn with the sampler's noise like the rest). In the 11-channel latent a green object on gray
-stands ΔE 83 (in L*a*b* units) from its background, so the denoiser sees where the object is at noise levels where
-the VAE's own channels no longer show it. The carried-over model starts exactly as the old one
+stands ΔE 83 (L*a*b* units; 5.8 of the channels' stds) from its background where it covers a voxel, so the denoiser
+could see where the object is at noise levels where the VAE's own channels (0.44 stds) no longer show it. The carried-over model starts exactly as the old one
 (``expand_weights``: zero columns of the patch embedding for the new inputs, zero rows of the final layer for the new
-outputs); nothing has to be learnt again.
+outputs): nothing of 4k's is lost at the start, the new weights have to be learnt.
+
+Result (session 40, ``docs/eval/README.md`` "Session 40"): neither stage 4v nor 4w moved the 4 s tuning or
+faint-scene verdicts from their controls; the old weights do not learn to carry the new channels in one stage.
 
 Patches (``install``, every command): ``CausalVideoVAE.__init__`` (``latent_channels`` + 3, ``base_channels`` the
 VAE's own), ``CausalVideoVAE.encode`` (appends the colour channels) and ``VideoDecoder.forward`` (reads the VAE's own
