@@ -35,15 +35,18 @@ def proto(monkeypatch):
     return load_recipe("proto_aux_lab")
 
 
-def test_the_expanded_denoiser_is_the_old_one_on_the_old_channels(proto):
+def _tiny_denoiser(channels):
     spec = TINY_DENOISER
-    old_cfg = get_config(spec["size"], spec["mixer"], **{**spec["overrides"], "in_channels": 4, "text_dim": 8})
-    new_cfg = get_config(spec["size"], spec["mixer"], **{**spec["overrides"], "in_channels": 7, "text_dim": 8})
+    return get_config(spec["size"], spec["mixer"], **{**spec["overrides"], "in_channels": channels, "text_dim": 8})
+
+
+def test_the_expanded_denoiser_is_the_old_one_on_the_old_channels(proto):
+    old_cfg = _tiny_denoiser(4)
     torch.manual_seed(11)
     old = Denoiser(old_cfg).eval()
     for p in old.parameters():  # adaLN-Zero starts at zero: give every layer random weights
         torch.nn.init.normal_(p, std=0.2)
-    new = Denoiser(new_cfg).eval()
+    new = Denoiser(_tiny_denoiser(7)).eval()
     new.load_state_dict(proto.expand_weights(old.state_dict(), 4, old_cfg.patch_size))
     x, t = torch.randn(2, 7, 3, 6, 4), torch.rand(2)
     ctx, mask = torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.bool)
@@ -78,11 +81,6 @@ def test_the_patched_vae_appends_the_colour_channels_and_decodes_its_own(proto):
     assert torch.equal(patched.decode_uint8(mixed), u8_plain)
     with pytest.raises(ValueError, match="B×7×"):
         patched.decode(z_plain)
-
-
-def _tiny_denoiser(channels):
-    spec = TINY_DENOISER
-    return get_config(spec["size"], spec["mixer"], **{**spec["overrides"], "in_channels": channels, "text_dim": 8})
 
 
 def test_the_new_weights_take_mult_times_the_optimizers_step_and_the_old_ones_its_step(proto):

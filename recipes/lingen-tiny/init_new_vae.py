@@ -68,6 +68,18 @@ def fold_latent_map(weights: dict[str, torch.Tensor], a: torch.Tensor, patch: in
     return w
 
 
+def write_start(out: Path, weights: dict[str, torch.Tensor], old_state: Path) -> None:
+    """Make ``out`` a run dir that resumes from ``weights`` (as both ``denoiser.safetensors`` and
+    ``denoiser_ema.safetensors``) at ``old_state``'s step and schedule (its ``train_state.json``). Each file goes to a
+    temp file first, then is renamed: nothing half-written. Raises OSError for an unwritable ``out`` or a missing
+    ``old_state/train_state.json``, json.JSONDecodeError for a malformed one."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("denoiser.safetensors", "denoiser_ema.safetensors"):
+        with atomic_path(out / name) as tmp:
+            save_file(weights, str(tmp))
+    atomic_write_json(out / "train_state.json", json.loads((old_state / "train_state.json").read_text()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("old_state", type=Path)
@@ -81,11 +93,7 @@ def main() -> None:
     print(f"latent map fit over {args.clips} clips: R² {r2:.4f}, singular values {sv.numpy().round(3)}, "
           f"condition {float(sv.max() / sv.min()):.1f}")
     weights = fold_latent_map(load_file(str(args.old_state / "denoiser.safetensors")), a, int(cfg["denoiser"]["patch_size"]))
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name in ("denoiser.safetensors", "denoiser_ema.safetensors"):  # temp file, then rename: nothing half-written
-        with atomic_path(args.out / name) as tmp:
-            save_file(weights, str(tmp))
-    atomic_write_json(args.out / "train_state.json", json.loads((args.old_state / "train_state.json").read_text()))
+    write_start(args.out, weights, args.old_state)
 
 
 if __name__ == "__main__":

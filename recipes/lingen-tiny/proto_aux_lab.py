@@ -192,7 +192,7 @@ def probe_use(denoiser, vae, text_encoder, clips: int = 16, times=(0.3, 0.6, 0.8
     against ``ε − x`` over the VAE's own channels (``base``) and over the colour channels (``colour``); ``base_swapped``
     is ``base`` with the colour channels of ``z_t`` taken from the next clip in the batch (what the model makes of
     colour that contradicts the rest), ``colour_zero`` the colour error of predicting 0 (the carried-over model's
-    start). Returns one dict per t. Raises AttributeError when ``vae`` is not patched (``install``)."""
+    start); errors in normalised-latent units squared. Returns one dict per t. Raises AttributeError when ``vae`` is not patched (``install``)."""
     from lingen_model.shapes.clips import make_clip
     from lingen_model.training.data import _to_tensor as frames_to_tensor
 
@@ -218,9 +218,9 @@ def probe_use(denoiser, vae, text_encoder, clips: int = 16, times=(0.3, 0.6, 0.8
 
 
 def _init(argv: list[str]) -> None:
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
-    from lingen_model.io.files import atomic_path, atomic_write_json
+    from init_new_vae import write_start  # the sibling script's run-dir writer
 
     ap = argparse.ArgumentParser(prog="proto_aux_lab.py init", description="a state dir's EMA denoiser, expanded")
     ap.add_argument("state", type=Path)
@@ -229,11 +229,7 @@ def _init(argv: list[str]) -> None:
     cfg = json.loads((args.state / "config.json").read_text())
     weights = expand_weights(load_file(str(args.state / "denoiser.safetensors")), int(cfg["vae"]["latent_channels"]),
                              int(cfg["denoiser"]["patch_size"]))
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name in ("denoiser.safetensors", "denoiser_ema.safetensors"):  # temp file, then rename
-        with atomic_path(args.out / name) as tmp:
-            save_file(weights, str(tmp))
-    atomic_write_json(args.out / "train_state.json", json.loads((args.state / "train_state.json").read_text()))
+    write_start(args.out, weights, args.state)
     print(f"wrote {args.out}: patch_embed {tuple(weights['patch_embed.weight'].shape)}, "
           f"final_linear {tuple(weights['final_linear.weight'].shape)}")
 
