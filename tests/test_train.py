@@ -345,3 +345,52 @@ def test_lr_schedule_warms_up_then_follows_the_cosine_to_its_floor():
             x = min(1.0, (step - 10) / 100)
             assert _lr_at(step, cfg) == pytest.approx(2e-3 * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * x))), abs=1e-12)
         assert _lr_at(110, cfg) == pytest.approx(2e-3 * f, abs=1e-12)
+
+
+def test_lr_schedule_counted_from_schedule_start_is_the_schedule_shifted(tmp_path):
+    """``schedule_start`` = N shifts the whole schedule by N steps (warm-up from N, cosine from N + warm-up to
+    ``steps``); 0 warm-up steps start on the cosine; a start at or past ``steps`` is refused by the config."""
+    import math
+
+    from lingen_model.errors import InputError
+    from lingen_model.training.config import load_train_config
+    from lingen_model.training.trainer import _lr_at
+
+    gen = torch.Generator().manual_seed(14)
+    for _ in range(5):
+        start, warm, length = (int(v) for v in torch.randint(1, 400, (3,), generator=gen))
+        warm = min(warm, length - 1)
+        lr, f = 10 ** (-4 * torch.rand(1, generator=gen).item() - 1), torch.rand(1, generator=gen).item()
+        shifted = {"lr": lr, "warmup_steps": warm, "steps": start + length, "lr_floor": f, "schedule_start": start}
+        plain = {**shifted, "steps": length, "schedule_start": 0}
+        for s in torch.randint(0, length + 50, (20,), generator=gen).tolist() + [0, warm, length]:
+            assert _lr_at(start + s, shifted) == pytest.approx(_lr_at(s, plain), rel=1e-12)
+        assert _lr_at(start - 1, shifted) == pytest.approx(_lr_at(0, plain), rel=1e-12)
+    # no warm-up: the cosine written out, from the peak at the start step to the floor at `steps`
+    cfg = {"lr": 3e-4, "warmup_steps": 0, "steps": 25000, "lr_floor": 0.0, "schedule_start": 20000}
+    for step in (20000, 20001, 21234, 22500, 24999, 25000):
+        x = (step - 20000) / 5000
+        assert _lr_at(step, cfg) == pytest.approx(3e-4 * 0.5 * (1 + math.cos(math.pi * x)), abs=1e-15)
+    # stage 5c's earlier form (warm-up as long as the steps before the stage, the run resumed at its end) gives
+    # the same rates from the step the stage starts at
+    old = {**cfg, "warmup_steps": 20000, "schedule_start": 0}
+    assert all(_lr_at(s, old) == pytest.approx(_lr_at(s, cfg), rel=1e-12) for s in range(20000, 25001, 7))
+    p = tmp_path / "c.yaml"
+    p.write_text("stage: vae\nrun_dir: r\nsteps: 100\nschedule_start: 100\n")
+    with pytest.raises(InputError, match=r"schedule_start \(100\) must be before steps \(100\)"):
+        load_train_config(p)
+
+
+def test_a_run_follows_the_schedule_counted_from_schedule_start(vae_run, tmp_path):
+    """The trainer's logged learning rates are ``_lr_at`` of the config with its ``schedule_start``."""
+    from lingen_model.training.trainer import _lr_at
+
+    run, _ = vae_run
+    kw = dict(stage="denoiser", run_dir=str(tmp_path / "den"), vae_checkpoint=str(run), steps=6, batch_size=1,
+              log_every=1, save_every_steps=1000, warmup_steps=2, lr=1e-3, lr_floor=0.0, schedule_start=2,
+              data=DATA, denoiser=TINY_DENOISER)
+    r = train(write_cfg(tmp_path / "a.yaml", **kw))
+    assert r.exit_code == 0, r.output
+    lrs = [h["lr"] for h in json.loads((tmp_path / "den" / "train_state.json").read_text())["history"]]
+    assert lrs == pytest.approx([_lr_at(s, kw) for s in range(6)])
+    assert lrs == pytest.approx([5e-4, 5e-4, 5e-4, 1e-3, 1e-3, 5e-4])  # warm-up from step 2, cosine from 4 to 6

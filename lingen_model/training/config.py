@@ -35,7 +35,10 @@ from lingen_model.schema import from_dict
 class TrainConfig:
     """Every key of a training YAML, with its default and range.
 
-    Units: ``lr`` per step (linear warm-up over ``warmup_steps``, then a cosine to ``lr_floor`` · ``lr`` at ``steps``); ``warmup_steps``, ``save_every_steps``, ``log_every`` in optimizer steps;
+    Units: ``lr`` per step (linear warm-up over ``warmup_steps``, then a cosine to ``lr_floor`` · ``lr`` at ``steps``;
+    0 warm-up steps start on the cosine); ``warmup_steps``, ``save_every_steps``, ``log_every`` in optimizer steps;
+    ``schedule_start`` is the optimizer step the warm-up and cosine are counted from: a stage that continues a run
+    saved at step N with a fresh schedule sets N (the default 0 counts from the run's first step);
     ``save_every_minutes`` and ``max_minutes`` (a wall-clock budget for one invocation) in minutes;
     ``stop_at_step`` ends the run (saved, exported) at that optimizer step while the learning-rate schedule
     still runs to ``steps``: the reproducible form of a stage that ``max_minutes`` once stopped; ``t_offset_max`` in latent frames; times ``t`` in [0, 1].
@@ -62,6 +65,7 @@ class TrainConfig:
     weight_decay: float = field(default=0.0, metadata={"ge": 0, "le": 1})
     warmup_steps: int = field(default=100, metadata={"ge": 0})
     lr_floor: float = field(default=0.1, metadata={"ge": 0, "le": 1})  # the cosine ends at lr_floor · lr
+    schedule_start: int = field(default=0, metadata={"ge": 0})  # the step the warm-up and cosine start at
     grad_clip: float = field(default=1.0, metadata={"ge": 0})
     ema_decay: float = field(default=0.999, metadata={"ge": 0, "le": 1})
     seed: int = field(default=0, metadata={"ge": 0})
@@ -117,6 +121,9 @@ class TrainConfig:
                                            else self.data.source) != "shapes"):
             raise ValueError("object_weight is for the denoiser stage on the shapes world, without contrast_weight "
                              "or context_parallel")
+        if self.schedule_start >= self.steps:
+            raise ValueError(f"schedule_start ({self.schedule_start}) must be before steps ({self.steps}), "
+                             "where the schedule ends")
         if self.stop_at_step is not None and self.stop_at_step > self.steps:
             raise ValueError(f"stop_at_step ({self.stop_at_step}) is past steps ({self.steps}), where every run ends")
         if self.context_parallel > 1 and self.stage != "denoiser":

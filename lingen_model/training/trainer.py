@@ -8,6 +8,8 @@ Config (YAML, every key checked)::
     steps: 3000                       # total optimiser steps (resume continues up to this)
     batch_size: 8                     # per process
     lr: 1.0e-3, weight_decay: 0.0, warmup_steps: 100, grad_clip: 1.0, ema_decay: 0.999
+    lr_floor: 0.1                     # the cosine ends at lr_floor · lr at `steps`
+    schedule_start: 0                 # the step the warm-up and cosine are counted from (a stage continuing a run)
     seed: 0, log_every: 10, save_every_steps: 200, save_every_minutes: 10, num_threads: null
     max_minutes: null                 # stop (save, export) after this many wall-clock minutes of this invocation
     stop_at_step: null                # stop (save, export) at this step; the lr schedule still runs to `steps`
@@ -153,12 +155,16 @@ class EMA:
 
 
 def _lr_at(step: int, cfg: dict) -> float:
-    """Linear warm-up then cosine decay to ``lr_floor`` × the peak learning rate at ``steps``. ``cfg``: a loaded
-    training config (``load_train_config``: every key present, defaults filled)."""
-    warm = max(1, cfg["warmup_steps"])
+    """The learning rate of optimizer step ``step``: a linear warm-up over ``warmup_steps`` (none when 0), then a
+    cosine decay to ``lr_floor`` × the peak ``lr`` at ``steps``, both counted from ``schedule_start`` (a stage that
+    continues a run with a fresh schedule; steps before it get the schedule's first value). ``cfg``: a loaded
+    training config (``load_train_config``: every key present, defaults filled); a plain dict without
+    ``schedule_start`` counts from 0. Cosine schedule: Loshchilov & Hutter, SGDR (2017)."""
+    start = cfg.get("schedule_start", 0)
+    step, total, warm = max(0, step - start), cfg["steps"] - start, cfg["warmup_steps"]
     if step < warm:
         return cfg["lr"] * (step + 1) / warm
-    frac = min(1.0, (step - warm) / max(1, cfg["steps"] - warm))
+    frac = min(1.0, (step - warm) / max(1, total - warm))
     floor = cfg["lr_floor"]
     return cfg["lr"] * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac)))
 
